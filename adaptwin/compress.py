@@ -1,0 +1,260 @@
+"""``compress_(model, AdaPTwinConfig(...))``: factorize product twins in place and report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import surgery
+from .allocate import Option, Unit, allocate, max_savings
+from .calibrate import Calibration, relative_error, run, second_moments, swapped
+from .config import FORMAT_VERSION, AdaPTwinConfig
+from .factorize import Factorization
+from .modules import LowRankLinear, TwinAttention
+from .targets import Site, check_whisper, count_parameters, find_attention, find_ffn, scope_modules, set_module
+
+logger = logging.getLogger(__name__)
+
+PROBE_WINDOWS = 4  # calibration windows used to measure each unit's sensitivity
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    name: str
+    kind: str
+    ranks: dict[str, int | None]  # twin ("qk", "vo", "ffn") -> rank, None = left dense
+    full: dict[str, int]  # twin -> full width (head width, or min(in, out) for FFN)
+    params_before: int
+    params_after: int
+    rel_error: dict[str, float]  # twin -> relative reconstruction error (whitened when data-aware)
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    modules: tuple[ModuleReport, ...]
+    params_before: dict[str, int]  # encoder / decoder / total
+    params_after: dict[str, int]
+    data_aware: bool
+    seconds: float
+    output_error: float | None = None  # relative error of the scope's output on calibration data
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def removed(self, part: str = "encoder") -> float:
+        return 1.0 - self.params_after[part] / self.params_before[part]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [f"{'module':<42} {'ranks':<24} {'params':>19} {'rel.err':>14}"]
+        for m in self.modules:
+            ranks = " ".join(f"{k}={v if v is not None else 'dense'}/{m.full[k]}" for k, v in m.ranks.items())
+            errs = " ".join(f"{v:.3f}" for v in m.rel_error.values())
+            lines.append(f"{m.name:<42} {ranks:<24} {m.params_before:>9,}->{m.params_after:<9,} {errs:>14}")
+        for part in ("encoder", "decoder", "total"):
+            b, a = self.params_before[part], self.params_after[part]
+            lines.append(f"{part:<8} {b:>12,} -> {a:>12,} params ({100 * (1 - a / b):.1f} % removed)")
+        if self.output_error is not None:
+            lines.append(f"output relative error on calibration data: {self.output_error:.4f}")
+        lines.append(f"{'data-aware' if self.data_aware else 'data-free'}, {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def part_parameters(model: nn.Module) -> dict[str, int]:
+    return {p: count_parameters(scope_modules(model, s)) for p, s in (("encoder", "encoder"), ("decoder", "decoder"), ("total", "all"))}
+
+
+def is_compressed(model: nn.Module) -> bool:
+    return any(isinstance(m, (TwinAttention, LowRankLinear)) for m in model.modules())
+
+
+def compress_(
+    model: nn.Module,
+    config: AdaPTwinConfig,
+    calibration: Calibration | None = None,
+    *,
+    progress: bool = False,
+) -> CompressionReport:
+    """Compress ``model`` in place: joint per-head SVD of W_Q W_K^T and W_V W_O (optionally the
+    FFN), data-aware when ``calibration`` is given, ranks explicit or allocated to a budget."""
+    check_whisper(model)
+    if is_compressed(model):
+        raise ValueError("this model is already compressed: start again from the dense model")
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    before = part_parameters(model)
+    attn_sites = find_attention(model, config.attention)
+    sides = {"encoder": ("encoder",), "decoder": ("decoder",), "all": ("encoder", "decoder")}[config.scope]
+    ffn_sites = find_ffn(model, sides) if config.ffn else []
+    sites = attn_sites + ffn_sites
+
+    moments = second_moments(model, calibration, sites) if calibration is not None else {}
+    facts: dict[tuple[str, str], Factorization] = {}
+    for site in _bar(attn_sites, progress, "factorizing"):
+        attn = model.get_submodule(site.name)
+        for twin, fact in surgery.attention_twins(attn, moments, site.name, config.twins, config.damping).items():
+            facts[(site.name, twin)] = fact
+    for site in _bar(ffn_sites, progress, "splitting FFN"):
+        facts[(site.name, "ffn")] = surgery.linear_split(model.get_submodule(site.name), moments, site.name, config.damping)
+
+    reference = None
+    decoder_metric = any(s.side == "decoder" for s in sites)
+    if calibration is not None:
+        reference = run(model, calibration.subset(PROBE_WINDOWS), decoder_metric)
+    if config.budget is not None:
+        ranks = _budget_ranks(model, config, sites, facts, calibration, reference, decoder_metric, before, progress)
+    else:
+        ranks = _explicit_ranks(model, config, sites, facts)
+
+    reports = _apply(model, sites, facts, ranks)
+    model.config.adaptwin = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "attention": {m.name: {k: m.ranks.get(k) for k in ("qk", "vo")} for m in reports if m.kind != "ffn"},
+        "ffn": {m.name: m.ranks["ffn"] for m in reports if m.kind == "ffn"},
+    }
+    out_err = None
+    if reference is not None:
+        out_err = relative_error(run(model, calibration.subset(PROBE_WINDOWS), decoder_metric), reference)
+    model.train(was_training)
+    report = CompressionReport(
+        tuple(reports), before, part_parameters(model), calibration is not None, time.perf_counter() - start,
+        out_err, config.to_dict(),
+    )
+    logger.info("compressed: %s", report.format().splitlines()[-3:])
+    return report
+
+
+def _bar(items, progress: bool, desc: str):
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
+
+
+def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, config: AdaPTwinConfig) -> list[Option]:
+    module = model.get_submodule(name)
+    if twin == "ffn":
+        dense = sum(p.numel() for p in module.parameters())
+        step = config.ffn_rank_step
+        opts = [Option(r, surgery.low_rank_params(module, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)]
+        opts = [o for o in opts if o.params < dense]
+    else:
+        dense = surgery.dense_twin_params(module, twin)
+        step = config.rank_step
+        opts = [Option(r, surgery.twin_params(module, twin, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)]
+    return opts + [Option(None, dense, 0.0)]
+
+
+def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, rank: int) -> nn.Module:
+    module = model.get_submodule(name)
+    if twin == "ffn":
+        return surgery.build_low_rank(module, fact, rank)
+    return surgery.build_twin_attention(module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None)
+
+
+def _budget_ranks(model, config, sites, facts, calibration, reference, decoder_metric, before, progress):
+    part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[config.scope]
+    target = int(round(config.budget * before[part]))
+    units = [Unit(key, _unit_options(model, key[0], key[1], fact, config)) for key, fact in facts.items()]
+    possible = max_savings(units)
+    if target > possible:
+        hint = (
+            " Add the FFN (--ffn / ffn=True): it holds most of each layer's parameters."
+            if not config.ffn
+            else " Lower the budget or widen the scope."
+        )
+        raise ValueError(
+            f"budget {config.budget:.0%} of the {part} ({target:,} parameters) cannot be met: even at the "
+            f"smallest ranks the selected modules ({', '.join(config.attention)}{', ffn' if config.ffn else ''}; "
+            f"twins {'/'.join(config.twins)}) free at most {possible:,} ({possible / before[part]:.1%}).{hint}"
+        )
+    if calibration is not None:  # measured sensitivity: model-output error per unit of local error
+        sub = calibration.subset(PROBE_WINDOWS)
+        for unit in _bar(units, progress, "measuring sensitivity"):
+            name, twin = unit.key
+            probe = unit.options[max(0, len(unit.options) // 2 - 1)]
+            with swapped(model, name, _probe_module(model, name, twin, facts[unit.key], probe.rank)):
+                err = relative_error(run(model, sub, decoder_metric), reference)
+            unit.gain = err / max(probe.error, 1e-8)
+            logger.debug("sensitivity %s/%s: output %.4f at local %.4f", name, twin, err, probe.error)
+    chosen = allocate(units, target)
+    return {key: rank for key, rank in chosen.items()}
+
+
+def _explicit_ranks(model, config, sites, facts):
+    ranks: dict[tuple[str, str], int | None] = {}
+    uniform = {"qk": config.rank_qk, "vo": config.rank_vo, "ffn": config.rank_ffn}
+    for (name, twin) in facts:
+        ranks[(name, twin)] = uniform[twin]
+    names = [s.name for s in sites]
+    for key, per_twin in config.ranks.items():
+        matches = [n for n in names if n == key or n.endswith("." + key)]
+        if not matches:
+            raise ValueError(f"ranks names {key!r}, which matches no selected module; candidates: {names[:6]} ...")
+        for n in matches:
+            for twin, r in per_twin.items():
+                if (n, twin) not in facts:
+                    raise ValueError(f"ranks[{key!r}] sets {twin!r}, which is not selected for {n}")
+                ranks[(n, twin)] = r
+    for (name, twin), r in ranks.items():
+        full = facts[(name, twin)].full_rank
+        if r is not None and not 1 <= r <= full:
+            raise ValueError(
+                f"rank {r} for {twin} of {name} is impossible: it must lie in 1..{full} "
+                f"({'the head width' if twin != 'ffn' else 'min(in, out)'})"
+            )
+    return ranks
+
+
+def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
+    reports = []
+    for site in sites:
+        module = model.get_submodule(site.name)
+        before = sum(p.numel() for p in module.parameters())
+        if site.kind == "ffn":
+            fact, r = facts[(site.name, "ffn")], ranks.get((site.name, "ffn"))
+            if r is not None:
+                set_module(model, site.name, surgery.build_low_rank(module, fact, r))
+            after = sum(p.numel() for p in model.get_submodule(site.name).parameters())
+            reports.append(
+                ModuleReport(site.name, "ffn", {"ffn": r}, {"ffn": fact.full_rank}, before, after,
+                             {"ffn": fact.rel_error(r) if r else 0.0})
+            )
+            continue
+        twins = {t: facts[(site.name, t)] for t in ("qk", "vo") if (site.name, t) in facts}
+        r = {t: ranks.get((site.name, t)) for t in twins}
+        if any(v is not None for v in r.values()):
+            set_module(model, site.name, surgery.build_twin_attention(module, twins, r.get("qk"), r.get("vo")))
+        after = sum(p.numel() for p in model.get_submodule(site.name).parameters())
+        reports.append(
+            ModuleReport(site.name, site.kind, r, {t: f.full_rank for t, f in twins.items()}, before, after,
+                         {t: (f.rel_error(r[t]) if r[t] else 0.0) for t, f in twins.items()})
+        )
+    return reports
+
+
+def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
+    """Replace dense modules by empty compressed ones with the ranks recorded in ``meta``
+    (``config.adaptwin``), so that a saved state dict loads into them exactly."""
+    version = meta.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin")
+    for name, r in meta.get("attention", {}).items():
+        attn = model.get_submodule(name)
+        if r.get("qk") is None and r.get("vo") is None:
+            continue
+        dh = attn.head_dim
+        new = surgery.build_twin_attention_shell(attn, r.get("qk") or dh, r.get("vo") or dh)
+        set_module(model, name, new)
+    for name, r in meta.get("ffn", {}).items():
+        if r is not None:
+            lin = model.get_submodule(name)
+            set_module(model, name, LowRankLinear(lin.in_features, lin.out_features, r, bias=lin.bias is not None))

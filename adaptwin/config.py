@@ -1,0 +1,102 @@
+"""Frozen, validated compression options, serialised with a format version."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+FORMAT_VERSION = 1
+
+SCOPES = ("encoder", "decoder", "all")
+ATTENTION_KINDS = ("encoder_self", "decoder_self", "cross")
+TWINS = ("qk", "vo")
+
+
+def _default_attention(scope: str) -> tuple[str, ...]:
+    return {
+        "encoder": ("encoder_self",),
+        "decoder": ("decoder_self", "cross"),
+        "all": ATTENTION_KINDS,
+    }[scope]
+
+
+@dataclass(frozen=True)
+class AdaPTwinConfig:
+    """What to compress and how hard.
+
+    Give either ``budget`` (fraction of the scope's parameters to remove; ranks are then
+    allocated where they cost least error) or explicit ranks (``rank_qk``/``rank_vo`` for
+    every selected attention, ``ranks`` per module name to override).
+    """
+
+    scope: str = "encoder"
+    budget: float | None = None
+    rank_qk: int | None = None
+    rank_vo: int | None = None
+    rank_ffn: int | None = None  # with ffn=True and explicit ranks: the rank of every FFN matrix
+    ranks: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    attention: tuple[str, ...] | None = None  # None: every attention kind inside `scope`
+    twins: tuple[str, ...] = TWINS
+    ffn: bool = False
+    rank_step: int = 8  # attention ranks move in steps of this many per head
+    ffn_rank_step: int = 32
+    damping: float = 1e-4  # ridge added to calibration second moments, relative to mean diagonal
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}: choose one of {', '.join(SCOPES)}")
+        if self.attention is None:
+            object.__setattr__(self, "attention", _default_attention(self.scope))
+        object.__setattr__(self, "attention", tuple(self.attention))
+        object.__setattr__(self, "twins", tuple(self.twins))
+        object.__setattr__(self, "ranks", {k: dict(v) for k, v in dict(self.ranks).items()})
+        bad = [a for a in self.attention if a not in ATTENTION_KINDS]
+        if bad:
+            raise ValueError(f"unknown attention kind(s) {bad}: choose from {', '.join(ATTENTION_KINDS)}")
+        bad = [t for t in self.twins if t not in TWINS]
+        if bad or not self.twins:
+            raise ValueError(f"twins must be a non-empty subset of {TWINS}, got {self.twins}")
+        if self.budget is not None:
+            if not (0.0 < float(self.budget) < 1.0):
+                raise ValueError(
+                    f"budget={self.budget} is the fraction of parameters to remove and must lie in (0, 1), "
+                    "e.g. 0.3 to remove 30 %"
+                )
+            if self.rank_qk is not None or self.rank_vo is not None or self.rank_ffn is not None or self.ranks:
+                raise ValueError("give either a budget or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both")
+        elif self.rank_qk is None and self.rank_vo is None and self.rank_ffn is None and not self.ranks:
+            raise ValueError("nothing to do: give a budget (e.g. 0.3) or explicit ranks (rank_qk=/rank_vo=)")
+        if self.rank_ffn is not None and not self.ffn:
+            raise ValueError("rank_ffn was given but ffn=False: pass ffn=True (--ffn) to split the FFN matrices")
+        for name, value in (("rank_qk", self.rank_qk), ("rank_vo", self.rank_vo), ("rank_ffn", self.rank_ffn)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be a positive integer (at most the head width)")
+        for module, r in self.ranks.items():
+            for twin, value in r.items():
+                if twin not in TWINS + ("ffn",) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn, rank >= 1")
+        for name in ("rank_step", "ffn_rank_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not self.damping >= 0:
+            raise ValueError(f"damping={self.damping} must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["attention"] = list(self.attention)
+        d["twins"] = list(self.twins)
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AdaPTwinConfig":
+        d = dict(d)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"this checkpoint uses adaptwin format {version}, newer than this install understands "
+                f"({FORMAT_VERSION}): upgrade adaptwin"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})

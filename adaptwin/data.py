@@ -1,0 +1,127 @@
+"""Utterance lists (JSON-lines manifests, folders of audio) and calibration windows built from them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, load_audio
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".g722")
+WINDOW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: Path
+    text: str | None = None
+    speaker: str | None = None
+    split: str | None = None
+
+
+def read_utterances(source: str | Path) -> list[Utterance]:
+    """A JSON-lines manifest (``audio``, ``text``, ``speaker``, ``split``; relative ``audio``
+    resolves against the manifest's folder) or a folder of audio files (same-named ``.txt``
+    files are their transcripts)."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise ValueError(f"{source} contains no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        return [Utterance(p, p.with_suffix(".txt").read_text().strip() if p.with_suffix(".txt").is_file() else None)
+                for p in files]
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is neither a manifest file nor a folder of audio")
+    out = []
+    for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio = Path(row["audio"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{source}:{n} is not a manifest row with an 'audio' field ({exc})") from None
+        audio = audio if audio.is_absolute() else source.parent / audio
+        out.append(Utterance(audio, row.get("text"), row.get("speaker"), row.get("split")))
+    if not out:
+        raise ValueError(f"{source} lists no utterances")
+    return out
+
+
+def pack_windows(
+    utterances: list[Utterance], max_windows: int | None = None, gap: float = 0.3
+) -> list[tuple[np.ndarray, str | None]]:
+    """Concatenate utterances (with short silences) into <= 30 s windows, with their joined text.
+
+    Unreadable files are skipped with a warning (and counted), never fatal.
+    """
+    windows: list[tuple[np.ndarray, str | None]] = []
+    pieces: list[np.ndarray] = []
+    texts: list[str | None] = []
+    skipped = 0
+    limit = int(WINDOW_SECONDS * SAMPLE_RATE)
+    silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
+
+    def flush() -> None:
+        if pieces:
+            text = None if any(t is None for t in texts) else " ".join(t.strip() for t in texts)
+            windows.append((np.concatenate(pieces)[:limit], text))
+            pieces.clear()
+            texts.clear()
+
+    for utt in utterances:
+        try:
+            audio = load_audio(utt.audio)
+        except (ValueError, OSError) as exc:
+            skipped += 1
+            logger.warning("skipping %s: %s", utt.audio, exc)
+            continue
+        used = sum(len(p) for p in pieces)
+        if pieces and used + len(silence) + len(audio) > limit:
+            flush()
+            if max_windows and len(windows) >= max_windows:
+                break
+        if pieces:
+            pieces.append(silence)
+        pieces.append(audio)
+        texts.append(utt.text)
+    if not (max_windows and len(windows) >= max_windows):
+        flush()
+    if skipped:
+        logger.warning("skipped %d unreadable file(s) of %d", skipped, len(utterances))
+    if not windows:
+        raise ValueError("no readable audio among the calibration files")
+    return windows
+
+
+def build_calibration(loaded, source: str | Path | list[Utterance], max_windows: int = 8, language: str = "en"):
+    """``Calibration`` windows for ``loaded`` from a manifest/folder (token ids too when every
+    utterance has a transcript, so decoder statistics are teacher-forced on the truth)."""
+    import torch
+
+    from .calibrate import Calibration
+    from .transcribe import log_mel
+
+    utterances = source if isinstance(source, list) else read_utterances(source)
+    windows = pack_windows(utterances, max_windows)
+    feats = log_mel(loaded, [audio for audio, _ in windows])
+    ids = None
+    if all(text for _, text in windows):
+        tok = loaded.processor.tokenizer
+        if getattr(loaded.model.generation_config, "is_multilingual", False):
+            tok.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
+        ids = [torch.tensor(tok(text).input_ids[:-1]) for _, text in windows]  # teacher-forced: drop the final EOT
+    return Calibration(feats, ids)
+
+
+def bundled_clips() -> list[Utterance]:
+    """Five public-domain LibriVox utterances shipped with the package (Sense and Sensibility)."""
+    assets = Path(__file__).parent / "assets"
+    texts = json.loads((assets / "librivox_sense.json").read_text())
+    return [Utterance(assets / name, text, "librivox") for name, text in texts.items()]
