@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+import adaptwin
+from adaptwin.cli import main
+
+
+@pytest.fixture
+def saved_dense(model, tmp_path):
+    return adaptwin.save(model, tmp_path / "dense")
+
+
+def test_compress_and_info(saved_dense, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compress", "--model", str(saved_dense), "--scope", "all", "--rank-qk", "8", "--rank-vo", "12",
+                 "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["params_after"]["total"] < report["params_before"]["total"]
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "qk=8 vo=12" in text and "adaptwin format 1" in text
+
+
+def test_errors_are_reported_not_raised(saved_dense, tmp_path, capsys):
+    assert main(["compress", "--model", str(saved_dense), "--budget", "0.6", "--out", str(tmp_path / "x")]) == 2
+    assert "--ffn" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["compress", "--model", str(saved_dense), "--rank-qk", "99", "--out", str(tmp_path / "x")]) == 2
+    assert "head width" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing")]) == 2

@@ -1,0 +1,150 @@
+import pytest
+import torch
+
+from adaptwin import AdaPTwinConfig, compress_
+from adaptwin.modules import LowRankLinear, TwinAttention
+
+
+def logits(model, feats, ids):
+    with torch.no_grad():
+        return model(input_features=feats, decoder_input_ids=ids, use_cache=False).logits
+
+
+def stepwise_logits(model, feats, ids):
+    """Decode one token at a time through the KV cache (self- and cross-attention caches)."""
+    with torch.no_grad():
+        enc = model.get_encoder()(feats)
+        out = model(encoder_outputs=enc, decoder_input_ids=ids[:, :1], use_cache=True)
+        steps, cache = [out.logits], out.past_key_values
+        for t in range(1, ids.shape[1]):
+            out = model(encoder_outputs=enc, decoder_input_ids=ids[:, t:t + 1], cache=cache, use_cache=True)
+            steps.append(out.logits)
+            cache = out.past_key_values
+    return torch.cat(steps, dim=1)
+
+
+@pytest.mark.parametrize("kind", ["encoder_self", "decoder_self", "cross"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_full_rank_reproduces_dense_logits(model, inputs, kind, batch, impl):
+    model.config._attn_implementation = impl
+    feats, ids = inputs[0][:batch], inputs[1][:batch]
+    ref = logits(model, feats, ids)
+    ref_cached = stepwise_logits(model, feats, ids)
+    compress_(model, AdaPTwinConfig(scope="all", attention=(kind,), rank_qk=16, rank_vo=16))
+    assert any(isinstance(m, TwinAttention) for m in model.modules())
+    assert (logits(model, feats, ids) - ref).abs().max() <= 1e-4
+    assert (stepwise_logits(model, feats, ids) - ref_cached).abs().max() <= 1e-4
+    assert (ref_cached - ref).abs().max() <= 1e-4  # the cache itself is consistent
+
+
+def test_full_rank_ffn_reproduces_dense_logits(model, inputs):
+    ref = logits(model, *inputs)
+    compress_(model, AdaPTwinConfig(scope="all", ffn=True, rank_ffn=64, rank_qk=16, rank_vo=16))
+    assert sum(isinstance(m, LowRankLinear) for m in model.modules()) == 8
+    assert (logits(model, *inputs) - ref).abs().max() <= 1e-4
+
+
+def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs, calibration):
+    compress_(model, AdaPTwinConfig(scope="all", budget=0.3, ffn=True, ffn_rank_step=8), calibration)
+    feats = inputs[0]
+    with torch.no_grad():
+        a = model.generate(feats, max_new_tokens=12, do_sample=False, use_cache=True)
+        b = model.generate(feats, max_new_tokens=12, do_sample=False, use_cache=False)
+    assert torch.equal(a, b)
+    ids = inputs[1]
+    assert (stepwise_logits(model, feats, ids) - logits(model, feats, ids)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("scope,ffn", [("encoder", False), ("encoder", True), ("decoder", True), ("all", True)])
+@pytest.mark.parametrize("budget", [0.1, 0.25])
+def test_budget_met_within_one_rank_step(model, calibration, scope, ffn, budget):
+    if scope == "encoder" and not ffn and budget > 0.2:
+        pytest.skip("attention alone cannot remove this much of the encoder")
+    cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=ffn, ffn_rank_step=8)
+    report = compress_(model, cfg, calibration)
+    part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[scope]
+    removed = report.params_before[part] - report.params_after[part]
+    target = budget * report.params_before[part]
+    # one rank step: the largest single-step saving of any unit (an FFN step or a twin step)
+    d = model.config.d_model
+    step = max(8 * (d + 4 * d), 4 * 8 * 2 * d)
+    assert target <= removed <= target + step
+    assert report.data_aware and report.output_error is not None
+
+
+def test_allocation_is_not_uniform_and_uses_sensitivity(model, calibration):
+    report = compress_(model, AdaPTwinConfig(scope="all", budget=0.2, ffn=True, ffn_rank_step=8), calibration)
+    ranks = {tuple(sorted((k, v) for k, v in m.ranks.items())) for m in report.modules}
+    assert len(ranks) > 1
+
+
+def test_data_aware_lowers_output_error(tiny_dense, calibration):
+    import copy
+
+    errors = []
+    for calib in (calibration, None):
+        m = copy.deepcopy(tiny_dense)
+        compress_(m, AdaPTwinConfig(scope="encoder", rank_qk=4, rank_vo=8), calib)
+        from adaptwin.calibrate import relative_error, run
+
+        errors.append(relative_error(run(m, calibration, False), run(tiny_dense, calibration, False)))
+    assert errors[0] < errors[1]
+
+
+def test_explicit_per_module_ranks(model):
+    cfg = AdaPTwinConfig(scope="encoder", rank_qk=8, rank_vo=8, ranks={"encoder.layers.0.self_attn": {"qk": 12}})
+    report = compress_(model, cfg)
+    by_name = {m.name: m.ranks for m in report.modules}
+    assert by_name["model.encoder.layers.0.self_attn"] == {"qk": 12, "vo": 8}
+    assert by_name["model.encoder.layers.1.self_attn"] == {"qk": 8, "vo": 8}
+    assert model.model.encoder.layers[0].self_attn.q_proj.weight.shape == (4 * 12, 64)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(rank_qk=0), "positive integer"),
+        (dict(budget=1.0), "must lie in"),
+        (dict(budget=0.0), "must lie in"),
+        (dict(scope="middle", budget=0.2), "unknown scope"),
+        (dict(), "nothing to do"),
+        (dict(budget=0.2, rank_qk=8), "either a budget"),
+        (dict(rank_ffn=8, rank_qk=8), "ffn=False"),
+        (dict(twins=("qv",), rank_qk=8), "twins"),
+    ],
+)
+def test_bad_config_is_a_clear_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AdaPTwinConfig(**kwargs)
+
+
+def test_rank_above_head_width_is_rejected(model):
+    with pytest.raises(ValueError, match="head width"):
+        compress_(model, AdaPTwinConfig(rank_qk=17))
+
+
+def test_unreachable_budget_suggests_ffn(model):
+    with pytest.raises(ValueError, match="--ffn"):
+        compress_(model, AdaPTwinConfig(scope="encoder", budget=0.5))
+
+
+def test_non_whisper_model_is_rejected():
+    with pytest.raises(ValueError, match="not a Whisper model"):
+        compress_(torch.nn.Linear(3, 3), AdaPTwinConfig(rank_qk=8))
+
+
+def test_compressing_twice_is_rejected(model):
+    compress_(model, AdaPTwinConfig(rank_qk=8))
+    with pytest.raises(ValueError, match="already compressed"):
+        compress_(model, AdaPTwinConfig(rank_qk=8))
+
+
+def test_report_counts_match_the_model(model):
+    from adaptwin.compress import part_parameters
+
+    report = compress_(model, AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=8))
+    assert report.params_after == part_parameters(model)
+    assert report.params_after["total"] < report.params_before["total"]
+    assert all(0 < m.rel_error["qk"] < 1 for m in report.modules)
+    assert "removed" in report.format()
