@@ -1,0 +1,94 @@
+"""Parameters, reconstruction error and compression time for tiny.en and base.
+
+    python benchmarks/compression.py [--models tiny.en base] [--budgets 0.3 0.5]
+
+Writes benchmarks/results/compression.json and .md. Calibration: the four bundled LibriVox
+clips that are not the demo clip; the demo clip's transcript is shown before and after
+as a sanity check (WER comes from the evaluation benchmark, not from one clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+import adaptwin  # noqa: E402
+from adaptwin.audio import load_audio  # noqa: E402
+from adaptwin.data import build_calibration, bundled_clips  # noqa: E402
+from adaptwin.transcribe import transcribe  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--out", default=str(RESULTS / "compression"))
+    args = p.parse_args(argv)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    clips = bundled_clips()
+    demo, calib_clips = clips[0], clips[1:]
+    rows = []
+    for name in args.models:
+        loaded = adaptwin.load_whisper(name)
+        audio = load_audio(demo.audio)
+        dense_text = transcribe(loaded, audio).text
+        calib = build_calibration(loaded, calib_clips)
+        for budget in args.budgets:
+            for mode in ("data-aware", "data-free"):
+                model = copy.deepcopy(loaded.model)
+                config = adaptwin.AdaPTwinConfig(scope="encoder", budget=budget, ffn=True)
+                start = time.perf_counter()
+                report = adaptwin.compress_(model, config, calib if mode == "data-aware" else None)
+                seconds = time.perf_counter() - start
+                if report.output_error is None:  # data-free: measure on the same calibration windows
+                    from adaptwin.calibrate import relative_error, run
+
+                    out_err = relative_error(run(model, calib, False), run(loaded.model, calib, False))
+                else:
+                    out_err = report.output_error
+                text = transcribe(adaptwin.LoadedWhisper(model, loaded.processor, loaded.path), audio).text
+                rows.append({
+                    "model": name, "budget": budget, "mode": mode, "seconds": round(seconds, 2),
+                    "params_before": report.params_before, "params_after": report.params_after,
+                    "encoder_removed": round(report.removed("encoder"), 4),
+                    "encoder_output_rel_error": round(out_err, 4),
+                    "modules": [{"name": m.name, "ranks": m.ranks, "rel_error": m.rel_error} for m in report.modules],
+                    "demo_dense": dense_text, "demo_compressed": text,
+                })
+                print(f"{name} {budget} {mode}: {report.removed('encoder'):.1%} removed, "
+                      f"encoder error {out_err:.3f}, {seconds:.1f} s | {text}", flush=True)
+    info = machine_info()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    lines = [
+        f"Machine: {machine_line(info)}", "",
+        "| model | budget | mode | encoder params | decoder params | total params | encoder output rel. error | compress time (s) | demo clip unchanged |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b, a = r["params_before"], r["params_after"]
+        lines.append(
+            f"| {r['model']} | {r['budget']} | {r['mode']} | {b['encoder']:,} → {a['encoder']:,} (−{r['encoder_removed']:.1%}) "
+            f"| {b['decoder']:,} → {a['decoder']:,} | {b['total']:,} → {a['total']:,} | {r['encoder_output_rel_error']:.3f} "
+            f"| {r['seconds']:.1f} | {'yes' if r['demo_compressed'] == r['demo_dense'] else 'no: ' + r['demo_compressed'][:60]} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
