@@ -110,7 +110,7 @@ def compress_(
     if config.budget is not None:
         ranks = _budget_ranks(model, config, sites, facts, calibration, reference, decoder_metric, before, progress)
     else:
-        ranks = _explicit_ranks(model, config, sites, facts)
+        ranks = _explicit_ranks(config, sites, facts)
 
     reports = _apply(model, sites, facts, ranks)
     model.config.adaptwin = {
@@ -127,7 +127,8 @@ def compress_(
         tuple(reports), before, part_parameters(model), calibration is not None, time.perf_counter() - start,
         out_err, config.to_dict(),
     )
-    logger.info("compressed: %s", report.format().splitlines()[-3:])
+    logger.info("compressed %s: %.1f %% of the encoder, %.1f %% of the decoder removed in %.1f s", config.scope,
+                100 * report.removed("encoder"), 100 * report.removed("decoder"), report.seconds)
     return report
 
 
@@ -185,11 +186,10 @@ def _budget_ranks(model, config, sites, facts, calibration, reference, decoder_m
                 err = relative_error(run(model, sub, decoder_metric), reference)
             unit.gain = err / max(probe.error, 1e-8)
             logger.debug("sensitivity %s/%s: output %.4f at local %.4f", name, twin, err, probe.error)
-    chosen = allocate(units, target)
-    return {key: rank for key, rank in chosen.items()}
+    return allocate(units, target)
 
 
-def _explicit_ranks(model, config, sites, facts):
+def _explicit_ranks(config, sites, facts):
     ranks: dict[tuple[str, str], int | None] = {}
     uniform = {"qk": config.rank_qk, "vo": config.rank_vo, "ffn": config.rank_ffn}
     for (name, twin) in facts:

@@ -148,3 +148,34 @@ def test_report_counts_match_the_model(model):
     assert report.params_after["total"] < report.params_before["total"]
     assert all(0 < m.rel_error["qk"] < 1 for m in report.modules)
     assert "removed" in report.format()
+
+
+def test_twin_beats_independent_on_a_model_attention(tiny_dense):
+    from adaptwin import factorize as fz
+
+    attn = tiny_dense.model.encoder.layers[0].self_attn
+    a, b = fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, attn.num_heads)
+    truth = a.double() @ b.double().transpose(-1, -2)
+    ja, jb = fz.twin_factorize(a, b).factors(8, torch.float64)
+    ia, ib = fz.independent_factors(a, b, 8)
+    assert (ja @ jb.transpose(-1, -2) - truth).norm() < (ia.double() @ ib.double().transpose(-1, -2) - truth).norm()
+
+
+def test_any_whisper_shape_distil_like(inputs):
+    """Distil-Whisper-like: 128 mel bins, deep encoder, 2-layer decoder, different head counts."""
+    from transformers import WhisperForConditionalGeneration
+
+    from conftest import tiny_config
+
+    torch.manual_seed(3)
+    cfg = tiny_config(num_mel_bins=128, encoder_layers=3, decoder_layers=1, encoder_attention_heads=8,
+                      decoder_attention_heads=2, d_model=96)
+    model = WhisperForConditionalGeneration(cfg).eval()
+    feats = torch.randn(2, 128, 100)
+    ids = inputs[1][:2]
+    ref = logits(model, feats, ids)
+    full_decoder = {"qk": 48, "vo": 48}  # head widths: encoder 96/8 = 12, decoder 96/2 = 48
+    ranks = {"decoder.layers.0.self_attn": full_decoder, "decoder.layers.0.encoder_attn": full_decoder}
+    report = compress_(model, AdaPTwinConfig(scope="all", rank_qk=12, rank_vo=12, ranks=ranks))
+    assert (logits(model, feats, ids) - ref).abs().max() <= 1e-4
+    assert {m.full["qk"] for m in report.modules} == {12, 48}
