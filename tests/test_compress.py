@@ -56,11 +56,12 @@ def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs,
     assert (stepwise_logits(model, feats, ids) - logits(model, feats, ids)).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("scope,ffn", [("encoder", False), ("encoder", True), ("decoder", True), ("all", True)])
-@pytest.mark.parametrize("budget", [0.1, 0.25])
+@pytest.mark.parametrize(
+    "scope,ffn,budget",
+    [("encoder", False, 0.1), ("encoder", True, 0.1), ("encoder", True, 0.25), ("decoder", True, 0.1),
+     ("decoder", True, 0.25), ("all", True, 0.1), ("all", True, 0.25), ("all", False, 0.1)],
+)
 def test_budget_met_within_one_rank_step(model, calibration, scope, ffn, budget):
-    if scope == "encoder" and not ffn and budget > 0.2:
-        pytest.skip("attention alone cannot remove this much of the encoder")
     cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=ffn, ffn_rank_step=8)
     report = compress_(model, cfg, calibration)
     part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[scope]
