@@ -13,8 +13,9 @@ import numpy as np
 SAMPLE_RATE = 16000
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode ``path`` to mono float32 in [-1, 1] at ``sample_rate``; clear errors for bad files."""
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False) -> np.ndarray:
+    """Decode ``path`` to mono float32 in [-1, 1] at ``sample_rate``; clear errors for bad files
+    (missing, empty, silent unless ``allow_silent``, corrupt, not audio)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
@@ -24,6 +25,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         audio, rate = _read_ffmpeg(path, sample_rate)
     if audio.size == 0:
         raise ValueError(f"{path} holds no audio samples (empty or zero-length file)")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{path} contains NaN or infinite samples: the file is corrupt")
+    if not allow_silent and float(np.abs(audio).max()) < 1e-4:
+        raise ValueError(f"{path} is silent (peak amplitude below 1e-4): nothing to transcribe")
     return resample(audio, rate, sample_rate)
 
 
@@ -64,7 +69,8 @@ def _read_ffmpeg(path: Path, rate: int) -> tuple[np.ndarray, int]:
             f"{path} is not a PCM WAV file and no ffmpeg is available to decode it: "
             "install ffmpeg (apt-get install ffmpeg) or pip install imageio-ffmpeg"
         )
-    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
+    fmt = ["-f", "g722"] if path.suffix.lower() == ".g722" else []  # raw G.722 has no header to probe
+    cmd = [exe, "-nostdin", "-v", "error", *fmt, "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         raise ValueError(f"{path} is corrupt or not audio: ffmpeg said {proc.stderr.decode(errors='replace')[-300:].strip()}")

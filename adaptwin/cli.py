@@ -42,8 +42,56 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(report.format())
     adaptwin.save(loaded.model, args.out, loaded.processor, extra={"compressed_from": str(args.model)})
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
+        _write_json(args.json, report.to_dict())
     print(f"saved {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import adaptwin
+    from .data import read_utterances
+    from .evaluate import evaluate
+
+    utterances = read_utterances(args.data)
+    if args.split:
+        utterances = [u for u in utterances if u.split == args.split]
+    if args.limit:
+        utterances = utterances[: args.limit]
+    loaded = adaptwin.load_whisper(args.model)
+    per_utt = [] if args.per_utterance else None
+    report = evaluate(loaded, utterances, batch_size=args.batch_size, num_beams=args.beams,
+                      language=args.language, progress=True, results=per_utt)
+    print(f"WER {report.wer:.2f} % on {report.n_utterances} utterances, {report.n_words} words "
+          f"(S {report.substitutions}, D {report.deletions}, I {report.insertions}); RTF {report.rtf:.3f}, "
+          f"peak RSS {report.peak_rss_mb:.0f} MB" + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    for speaker, s in report.per_speaker.items():
+        print(f"  {speaker:<24} WER {s['wer']:6.2f} %  ({s['n_utterances']} utts, {s['n_words']} words)")
+    if args.json:
+        _write_json(args.json, report.to_dict())
+    if per_utt is not None:
+        with open(args.per_utterance, "w", encoding="utf-8") as f:
+            for r in per_utt:
+                f.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from .data.build import build_standard_sets
+
+    report = build_standard_sets(args.out, per_voice=args.per_voice, test_per_voice=args.test_per_voice,
+                                 seed=args.seed, workers=args.workers, progress=True)
+    for name, counts in report.counts.items():
+        print(f"{name + '.jsonl':<14} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    for speaker, mins in sorted(report.minutes.items()):
+        print(f"  {speaker:<18} " + ", ".join(f"{k} {v:.1f} min" for k, v in sorted(mins.items())))
+    if report.failed:
+        print(f"{len(report.failed)} item(s) failed and were left out (listed in provenance.json)")
+    print(f"built {args.out} in {report.seconds:.0f} s")
     return 0
 
 
@@ -123,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("eval", help="word error rate of a model on a manifest")
+    p.add_argument("--model", required=True, help="anything load_whisper accepts, dense or compressed")
+    p.add_argument("--data", required=True, help="JSON-lines manifest or folder of audio with .txt transcripts")
+    p.add_argument("--split", help="only utterances of this split (e.g. test)")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--beams", type=int, default=1, help="beam size (1: greedy)")
+    p.add_argument("--language", default="en", help="language for multilingual models")
+    p.add_argument("--json", help="write the report (wer in percent, per speaker, rtf, ...) here")
+    p.add_argument("--per-utterance", help="write one JSON line per utterance here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("data", help="speech data sets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    b = data_sub.add_parser("build", help="build the target-speaker, general and calibration sets")
+    b.add_argument("--out", required=True)
+    b.add_argument("--per-voice", type=int, default=180, help="sentences per synthetic voice (adapt + test)")
+    b.add_argument("--test-per-voice", type=int, default=20)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=2)
+    b.set_defaults(func=cmd_data_build)
 
     p = sub.add_parser("info", help="sizes and ranks of a model")
     p.add_argument("model")

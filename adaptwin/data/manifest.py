@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, load_audio
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,15 @@ class Utterance:
     text: str | None = None
     speaker: str | None = None
     split: str | None = None
+    duration: float | None = None  # seconds, when known
+
+    def to_row(self, root: Path | None = None) -> dict:
+        audio = self.audio
+        if root is not None and audio.is_absolute() and audio.is_relative_to(root):
+            audio = audio.relative_to(root)
+        row = {"audio": str(audio), "text": self.text, "speaker": self.speaker, "split": self.split,
+               "duration": None if self.duration is None else round(self.duration, 3)}
+        return {k: v for k, v in row.items() if v is not None}
 
 
 def read_utterances(source: str | Path) -> list[Utterance]:
@@ -48,10 +59,56 @@ def read_utterances(source: str | Path) -> list[Utterance]:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{source}:{n} is not a manifest row with an 'audio' field ({exc})") from None
         audio = audio if audio.is_absolute() else source.parent / audio
-        out.append(Utterance(audio, row.get("text"), row.get("speaker"), row.get("split")))
+        out.append(Utterance(audio, row.get("text"), row.get("speaker"), row.get("split"), row.get("duration")))
     if not out:
         raise ValueError(f"{source} lists no utterances")
     return out
+
+
+def write_manifest(utterances: list[Utterance], path: str | Path) -> Path:
+    """Write a JSON-lines manifest atomically; audio paths under its folder are stored relative."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    root = path.parent.resolve()
+    with open(tmp, "w", encoding="utf-8") as f:
+        for u in utterances:
+            f.write(json.dumps(u.to_row(root), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def from_hf_dataset(
+    dataset, out_dir: str | Path, audio_column: str = "audio", text_column: str = "text",
+    speaker_column: str = "speaker_id", split: str | None = None,
+) -> list[Utterance]:
+    """Utterances from a Hugging Face ``datasets`` audio dataset with LibriSpeech-style columns.
+
+    Audio is read undecoded (``Audio(decode=False)``: the original file bytes or path) and
+    written under ``out_dir``, so decoding goes through ``load_audio`` like everything else.
+    """
+    from datasets import Audio
+
+    missing = [c for c in (audio_column, text_column) if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"dataset lacks column(s) {missing}; it has {dataset.column_names}: pass audio_column=/text_column=")
+    dataset = dataset.cast_column(audio_column, Audio(decode=False))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    utterances = []
+    for i, row in enumerate(dataset):
+        audio = row[audio_column]
+        src = Path(audio.get("path") or f"{i}.wav")
+        target = out_dir / f"{i:06d}{src.suffix or '.wav'}"
+        if audio.get("bytes"):
+            target.write_bytes(audio["bytes"])
+        elif audio.get("path") and Path(audio["path"]).is_file():
+            shutil.copyfile(audio["path"], target)
+        else:
+            raise ValueError(f"row {i} of the dataset has neither audio bytes nor a readable path")
+        speaker = row.get(speaker_column)
+        utterances.append(Utterance(target, row[text_column], None if speaker is None else str(speaker), split))
+    return utterances
 
 
 def pack_windows(
@@ -105,8 +162,8 @@ def build_calibration(loaded, source: str | Path | list[Utterance], max_windows:
     utterance has a transcript, so decoder statistics are teacher-forced on the truth)."""
     import torch
 
-    from .calibrate import Calibration
-    from .transcribe import log_mel
+    from ..calibrate import Calibration
+    from ..transcribe import log_mel
 
     utterances = source if isinstance(source, list) else read_utterances(source)
     windows = pack_windows(utterances, max_windows)
@@ -122,6 +179,6 @@ def build_calibration(loaded, source: str | Path | list[Utterance], max_windows:
 
 def bundled_clips() -> list[Utterance]:
     """Five public-domain LibriVox utterances shipped with the package (Sense and Sensibility)."""
-    assets = Path(__file__).parent / "assets"
+    assets = Path(__file__).parent.parent / "assets"
     texts = json.loads((assets / "librivox_sense.json").read_text())
     return [Utterance(assets / name, text, "librivox") for name, text in texts.items()]

@@ -1,0 +1,202 @@
+"""Word error rate: Whisper's English normaliser on both sides, corpus WER with S/D/I, per speaker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Iterable, Iterator
+
+import torch
+
+from .audio import SAMPLE_RATE, load_audio
+from .data.manifest import Utterance
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def normalizer():
+    """OpenAI's ``EnglishTextNormalizer`` (the transformers port) with OpenAI's spelling table."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    from .models.assets import openai_asset
+
+    return EnglishTextNormalizer(json.loads(openai_asset("english.json").read_text()))
+
+
+def normalize(text: str) -> str:
+    return normalizer()(text)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    substitutions: int
+    deletions: int
+    insertions: int
+    ref_words: int
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+
+def align(reference: list[str], hypothesis: list[str]) -> Alignment:
+    """Levenshtein alignment of word lists, counting substitutions, deletions and insertions."""
+    n, m = len(reference), len(hypothesis)
+    # cost[j], with (subs, dels, ins) kept along the minimum-cost path
+    prev = [(j, 0, 0, j) for j in range(m + 1)]  # (cost, S, D, I)
+    for i in range(1, n + 1):
+        cur = [(i, 0, i, 0)]
+        for j in range(1, m + 1):
+            if reference[i - 1] == hypothesis[j - 1]:
+                best = prev[j - 1]
+            else:
+                c, s, d, ins = prev[j - 1]
+                sub = (c + 1, s + 1, d, ins)
+                c, s, d, ins = prev[j]
+                dele = (c + 1, s, d + 1, ins)
+                c, s, d, ins = cur[j - 1]
+                inse = (c + 1, s, d, ins + 1)
+                best = min(sub, dele, inse)
+            cur.append(best)
+        prev = cur
+    _, s, d, ins = prev[m]
+    return Alignment(s, d, ins, n)
+
+
+def wer_counts(reference: str, hypothesis: str) -> Alignment:
+    return align(normalize(reference).split(), normalize(hypothesis).split())
+
+
+@dataclass
+class Score:
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    words: int = 0
+    utterances: int = 0
+
+    def add(self, a: Alignment) -> None:
+        self.substitutions += a.substitutions
+        self.deletions += a.deletions
+        self.insertions += a.insertions
+        self.words += a.ref_words
+        self.utterances += 1
+
+    @property
+    def wer(self) -> float:
+        """Corpus WER in percent: total errors over total reference words."""
+        return 100.0 * (self.substitutions + self.deletions + self.insertions) / max(self.words, 1)
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    audio: str
+    speaker: str | None
+    reference: str
+    hypothesis: str
+    errors: int
+    words: int
+
+
+@dataclass
+class EvalReport:
+    wer: float
+    n_utterances: int
+    n_words: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    rtf: float  # decoding wall time / audio duration
+    audio_seconds: float
+    wall_seconds: float
+    peak_rss_mb: float
+    per_speaker: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    model: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _batches(utterances: list[Utterance], size: int, skipped: list[str]) -> Iterator[list[tuple[Utterance, object]]]:
+    batch = []
+    for u in utterances:
+        if not u.text:
+            skipped.append(f"{u.audio}: no reference text")
+            continue
+        try:
+            audio = load_audio(u.audio)
+        except (ValueError, OSError) as exc:
+            skipped.append(f"{u.audio}: {exc}")
+            logger.warning("skipping %s", exc)
+            continue
+        if len(audio) > 30 * SAMPLE_RATE:
+            logger.warning("%s is longer than 30 s: only its first 30 s are scored", u.audio)
+        batch.append((u, audio))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def transcribe_batch(loaded, audios: list, language: str | None = "en", num_beams: int = 1) -> list[str]:
+    from .transcribe import generate_kwargs, log_mel
+
+    feats = log_mel(loaded, audios)
+    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=220,
+                                **generate_kwargs(loaded, language))
+    return [t.strip() for t in loaded.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def evaluate(
+    loaded, utterances: Iterable[Utterance], *, batch_size: int = 8, num_beams: int = 1, language: str | None = "en",
+    progress: bool = False, results: list[UtteranceResult] | None = None,
+) -> EvalReport:
+    """Decode every utterance (batched greedy by default) and score it; unreadable files are
+    skipped and listed in the report, never fatal."""
+    utterances = list(utterances)
+    if not utterances:
+        raise ValueError("nothing to evaluate: the manifest lists no utterances")
+    total, speakers, skipped = Score(), {}, []
+    audio_seconds = wall = 0.0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(utterances), desc="evaluating", unit="utt")
+    for batch in _batches(utterances, batch_size, skipped):
+        start = time.perf_counter()
+        hyps = transcribe_batch(loaded, [a for _, a in batch], language, num_beams)
+        wall += time.perf_counter() - start
+        for (u, audio), hyp in zip(batch, hyps):
+            a = wer_counts(u.text, hyp)
+            total.add(a)
+            speakers.setdefault(u.speaker or "unknown", Score()).add(a)
+            audio_seconds += len(audio) / SAMPLE_RATE
+            if results is not None:
+                results.append(UtteranceResult(str(u.audio), u.speaker, u.text, hyp, a.errors, a.ref_words))
+        if bar is not None:
+            bar.update(len(batch))
+            bar.set_postfix(wer=f"{total.wer:.2f}")
+    if bar is not None:
+        bar.close()
+    if skipped:
+        logger.warning("skipped %d of %d utterances (see the report's 'skipped')", len(skipped), len(utterances))
+    if total.utterances == 0:
+        raise ValueError(f"none of the {len(utterances)} utterances could be scored: {skipped[:3]}")
+    return EvalReport(
+        wer=round(total.wer, 3), n_utterances=total.utterances, n_words=total.words,
+        substitutions=total.substitutions, deletions=total.deletions, insertions=total.insertions,
+        rtf=round(wall / max(audio_seconds, 1e-9), 4), audio_seconds=round(audio_seconds, 2), wall_seconds=round(wall, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        per_speaker={k: {"wer": round(v.wer, 3), "n_utterances": v.utterances, "n_words": v.words}
+                     for k, v in sorted(speakers.items())},
+        skipped=skipped, model=str(loaded.path),
+    )
