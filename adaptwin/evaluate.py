@@ -147,10 +147,10 @@ def _batches(utterances: list[Utterance], size: int, skipped: list[str]) -> Iter
 
 @torch.no_grad()
 def transcribe_batch(loaded, audios: list, language: str | None = "en", num_beams: int = 1) -> list[str]:
-    from .transcribe import generate_kwargs, log_mel
+    from .transcribe import generate_kwargs, log_mel, max_tokens
 
     feats = log_mel(loaded, audios)
-    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=220,
+    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=max_tokens(loaded.model, 220),
                                 **generate_kwargs(loaded, language))
     return [t.strip() for t in loaded.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 

@@ -29,6 +29,11 @@ def log_mel(loaded: LoadedWhisper, audio: np.ndarray | list[np.ndarray]) -> torc
     return feats.to(next(loaded.model.parameters()).dtype)
 
 
+def max_tokens(model, wanted: int) -> int:
+    """New-token limit that, with the prompt (at most 4 tokens), fits the decoder's positions."""
+    return max(1, min(wanted, model.config.max_target_positions - 5))
+
+
 def generate_kwargs(loaded: LoadedWhisper, language: str | None) -> dict:
     if getattr(loaded.model.generation_config, "is_multilingual", False):
         return {"task": "transcribe", "language": language}
@@ -42,7 +47,7 @@ def transcribe(
     start = time.perf_counter()
     feats = log_mel(loaded, audio)
     ids = loaded.model.generate(
-        feats, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, **generate_kwargs(loaded, language)
+        feats, max_new_tokens=max_tokens(loaded.model, max_new_tokens), num_beams=num_beams, do_sample=False, **generate_kwargs(loaded, language)
     )
     text = loaded.processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
     return Transcript(text, tuple(int(t) for t in ids[0]), time.perf_counter() - start, len(audio) / SAMPLE_RATE)

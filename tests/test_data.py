@@ -67,3 +67,95 @@ def test_pack_windows_bounds_length_and_skips_bad_files(tmp_path, caplog):
     assert all(len(a) <= WINDOW_SECONDS * 16000 for a, _ in windows)
     assert windows[0][1] == "utt 0 utt 1 utt 2 utt 3"
     assert "skipped 1 unreadable" in caplog.text
+
+
+def _ffmpeg_encode(src, dst, *args):
+    import subprocess
+
+    from adaptwin.audio import ffmpeg_binary
+
+    exe = ffmpeg_binary()
+    if exe is None:
+        pytest.skip("no ffmpeg")
+    proc = subprocess.run([exe, "-v", "error", "-y", "-i", str(src), *args, str(dst)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode {dst.suffix}: {proc.stderr[-200:]!r}")
+    return dst
+
+
+def test_float_48k_wav_and_compressed_formats(tmp_path):
+    src = write_wav(tmp_path / "tone.wav", 1.0, rate=16000, freq=500)
+    for name, args in (("f48.wav", ["-ar", "48000", "-c:a", "pcm_f32le"]), ("a.flac", []), ("a.ogg", []),
+                       ("a.mp3", [])):
+        audio = load_audio(_ffmpeg_encode(src, tmp_path / name, *args))
+        assert abs(len(audio) - 16000) < 1600, name  # mp3/ogg pad a little
+        peak = np.argmax(np.abs(np.fft.rfft(audio))) * 16000 / len(audio)
+        assert abs(peak - 500) < 5, name
+
+
+def test_silent_and_truncated_files(tmp_path):
+    with wave.open(str(tmp_path / "silent.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.zeros(16000, "<i2").tobytes())
+    with pytest.raises(ValueError, match="silent"):
+        load_audio(tmp_path / "silent.wav")
+    assert len(load_audio(tmp_path / "silent.wav", allow_silent=True)) == 16000
+    data = write_wav(tmp_path / "t.wav", 1.0).read_bytes()
+    (tmp_path / "header.wav").write_bytes(data[:20])  # corrupt: header cut short
+    with pytest.raises(ValueError, match="header.wav"):
+        load_audio(tmp_path / "header.wav")
+
+
+def test_target_split_rule_and_sentence_filter():
+    from adaptwin.data.build import target_split
+    from adaptwin.data.text import novel_sentences, usable
+
+    assert [target_split(i) for i in range(8)] == ["adapt"] * 3 + ["test"] + ["adapt"] * 3 + ["test"]
+    assert usable("The birch canoe slid on the smooth planks.")
+    assert not usable("He paid 5 pounds for the horse today.")  # digits
+    assert not usable("Mrs Weston was very glad to see them all.")  # abbreviation
+    assert not usable("She would shew them the garden after dinner.")  # archaic spelling
+    assert not usable("Too short.")
+    sents = novel_sentences(['"I am glad," said she. Mr. Knightley came', "in later.", "", "CHAPTER I"])
+    assert sents[0] == "I am glad, said she." and sents[1] == "Mr Knightley came in later."
+
+
+def test_hf_datasets_reader_librispeech_columns(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from adaptwin.data import from_hf_dataset
+
+    paths = [str(write_wav(tmp_path / f"src{i}.wav", 0.5, freq=300 + 100 * i)) for i in range(3)]
+    ds = datasets.Dataset.from_dict({"audio": paths, "text": ["A B", "C D", "E F"], "speaker_id": [10, 10, 11]})
+    ds = ds.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    utts = from_hf_dataset(ds, tmp_path / "out", split="test")
+    assert [(u.text, u.speaker, u.split) for u in utts] == [("A B", "10", "test"), ("C D", "10", "test"), ("E F", "11", "test")]
+    for u, p in zip(utts, paths):
+        assert np.array_equal(load_audio(u.audio), load_audio(p))
+    with pytest.raises(ValueError, match="transcript"):
+        from_hf_dataset(ds, tmp_path / "o2", text_column="transcript")
+
+
+@pytest.mark.slow
+def test_standard_sets_are_disjoint(tmp_path):
+    """Build a small version of the standard sets (Debian packages, TTS engines) and check the splits."""
+    from adaptwin.data import read_utterances
+    from adaptwin.data.build import build_standard_sets
+    from adaptwin.data.tts import VOICES
+
+    try:
+        report = build_standard_sets(tmp_path, voices=VOICES[:4] + VOICES[4:5] + VOICES[7:], per_voice=5, test_per_voice=2,
+                                     calib_per_voice=1)
+    except RuntimeError as exc:
+        pytest.skip(f"cannot fetch Debian packages or TTS engines here: {exc}")
+    target = read_utterances(tmp_path / "target.jsonl")
+    general = read_utterances(tmp_path / "general.jsonl")
+    calib = read_utterances(tmp_path / "calib.jsonl")
+    assert {u.speaker for u in target} == {"allison"} and len({u.split for u in target}) == 2
+    tests = {u.audio for u in target + general if u.split == "test"}
+    assert not tests & {u.audio for u in target + general if u.split != "test"}
+    assert not tests & {u.audio for u in calib}
+    test_text = {u.text.lower() for u in general if u.split == "test"}
+    assert not test_text & {u.text.lower() for u in general + calib if u.split != "test" and u.speaker != "allison"}
+    assert not {u.text.lower() for u in general if u.speaker != "librivox"} & {u.text.lower() for u in target}
+    assert len({u.speaker for u in general}) == 7 and report.counts["target"]["test"] > 100
+    assert (tmp_path / "provenance.json").is_file()

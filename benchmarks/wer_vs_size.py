@@ -1,0 +1,186 @@
+"""WER against encoder size for every compression method, in one run.
+
+    python benchmarks/wer_vs_size.py --data DIR [--models tiny.en base] [--budgets 0.2 0.3 0.4 0.5 0.6] [--limit N]
+
+DIR is the output of `adaptwin data build`. Methods: dense; independent per-matrix SVD
+(+FFN, at the ranks the data-aware allocator chose); twin SVD data-free (+FFN); twin SVD
+data-aware, attention only; twin data-aware + FFN; a LiteASR re-implementation
+(benchmarks/liteasr.py). Test sets: `general.jsonl` and `target.jsonl`, split `test`
+(`--limit N` keeps every k-th utterance so that N remain). Calibration: `calib.jsonl`.
+Writes benchmarks/results/wer_vs_size.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from liteasr import compress_liteasr_  # noqa: E402
+from machine import machine_info, machine_line  # noqa: E402
+
+import adaptwin  # noqa: E402
+from adaptwin import factorize as fz  # noqa: E402
+from adaptwin.compress import part_parameters  # noqa: E402
+from adaptwin.data import build_calibration, read_utterances  # noqa: E402
+from adaptwin.evaluate import evaluate  # noqa: E402
+from adaptwin.targets import set_module  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("twin data-aware + FFN", "twin data-free + FFN", "independent SVD + FFN", "twin data-aware (attention only)",
+           "LiteASR re-impl.")
+
+
+def test_set(path: Path, limit: int | None):
+    utts = [u for u in read_utterances(path) if u.split == "test"]
+    if limit and len(utts) > limit:
+        step = len(utts) / limit
+        utts = [utts[int(i * step)] for i in range(limit)]
+    return utts
+
+
+def independent_like(model, compressed):
+    """Replace `model`'s attention with per-matrix SVD factors at the ranks `compressed` uses."""
+    import torch
+
+    from adaptwin.surgery import build_twin_attention_shell
+
+    for name, r in compressed.config.adaptwin["attention"].items():
+        attn = model.get_submodule(name)
+        if r["qk"] is None and r["vo"] is None:
+            continue
+        new = build_twin_attention_shell(attn, r["qk"] or attn.head_dim, r["vo"] or attn.head_dim)
+        d, h = attn.q_proj.weight.shape[1], attn.num_heads
+        with torch.no_grad():
+            a, b = fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, h)
+            qa, qb = fz.independent_factors(a, b, new.r_qk)
+            new.q_proj.weight.copy_(qa[:, :d].permute(0, 2, 1).reshape(-1, d))
+            new.q_proj.bias.copy_(qa[:, d].reshape(-1))
+            new.k_proj.weight.copy_(qb.permute(0, 2, 1).reshape(-1, d))
+            a, b = fz.heads_vo(attn.v_proj.weight, attn.out_proj.weight, h)
+            va, vb = fz.independent_factors(a, b, new.r_vo)
+            new.v_proj.weight.copy_(va.permute(0, 2, 1).reshape(-1, d))
+            new.out_proj.weight.copy_(vb.permute(1, 0, 2).reshape(vb.shape[1], -1))
+            new.out_proj.bias.copy_(fz.fold_value_bias(attn.v_proj.bias, attn.out_proj.weight, attn.out_proj.bias))
+        set_module(model, name, new)
+    for name, module in compressed.named_modules():  # same FFN factors
+        if type(module).__name__ == "LowRankLinear":
+            set_module(model, name, copy.deepcopy(module))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.2, 0.3, 0.4, 0.5, 0.6])
+    p.add_argument("--methods", nargs="+", default=list(METHODS))
+    p.add_argument("--limit", type=int, help="at most N test utterances per set (every k-th)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", default=str(RESULTS / "wer_vs_size"))
+    args = p.parse_args(argv)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    data = Path(args.data)
+    sets = {"general": test_set(data / "general.jsonl", args.limit), "target": test_set(data / "target.jsonl", args.limit)}
+    rows = []
+    out = Path(args.out)
+
+    def score(name, model_name, method, budget, loaded, model, extra=None):
+        row = {"model": model_name, "method": method, "budget": budget,
+               "encoder_params": part_parameters(model)["encoder"], **(extra or {})}
+        view = adaptwin.LoadedWhisper(model, loaded.processor, loaded.path)
+        for set_name, utts in sets.items():
+            r = evaluate(view, utts, batch_size=args.batch_size)
+            row[f"wer_{set_name}"], row[f"rtf_{set_name}"] = r.wer, r.rtf
+            row[f"n_{set_name}"] = r.n_utterances
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        _write(out, rows, args)
+
+    for model_name in args.models:
+        loaded = adaptwin.load_whisper(model_name)
+        calib = build_calibration(loaded, data / "calib.jsonl", max_windows=8)
+        score("dense", model_name, "dense", 0.0, loaded, loaded.model)
+        for budget in args.budgets:
+            aware = None
+            for method in args.methods:
+                model = copy.deepcopy(loaded.model)
+                start = time.perf_counter()
+                try:
+                    if method == "LiteASR re-impl.":
+                        info = compress_liteasr_(model, calib, budget)
+                        if not info["feasible"]:
+                            raise ValueError("energy thresholds cannot reach this size (dense caps)")
+                    elif method == "independent SVD + FFN":
+                        if aware is None:
+                            raise ValueError("needs the data-aware run first")
+                        independent_like(model, aware)
+                    else:
+                        cfg = adaptwin.AdaPTwinConfig(scope="encoder", budget=budget, ffn="FFN" in method)
+                        adaptwin.compress_(model, cfg, None if "data-free" in method else calib)
+                        if method == "twin data-aware + FFN":
+                            aware = model
+                except ValueError as exc:
+                    rows.append({"model": model_name, "method": method, "budget": budget, "infeasible": str(exc)[:160]})
+                    print(f"{model_name} {method} {budget}: infeasible ({str(exc)[:80]})", flush=True)
+                    continue
+                score(model_name, model_name, method, budget, loaded, model,
+                      {"compress_seconds": round(time.perf_counter() - start, 1)})
+    _write(out, rows, args, final=True)
+    return 0
+
+
+def _write(out: Path, rows, args, final: bool = False) -> None:
+    info = machine_info()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
+    if not final:
+        return
+    lines = [f"Machine: {machine_line(info)}", f"Test utterances per set: {args.limit or 'all'}", "",
+             "| model | method | budget | encoder params | WER general (%) | WER target (%) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "infeasible" in r:
+            lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | infeasible: {r['infeasible'][:70]} | | |")
+        else:
+            lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | {r['encoder_params']:,} "
+                         f"| {r['wer_general']:.2f} | {r['wer_target']:.2f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _plot(out, rows)
+
+
+def _plot(out: Path, rows) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 4 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, s in enumerate(("general", "target")):
+            ax = axes[i][j]
+            for method in ("dense",) + METHODS:
+                pts = sorted((r["encoder_params"] / 1e6, r[f"wer_{s}"]) for r in rows
+                             if r["model"] == m and r["method"] == method and "infeasible" not in r)
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=method)
+            ax.set_title(f"{m}: {s} test set")
+            ax.set_xlabel("encoder parameters (M)")
+            ax.set_ylabel("WER (%)")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
