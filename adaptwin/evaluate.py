@@ -17,6 +17,8 @@ from .data.manifest import Utterance
 
 logger = logging.getLogger(__name__)
 
+TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
+
 
 @lru_cache(maxsize=1)
 def normalizer():
@@ -150,7 +152,10 @@ def transcribe_batch(loaded, audios: list, language: str | None = "en", num_beam
     from .transcribe import generate_kwargs, log_mel, max_tokens
 
     feats = log_mel(loaded, audios)
-    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=max_tokens(loaded.model, 220),
+    longest = max(len(a) for a in audios) / SAMPLE_RATE
+    # Speech carries at most ~5 tokens/s; the cap stops hallucination loops from costing minutes.
+    limit = min(220, int(TOKENS_PER_SECOND * longest) + 16)
+    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=max_tokens(loaded.model, limit),
                                 **generate_kwargs(loaded, language))
     return [t.strip() for t in loaded.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
