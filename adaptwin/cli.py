@@ -57,15 +57,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         utterances = [u for u in utterances if u.split == args.split]
     if args.limit:
         utterances = utterances[: args.limit]
-    loaded = adaptwin.load_whisper(args.model)
+    from .runtime import get_backend
+
+    backend = get_backend(args.backend, args.model)
     per_utt = [] if args.per_utterance else None
-    report = evaluate(loaded, utterances, batch_size=args.batch_size, num_beams=args.beams,
+    report = evaluate(backend, utterances, batch_size=args.batch_size, num_beams=args.beams,
                       language=args.language, progress=True, results=per_utt)
     print(f"WER {report.wer:.2f} % on {report.n_utterances} utterances, {report.n_words} words "
           f"(S {report.substitutions}, D {report.deletions}, I {report.insertions}); RTF {report.rtf:.3f}, "
           f"peak RSS {report.peak_rss_mb:.0f} MB" + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
     for speaker, s in report.per_speaker.items():
         print(f"  {speaker:<24} WER {s['wer']:6.2f} %  ({s['n_utterances']} utts, {s['n_words']} words)")
+    report.model = str(args.model)
     if args.json:
         _write_json(args.json, report.to_dict())
     if per_utt is not None:
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="JSON-lines manifest or folder of audio with .txt transcripts")
     p.add_argument("--split", help="only utterances of this split (e.g. test)")
     p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--beams", type=int, default=1, help="beam size (1: greedy)")
     p.add_argument("--language", default="en", help="language for multilingual models")
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError, NotImplementedError) as exc:
         print(f"adaptwin {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,14 +10,10 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Iterable, Iterator
 
-import torch
-
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
 
 logger = logging.getLogger(__name__)
-
-TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
 
 
 @lru_cache(maxsize=1)
@@ -119,6 +115,7 @@ class EvalReport:
     peak_rss_mb: float
     per_speaker: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    backend: str = ""
     model: str = ""
 
     def to_dict(self) -> dict:
@@ -147,25 +144,18 @@ def _batches(utterances: list[Utterance], size: int, skipped: list[str]) -> Iter
         yield batch
 
 
-@torch.no_grad()
-def transcribe_batch(loaded, audios: list, language: str | None = "en", num_beams: int = 1) -> list[str]:
-    from .transcribe import generate_kwargs, log_mel, max_tokens
-
-    feats = log_mel(loaded, audios)
-    longest = max(len(a) for a in audios) / SAMPLE_RATE
-    # Speech carries at most ~5 tokens/s; the cap stops hallucination loops from costing minutes.
-    limit = min(220, int(TOKENS_PER_SECOND * longest) + 16)
-    ids = loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=max_tokens(loaded.model, limit),
-                                **generate_kwargs(loaded, language))
-    return [t.strip() for t in loaded.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
-
 def evaluate(
-    loaded, utterances: Iterable[Utterance], *, batch_size: int = 8, num_beams: int = 1, language: str | None = "en",
+    backend, utterances: Iterable[Utterance], *, batch_size: int = 8, num_beams: int = 1, language: str | None = "en",
     progress: bool = False, results: list[UtteranceResult] | None = None,
 ) -> EvalReport:
-    """Decode every utterance (batched greedy by default) and score it; unreadable files are
-    skipped and listed in the report, never fatal."""
+    """Decode every utterance with ``backend`` (a ``Backend``, or a ``LoadedWhisper`` for the
+    PyTorch one; batched greedy by default) and score it; unreadable files are skipped and
+    listed in the report, never fatal."""
+    from .checkpoint import LoadedWhisper
+    from .runtime import TorchBackend
+
+    if isinstance(backend, LoadedWhisper):
+        backend = TorchBackend(backend)
     utterances = list(utterances)
     if not utterances:
         raise ValueError("nothing to evaluate: the manifest lists no utterances")
@@ -178,7 +168,7 @@ def evaluate(
         bar = tqdm(total=len(utterances), desc="evaluating", unit="utt")
     for batch in _batches(utterances, batch_size, skipped):
         start = time.perf_counter()
-        hyps = transcribe_batch(loaded, [a for _, a in batch], language, num_beams)
+        hyps = backend.transcribe_batch([a for _, a in batch], language=language, num_beams=num_beams)
         wall += time.perf_counter() - start
         for (u, audio), hyp in zip(batch, hyps):
             a = wer_counts(u.text, hyp)
@@ -203,5 +193,5 @@ def evaluate(
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         per_speaker={k: {"wer": round(v.wer, 3), "n_utterances": v.utterances, "n_words": v.words}
                      for k, v in sorted(speakers.items())},
-        skipped=skipped, model=str(loaded.path),
+        skipped=skipped, backend=backend.name,
     )

@@ -7,6 +7,7 @@ DIR is the output of `adaptwin data build`. Methods: dense; independent per-matr
 data-aware, attention only; twin data-aware + FFN; a LiteASR re-implementation
 (benchmarks/liteasr.py). Test sets: `general.jsonl` and `target.jsonl`, split `test`
 (`--limit N` keeps every k-th utterance so that N remain). Calibration: `calib.jsonl`.
+A method whose WER on both sets exceeds 100 % is not decoded again at larger budgets.
 Writes benchmarks/results/wer_vs_size.{json,md,png}.
 """
 
@@ -32,6 +33,7 @@ from adaptwin.evaluate import evaluate  # noqa: E402
 from adaptwin.targets import set_module  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+COLLAPSE = 100.0  # WER (%) above which a method is not run at larger budgets
 METHODS = ("twin data-aware + FFN", "twin data-free + FFN", "independent SVD + FFN", "twin data-aware (attention only)",
            "LiteASR re-impl.")
 
@@ -107,9 +109,14 @@ def main(argv=None) -> int:
         loaded = adaptwin.load_whisper(model_name)
         calib = build_calibration(loaded, data / "calib.jsonl", max_windows=8)
         score("dense", model_name, "dense", 0.0, loaded, loaded.model)
+        collapsed: dict[str, float] = {}  # method -> budget at which its WER passed COLLAPSE
         for budget in args.budgets:
             aware = None
             for method in args.methods:
+                if method in collapsed and method != "twin data-aware + FFN":
+                    rows.append({"model": model_name, "method": method, "budget": budget,
+                                 "not_run": f"WER already above {COLLAPSE:.0f} % at budget {collapsed[method]}"})
+                    continue
                 model = copy.deepcopy(loaded.model)
                 start = time.perf_counter()
                 try:
@@ -132,6 +139,8 @@ def main(argv=None) -> int:
                     continue
                 score(model_name, model_name, method, budget, loaded, model,
                       {"compress_seconds": round(time.perf_counter() - start, 1)})
+                if min(rows[-1]["wer_general"], rows[-1]["wer_target"]) > COLLAPSE:
+                    collapsed[method] = budget  # larger budgets only remove more: not worth decoding
     _write(out, rows, args, final=True)
     return 0
 
@@ -147,6 +156,8 @@ def _write(out: Path, rows, args, final: bool = False) -> None:
     for r in rows:
         if "infeasible" in r:
             lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | infeasible: {r['infeasible'][:70]} | | |")
+        elif "not_run" in r:
+            lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | not run: {r['not_run']} | | |")
         else:
             lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | {r['encoder_params']:,} "
                          f"| {r['wer_general']:.2f} | {r['wer_target']:.2f} |")
@@ -169,7 +180,7 @@ def _plot(out: Path, rows) -> None:
             ax = axes[i][j]
             for method in ("dense",) + METHODS:
                 pts = sorted((r["encoder_params"] / 1e6, r[f"wer_{s}"]) for r in rows
-                             if r["model"] == m and r["method"] == method and "infeasible" not in r)
+                             if r["model"] == m and r["method"] == method and f"wer_{s}" in r)
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=method)
             ax.set_title(f"{m}: {s} test set")

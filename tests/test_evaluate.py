@@ -83,3 +83,14 @@ def test_eval_end_to_end_on_a_tiny_random_model(tmp_path):
     errors = sum(u["errors"] for u in per_utt)
     assert report["wer"] == pytest.approx(100 * errors / 11, abs=1e-3)
     assert report["rtf"] > 0 and report["peak_rss_mb"] > 0
+
+
+def test_backend_interface(tmp_path, capsys):
+    from adaptwin.cli import main
+    from adaptwin.runtime import get_backend
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        get_backend("tflite", "base")
+    (tmp_path / "m.jsonl").write_text('{"audio": "a.wav", "text": "x"}\n')
+    assert main(["eval", "--model", "base", "--data", str(tmp_path / "m.jsonl"), "--backend", "ort"]) == 2
+    assert "use --backend torch" in capsys.readouterr().err
