@@ -8,7 +8,7 @@ data-aware, attention only; twin data-aware + FFN; a LiteASR re-implementation
 (benchmarks/liteasr.py). Test sets: `general.jsonl` and `target.jsonl`, split `test`
 (`--limit N` keeps every k-th utterance so that N remain). Calibration: `calib.jsonl`.
 A method whose WER on both sets exceeds 100 % is not decoded again at larger budgets.
-Writes benchmarks/results/wer_vs_size.{json,md,png}.
+Writes benchmarks/results/wer_vs_size_MODELS.{json,md,png}; `--render` redraws them from the JSON.
 """
 
 from __future__ import annotations
@@ -77,21 +77,26 @@ def independent_like(model, compressed):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", help="output folder of `adaptwin data build`")
     p.add_argument("--models", nargs="+", default=["tiny.en", "base"])
     p.add_argument("--budgets", nargs="+", type=float, default=[0.2, 0.3, 0.4, 0.5, 0.6])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--limit", type=int, help="at most N test utterances per set (every k-th)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--out", default=str(RESULTS / "wer_vs_size"))
+    p.add_argument("--out", help="result files' path without suffix (default: results/wer_vs_size_MODELS)")
+    p.add_argument("--render", action="store_true", help="only redraw the table and plot from OUT.json")
     args = p.parse_args(argv)
+    out = Path(args.out or RESULTS / f"wer_vs_size_{'_'.join(args.models)}")
+    if args.render:
+        saved = json.loads(Path(f"{out}.json").read_text())
+        _write(out, saved["rows"], argparse.Namespace(**saved["args"]), final=True, info=saved["machine"])
+        return 0
     import transformers
 
     transformers.logging.set_verbosity_error()
     data = Path(args.data)
     sets = {"general": test_set(data / "general.jsonl", args.limit), "target": test_set(data / "target.jsonl", args.limit)}
     rows = []
-    out = Path(args.out)
 
     def score(name, model_name, method, budget, loaded, model, extra=None):
         row = {"model": model_name, "method": method, "budget": budget,
@@ -145,10 +150,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _write(out: Path, rows, args, final: bool = False) -> None:
-    info = machine_info()
+def _write(out: Path, rows, args, final: bool = False, info: dict | None = None) -> None:
+    info = info or machine_info()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
+    Path(f"{out}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
     if not final:
         return
     lines = [f"Machine: {machine_line(info)}", f"Test utterances per set: {args.limit or 'all'}", "",
@@ -161,7 +166,7 @@ def _write(out: Path, rows, args, final: bool = False) -> None:
         else:
             lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | {r['encoder_params']:,} "
                          f"| {r['wer_general']:.2f} | {r['wer_target']:.2f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     _plot(out, rows)
 
 
@@ -190,7 +195,7 @@ def _plot(out: Path, rows) -> None:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    fig.savefig(Path(f"{out}.png"), dpi=110)
 
 
 if __name__ == "__main__":
