@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..audio import SAMPLE_RATE, load_audio
-from .debian import allison_prompts, apt_install, librivox_utterances, package_version
+from .debian import allison_prompts, allison_root, apt_install, librivox_utterances, package_version
 from .manifest import Utterance, write_manifest
 from .text import corpus_sentences
 from .tts import VOICES, Voice, synthesize, write_wav
@@ -49,8 +49,10 @@ def build_standard_sets(
     # Target speaker: Allison's prompts, converted from G.722 to 16 kHz WAV.
     target = []
     prompts = allison_prompts()
+    root = allison_root()
     for i, (path, text) in enumerate(_bar(prompts, progress, "target speaker")):
-        wav = out / "target" / f"{path.stem}.wav"
+        name = "_".join(path.relative_to(root).with_suffix(".wav").parts)  # digits/1 -> digits_1.wav: unique
+        wav = out / "target" / name
         try:
             audio = load_audio(path)
         except ValueError as exc:

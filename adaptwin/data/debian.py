@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import logging
 import os
 import shutil
@@ -72,10 +73,14 @@ def apt_install(packages: list[str]) -> None:
                            f"{proc.stderr.strip()[-300:]}")
 
 
+def allison_root() -> Path:
+    return unpacked("asterisk-core-sounds-en-g722") / "usr/share/asterisk/sounds/en_US_f_Allison"
+
+
 def allison_prompts() -> list[tuple[Path, str]]:
     """(G.722 file, transcript) of the Asterisk prompts read by Allison Smith (CC-BY-SA-3.0).
-    Non-speech entries ("[beep]") and prompts without audio are dropped."""
-    audio_root = unpacked("asterisk-core-sounds-en-g722") / "usr/share/asterisk/sounds/en_US_f_Allison"
+    Non-speech entries ("[beep]", "(1 second of silence)") and prompts without audio are dropped."""
+    audio_root = allison_root()
     text_file = next((unpacked("asterisk-core-sounds-en") / "usr/share").rglob("core-sounds-en.txt.gz"))
     prompts = []
     for line in gzip.open(text_file, "rt", encoding="utf-8", errors="replace"):
@@ -84,7 +89,7 @@ def allison_prompts() -> list[tuple[Path, str]]:
         name, text = line.split(":", 1)
         text = text.strip()
         path = audio_root / f"{name.strip()}.g722"
-        if text and "[" not in text and path.is_file():
+        if text and not re.search(r"[\[(]", text) and path.is_file():  # "[beep]", "(5 seconds of silence)"
             prompts.append((path, text))
     if not prompts:
         raise RuntimeError(f"no Allison prompts found under {audio_root}")
