@@ -48,7 +48,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import adaptwin
     from .data import read_utterances
     from .evaluate import evaluate
 
