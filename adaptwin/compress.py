@@ -107,7 +107,7 @@ def compress_(
     if calibration is not None:
         reference = run(model, calibration.subset(PROBE_WINDOWS), decoder_metric)
     if config.budget is not None:
-        ranks = _budget_ranks(model, config, sites, facts, calibration, reference, decoder_metric, before, progress)
+        ranks = _budget_ranks(model, config, facts, calibration, reference, decoder_metric, before, progress)
     else:
         ranks = _explicit_ranks(config, sites, facts)
 
@@ -160,7 +160,7 @@ def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, r
     return surgery.build_twin_attention(module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None)
 
 
-def _budget_ranks(model, config, sites, facts, calibration, reference, decoder_metric, before, progress):
+def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, before, progress):
     part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[config.scope]
     target = int(round(config.budget * before[part]))
     units = [Unit(key, _unit_options(model, key[0], key[1], fact, config)) for key, fact in facts.items()]

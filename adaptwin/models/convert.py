@@ -83,7 +83,7 @@ def processor_files(ct2_dir: Path, vocab: list[str], n_mels: int, out: Path) -> 
                    "pad_token": "<|endoftext|>", "tokenizer_class": "WhisperTokenizer", "model_max_length": 1024}
         (tmp / "tokenizer_config.json").write_text(json.dumps(special))
         tokenizer = WhisperTokenizer.from_pretrained(str(tmp))
-    for tok, idx in (("<|endoftext|>", None), ("<|startoftranscript|>", None), ("<|notimestamps|>", None)):
+    for tok in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"):
         got = tokenizer.convert_tokens_to_ids(tok)
         if vocab[got] != tok:
             raise ValueError(f"rebuilt tokenizer maps {tok} to {got}, the model's vocabulary says otherwise")
