@@ -10,6 +10,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,19 +138,16 @@ def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None,
     return LoadedWhisper(model, processor, path)
 
 
-def save(model: nn.Module, out: str | os.PathLike, processor: Any = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (and ``processor``) to ``out`` as an HF-style folder, atomically: the
-    folder is built beside ``out`` and swapped in only when complete, so a crash or a full
-    disk leaves any previous ``out`` intact."""
+@contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; when the block completes it replaces ``out``
+    in one rename. A crash, a failed check or a full disk leaves any previous ``out`` intact
+    and no half-written folder behind."""
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        model.save_pretrained(str(tmp))
-        if processor is not None:
-            processor.save_pretrained(str(tmp))
-        if extra:
-            (tmp / "adaptwin_source.json").write_text(json.dumps(extra, indent=1, default=str))
+        yield tmp
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -159,10 +158,20 @@ def save(model: nn.Module, out: str | os.PathLike, processor: Any = None, extra:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise OSError(exc.errno, f"no space left while saving to {out}; nothing was overwritten: free disk space "
-                          "or choose another --out") from exc
+            raise OSError(exc.errno, f"no space left while writing {out}; nothing was overwritten: free disk space "
+                          "or choose another output folder") from exc
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save(model: nn.Module, out: str | os.PathLike, processor: Any = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and ``processor``) to ``out`` as an HF-style folder, atomically (see ``atomic_dir``)."""
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        if processor is not None:
+            processor.save_pretrained(str(tmp))
+        if extra:
+            (tmp / "adaptwin_source.json").write_text(json.dumps(extra, indent=1, default=str))
     logger.info("saved %s", out)
-    return out
+    return Path(out).expanduser()

@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(func=cmd_data_build)
 
+    from .export.cli import add_arguments, run
+
+    p = sub.add_parser("export", help="ONNX graphs (and TensorRT engines), validated against PyTorch")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
     p = sub.add_parser("info", help="sizes and ranks of a model")
     p.add_argument("model")
     p.set_defaults(func=cmd_info)
@@ -209,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(prog: str, args: argparse.Namespace, func) -> int:
+    """Logging setup and the error policy shared by every command: clear message, exit code 2."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         import transformers
@@ -219,13 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError, NotImplementedError) as exc:
-        print(f"adaptwin {args.command}: error: {exc}", file=sys.stderr)
+        return func(args)
+    except (ValueError, FileNotFoundError, OSError, RuntimeError, NotImplementedError, ImportError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"adaptwin {args.command}: interrupted; nothing was overwritten", file=sys.stderr)
+        print(f"{prog}: interrupted; nothing was overwritten", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(f"adaptwin {args.command}", args, args.func)
 
 
 if __name__ == "__main__":

@@ -152,10 +152,10 @@ def evaluate(
     PyTorch one; batched greedy by default) and score it; unreadable files are skipped and
     listed in the report, never fatal."""
     from .checkpoint import LoadedWhisper
-    from .runtime import TorchBackend
+    from .runtime import get_backend
 
     if isinstance(backend, LoadedWhisper):
-        backend = TorchBackend(backend)
+        backend = get_backend("torch", backend)
     utterances = list(utterances)
     if not utterances:
         raise ValueError("nothing to evaluate: the manifest lists no utterances")

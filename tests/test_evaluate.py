@@ -93,4 +93,4 @@ def test_backend_interface(tmp_path, capsys):
         get_backend("tflite", "base")
     (tmp_path / "m.jsonl").write_text('{"audio": "a.wav", "text": "x"}\n')
     assert main(["eval", "--model", "base", "--data", str(tmp_path / "m.jsonl"), "--backend", "ort"]) == 2
-    assert "use --backend torch" in capsys.readouterr().err
+    assert "adaptwin-export base --out base-onnx" in capsys.readouterr().err

@@ -103,3 +103,26 @@ def builtin_dir(name: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def builtin_ct2_dir(name: str) -> Path:
+    """A CTranslate2 folder (model.bin, config.json, tokenizer.json, vocabulary.txt) of a
+    built-in model, as faster-whisper loads it: the verified original bytes, not a conversion."""
+    if name not in BUILTINS:
+        raise ValueError(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTINS)}")
+    out = cache_dir() / "models" / f"{name}-ct2"
+    if (out / "model.bin").is_file():
+        return out
+    data, support = read_verified(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{name}-ct2-"))
+    try:
+        (tmp / "model.bin").write_bytes(data)
+        for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            if (support / f).is_file():
+                shutil.copy(support / f, tmp / f)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

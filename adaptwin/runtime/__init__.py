@@ -1,5 +1,5 @@
-"""Running models: backends shared by evaluation, transcription and streaming."""
+"""Inference engines behind one interface, and the transcription built on it."""
 
-from .backends import Backend, TorchBackend, get_backend
+from .backends import Backend, StepperBackend, get_backend
 
-__all__ = ["Backend", "TorchBackend", "get_backend"]
+__all__ = ["Backend", "StepperBackend", "get_backend"]

@@ -1,12 +1,11 @@
-"""One interface for every inference engine: PyTorch now; ONNX Runtime and TensorRT plug in here."""
+"""One interface for every inference engine: PyTorch, ONNX Runtime and TensorRT."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from ..audio import SAMPLE_RATE
 from ..checkpoint import LoadedWhisper
@@ -22,35 +21,58 @@ class Backend(Protocol):
         ...
 
 
+def token_budget(audios: list[np.ndarray]) -> int:
+    """New-token limit for a batch: speech carries at most ~5 tokens/s, and the cap stops
+    hallucination loops from costing minutes."""
+    longest = max(len(a) for a in audios) / SAMPLE_RATE
+    return min(220, int(TOKENS_PER_SECOND * longest) + 16)
+
+
 @dataclass
-class TorchBackend:
-    loaded: LoadedWhisper
-    name: str = "torch"
+class StepperBackend:
+    """Whisper decoding over any engine exposing ``features``/``encode``/``step``/``reorder``."""
 
-    @torch.no_grad()
+    engine: Any  # TorchWhisper, OrtWhisper or TrtWhisper
+    name: str
+
+    def generate(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
+                 timestamps: bool = False, previous: list[int] | None = None, max_new_tokens: int | None = None):
+        from .decoding import DecodingOptions, Vocab, decode
+
+        gen = self.engine.generation_config
+        vocab = Vocab.from_generation_config(gen, language)
+        prompt = vocab.prompt(timestamps, previous, getattr(gen, "prev_sot_token_id", None))
+        room = self.engine.config.max_target_positions - len(prompt) - 1
+        limit = max(1, min(max_new_tokens or token_budget(audios), room))
+        options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
+        state = self.engine.encode(self.engine.features(audios))
+        return decode(self.engine, state, len(audios), prompt, vocab, options)
+
     def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1) -> list[str]:
-        from ..transcribe import generate_kwargs, log_mel, max_tokens
-
-        feats = log_mel(self.loaded, audios)  # [B, n_mels, 3000]
-        longest = max(len(a) for a in audios) / SAMPLE_RATE
-        # Speech carries at most ~5 tokens/s; the cap stops hallucination loops from costing minutes.
-        limit = max_tokens(self.loaded.model, min(220, int(TOKENS_PER_SECOND * longest) + 16))
-        ids = self.loaded.model.generate(feats, num_beams=num_beams, do_sample=False, max_new_tokens=limit,
-                                         **generate_kwargs(self.loaded, language))
-        return [t.strip() for t in self.loaded.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        hyps = self.generate(audios, language=language, num_beams=num_beams)
+        tok = self.engine.processor.tokenizer
+        return [t.strip() for t in tok.batch_decode([h.tokens for h in hyps], skip_special_tokens=True)]
 
 
-def get_backend(name: str, model) -> Backend:
-    """A backend by name for ``model`` (anything ``load_whisper`` accepts, or a ``LoadedWhisper``)."""
+def get_backend(name: str, model, **engine_kwargs) -> Backend:
+    """A backend by name for ``model``: anything ``load_whisper`` accepts (or a ``LoadedWhisper``)
+    for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines)."""
     if name == "torch":
         if not isinstance(model, LoadedWhisper):
             from ..checkpoint import load_whisper
 
             model = load_whisper(model)
-        return TorchBackend(model)
-    if name in ("ort", "trt"):
-        raise NotImplementedError(
-            f"the {name} backend needs an exported model (adaptwin-export), which this version does not provide yet: "
-            "use --backend torch"
-        )
-    raise ValueError(f"unknown backend {name!r}: choose torch")
+        from .torch_engine import TorchWhisper
+
+        return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch")
+    if isinstance(model, LoadedWhisper):
+        model = model.path
+    if name == "ort":
+        from .ort import OrtWhisper
+
+        return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort")
+    if name == "trt":
+        from .trt import TrtWhisper
+
+        return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt")
+    raise ValueError(f"unknown backend {name!r}: choose torch, ort or trt")

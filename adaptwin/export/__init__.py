@@ -1,0 +1,128 @@
+"""``export(model, out)``: self-contained ONNX folders (and TensorRT engines), validated against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .onnx import GRAPHS, PRECISIONS, need_onnx
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("onnx", "trt")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    engine: str = "onnx"
+    precision: str = "fp32"
+    opset: int = 17
+    calib: str | None = None  # manifest/folder for TensorRT int8 entropy calibration
+    validate: bool = True
+    max_batch: int = 8  # TensorRT optimization profiles: largest batch
+    threads: int | None = None  # ONNX Runtime threads during validation
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 14 <= self.opset <= 21:
+            raise ValueError(f"opset {self.opset} is not supported: use 14..21 (17 is TensorRT's safest choice)")
+        if self.engine == "trt" and self.precision == "int8" and not self.calib:
+            raise ValueError("TensorRT int8 needs calibration audio: pass --calib MANIFEST (a few minutes of speech)")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    options: ExportOptions
+    files: dict[str, int] = field(default_factory=dict)  # name -> bytes
+    validation: object = None  # ValidationReport
+    seconds: float = 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    def format(self) -> str:
+        lines = [f"exported {self.out} ({self.options.engine}, {self.options.precision}, opset {self.options.opset}) "
+                 f"in {self.seconds:.0f} s: {self.total_bytes / 2**20:.1f} MiB"]
+        lines += [f"  {name:<34} {size / 2**20:9.2f} MiB" for name, size in self.files.items()]
+        if self.validation is not None:
+            lines.append(self.validation.format())
+        return "\n".join(lines)
+
+
+def export(source, out: str | os.PathLike, options: ExportOptions = ExportOptions(), clips=None) -> ExportReport:
+    """Export ``source`` (anything ``load_whisper`` accepts, or a ``LoadedWhisper``) to ``out``.
+
+    The folder is built beside ``out`` and appears only after validation passed: a failed
+    check, an interrupt or a full disk leaves no half-written export (and any previous
+    ``out`` untouched). ``clips``: real audio for validation (default: the bundled clips).
+    """
+    from ..checkpoint import LoadedWhisper, atomic_dir, load_whisper
+    from ..runtime.ort import OrtWhisper
+    from .onnx import export_torch_graphs, quantize_int8, write_shared
+    from .validate import ValidationError, validate
+
+    need_onnx()
+    if options.engine == "trt":
+        from .trt import need_tensorrt
+
+        need_tensorrt()  # before minutes of work
+    start = time.perf_counter()
+    loaded = source if isinstance(source, LoadedWhisper) else load_whisper(source)
+    model = loaded.model
+    report = ExportReport(Path(out), options)
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=Path(tmp).parent, prefix=".export-work-") as work:
+        work = Path(work)
+        logger.info("tracing graphs (%s)", options.precision)
+        graphs = export_torch_graphs(model, work / "raw", precision=options.precision, opset=options.opset)
+        if options.precision == "int8":
+            logger.info("quantizing MatMul weights to int8 (per channel)")
+            graphs = {name: quantize_int8(path, work / "int8" / name / f"{name}.onnx") for name, path in graphs.items()}
+        write_shared(graphs, tmp)
+        model.config.save_pretrained(str(tmp))
+        model.generation_config.save_pretrained(str(tmp))
+        if loaded.processor is not None:
+            loaded.processor.save_pretrained(str(tmp))
+        if options.validate:
+            if clips is None and loaded.processor is not None:
+                clips = _default_clips(loaded)
+            engine = OrtWhisper(tmp, providers=None, threads=options.threads, processor=loaded.processor)
+            report.validation = validate(model, engine, options.precision, clips)
+            logger.info("%s", report.validation.format())
+            if not report.validation.ok:
+                raise ValidationError("the export does not match PyTorch within its tolerance; nothing was written:\n"
+                                      + report.validation.format())
+        if options.engine == "trt":
+            from .trt import build_engines
+
+            build_engines(tmp, options)
+        meta = {"format": "adaptwin-onnx", "graphs": list(GRAPHS), "precision": options.precision, "opset": options.opset,
+                "engine": options.engine, "source": str(loaded.path), "compressed": loaded.compressed,
+                "validation": report.validation.to_dict() if report.validation is not None else None}
+        (tmp / "adaptwin_export.json").write_text(json.dumps(meta, indent=1))
+        report.files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _default_clips(loaded):
+    """The bundled LibriVox clips, cut to the model's window (tiny test models have short windows)."""
+    from ..audio import SAMPLE_RATE, load_audio
+    from ..data import bundled_clips
+
+    seconds = 2 * loaded.model.config.max_source_positions * 160 / SAMPLE_RATE
+    return [load_audio(u.audio)[: int(seconds * SAMPLE_RATE)] for u in bundled_clips()[:3]]
+
+
+__all__ = ["ENGINES", "ExportOptions", "ExportReport", "PRECISIONS", "export"]

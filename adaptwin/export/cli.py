@@ -1,0 +1,45 @@
+"""``adaptwin-export MODEL --out DIR`` (also ``adaptwin export``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in name (tiny.en, base), HF/CTranslate2 folder, compressed folder or hub id")
+    p.add_argument("--out", required=True, help="output folder (appears only after validation passed)")
+    p.add_argument("--engine", default="onnx", choices=["onnx", "trt"], help="trt: also build TensorRT engines")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--calib", help="manifest/folder of speech for TensorRT int8 entropy calibration")
+    p.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT profiles")
+    p.add_argument("--no-validate", action="store_true", help="skip the comparison with PyTorch (not recommended)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads for validation")
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import ExportOptions, export
+
+    options = ExportOptions(engine=args.engine, precision=args.precision, opset=args.opset, calib=args.calib,
+                            validate=not args.no_validate, max_batch=args.max_batch, threads=args.threads)
+    report = export(args.model, args.out, options)
+    print(report.format())
+    print(f"saved {args.out} (run it: adaptwin eval --backend ort --model {args.out} ...)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaptwin-export", description="Export a Whisper model (dense or compressed) "
+                                     "to validated ONNX graphs, optionally TensorRT engines.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    from ..cli import run_command
+
+    return run_command("adaptwin-export", args, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

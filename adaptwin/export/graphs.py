@@ -1,0 +1,165 @@
+"""Whisper as plain-tensor graphs for export: no cache objects, no dense weight rebuilt.
+
+Every attention (dense ``WhisperAttention`` or ``TwinAttention``) is read as "H heads,
+query/key ``r_qk`` wide, value/output ``r_vo`` wide": its own q/k/v weights are
+concatenated into one fused projection (softmax scale folded into the query rows), the
+output projection keeps width ``H·r_vo``. Cross-attention keys/values of all decoder
+layers come from one matmul in the encoder graph and are inputs of the decoder graphs.
+
+Graphs (names follow optimum's layout; tensors are float32 unless noted):
+- ``EncoderGraph``: input_features [B, n_mels, 3000] -> last_hidden_state [B, S, D],
+  cross.{i}.key [B, H, S, r_qk], cross.{i}.value [B, H, S, r_vo]
+- ``DecoderGraph``: input_ids int64 [B, T], cross.*, past.{i}.key/value [B, H, P, r]
+  (P may be 0) -> logits [B, T, V], present.{i}.key/value [B, H, P+T, r]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NEG_INF = -1e9  # additive mask value (finite: fp16-safe after the softmax max-subtraction)
+
+
+def widths(attn: nn.Module) -> tuple[int, int, int]:
+    """(heads, r_qk, r_vo) of a dense or twin attention module."""
+    heads = attn.num_heads
+    return heads, attn.q_proj.out_features // heads, attn.v_proj.out_features // heads
+
+
+def _bias(linear: nn.Linear) -> torch.Tensor:
+    return linear.bias if linear.bias is not None else torch.zeros(linear.out_features, dtype=linear.weight.dtype)
+
+
+def _fused(parts: list[tuple[nn.Linear, float]]) -> nn.Linear:
+    """One Linear computing ``[scale_1·l_1(x), scale_2·l_2(x), ...]``."""
+    weight = torch.cat([lin.weight.detach() * s for lin, s in parts])  # [sum(out), D]
+    bias = torch.cat([_bias(lin).detach() * s for lin, s in parts])
+    fused = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+    return fused
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    batch, length, width = x.shape
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)  # [B, H, L, r]
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """q [B, H, T, r_qk] (pre-scaled), k [B, H, S, r_qk], v [B, H, S, r_vo] -> [B, T, H*r_vo]."""
+    scores = q @ k.transpose(-1, -2)  # [B, H, T, S]
+    if mask is not None:
+        scores = scores + mask
+    out = torch.softmax(scores, dim=-1) @ v  # [B, H, T, r_vo]
+    batch, heads, length, width = out.shape
+    return out.transpose(1, 2).reshape(batch, length, heads * width)
+
+
+class SelfAttention(nn.Module):
+    """Self-attention with one fused q/k/v matmul and width-r_vo output projection."""
+
+    def __init__(self, attn: nn.Module) -> None:
+        super().__init__()
+        self.heads, self.r_qk, self.r_vo = widths(attn)
+        self.qkv = _fused([(attn.q_proj, attn.scaling), (attn.k_proj, 1.0), (attn.v_proj, 1.0)])
+        self.out = attn.out_proj
+
+    def forward(self, x, past_k=None, past_v=None, mask=None):
+        qk = self.heads * self.r_qk
+        q, k, v = self.qkv(x).split([qk, qk, self.heads * self.r_vo], dim=-1)  # [B, T, H*r]
+        q, k, v = (_split_heads(t, self.heads) for t in (q, k, v))
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)  # [B, H, P+T, r_qk]
+            v = torch.cat([past_v, v], dim=2)
+        return self.out(_attend(q, k, v, mask)), k, v
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        enc, dec = model.model.encoder, model.model.decoder
+        self.conv1, self.conv2 = enc.conv1, enc.conv2
+        self.register_buffer("positions", enc.embed_positions.weight.detach().clone(), persistent=False)
+        self.layers = nn.ModuleList(_EncoderLayer(layer) for layer in enc.layers)
+        self.norm = enc.layer_norm
+        cross = [layer.encoder_attn for layer in dec.layers]
+        self.cross_widths = [widths(a) for a in cross]
+        # All decoder layers' cross keys and values in one matmul: [D] -> sum_i H*(r_qk_i + r_vo_i)
+        self.cross_kv = _fused([p for a in cross for p in ((a.k_proj, 1.0), (a.v_proj, 1.0))])
+
+    def forward(self, input_features):
+        x = nn.functional.gelu(self.conv1(input_features))
+        x = nn.functional.gelu(self.conv2(x)).permute(0, 2, 1)  # [B, S, D]
+        x = x + self.positions[: x.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        x = self.norm(x)
+        sizes = [h * r for h, r_qk, r_vo in self.cross_widths for r in (r_qk, r_vo)]
+        kv = self.cross_kv(x).split(sizes, dim=-1)
+        heads = [h for h, _, _ in self.cross_widths for _ in (0, 1)]
+        return (x, *(_split_heads(t, h) for t, h in zip(kv, heads)))
+
+
+class _EncoderLayer(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.norm1, self.attn = layer.self_attn_layer_norm, SelfAttention(layer.self_attn)
+        self.norm2, self.fc1, self.act, self.fc2 = layer.final_layer_norm, layer.fc1, layer.activation_fn, layer.fc2
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))[0]
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class DecoderGraph(nn.Module):
+    """One decoder step over T new tokens given P cached positions (P = 0 on the first step)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        dec = model.model.decoder
+        # One [D, V] table serves both the token lookup (columns) and the logits (matmul), so the
+        # exported graph holds a single copy of Whisper's tied embedding.
+        self.register_buffer("table", model.proj_out.weight.detach().t().contiguous())  # [D, V]
+        tied = model.proj_out.weight is dec.embed_tokens.weight or torch.equal(model.proj_out.weight, dec.embed_tokens.weight)
+        self.embed = self._lookup if tied else dec.embed_tokens
+        self.embed_scale = float(getattr(dec, "embed_scale", 1.0))
+        self.register_buffer("positions", dec.embed_positions.weight.detach().clone(), persistent=False)
+        self.layers = nn.ModuleList(_DecoderLayer(layer) for layer in dec.layers)
+        self.norm = dec.layer_norm
+
+    def _lookup(self, ids):
+        return self.table[:, ids].permute(1, 2, 0)  # [D, B, T] -> [B, T, D]
+
+    def forward(self, input_ids, cross, past=None):
+        """cross: [(k, v)] per layer; past: [(k, v)] per layer or None -> logits, [(k, v)] presents."""
+        length = input_ids.shape[1]
+        offset = 0 if past is None else past[0][0].shape[2]
+        steps = torch.arange(length, device=input_ids.device) + offset  # [T] absolute positions
+        x = self.embed(input_ids) * self.embed_scale + self.positions[steps]  # [B, T, D]
+        keys = torch.arange(offset + length, device=input_ids.device)  # [P+T] positions attended to
+        mask = torch.where(keys[None, :] > steps[:, None], NEG_INF, 0.0).to(x.dtype)  # [T, P+T] causal
+        presents = []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cross[i], None if past is None else past[i], mask)
+            presents.append((k, v))
+        return self.norm(x) @ self.table, presents  # logits [B, T, V]
+
+
+class _DecoderLayer(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.norm1, self.attn = layer.self_attn_layer_norm, SelfAttention(layer.self_attn)
+        cross = layer.encoder_attn
+        self.norm2, self.cross_heads = layer.encoder_attn_layer_norm, cross.num_heads
+        self.cross_q = _fused([(cross.q_proj, cross.scaling)])
+        self.cross_out = cross.out_proj
+        self.norm3, self.fc1, self.act, self.fc2 = layer.final_layer_norm, layer.fc1, layer.activation_fn, layer.fc2
+
+    def forward(self, x, cross, past, mask):
+        h, k, v = self.attn(self.norm1(x), *(past if past is not None else (None, None)), mask=mask)
+        x = x + h
+        q = _split_heads(self.cross_q(self.norm2(x)), self.cross_heads)  # [B, H, T, r_qk]
+        x = x + self.cross_out(_attend(q, cross[0], cross[1], None))
+        return x + self.fc2(self.act(self.fc1(self.norm3(x)))), k, v

@@ -1,0 +1,185 @@
+"""Torch graphs -> ONNX files: encoder, first-step decoder, decoder with past, merged decoder.
+
+Weights shared between graphs (the three decoders hold the same matrices) are written
+once into ``model.onnx_data``, which every graph references by offset, so the folder costs
+one copy of the model. ``int8`` quantizes every MatMul weight per output channel with ONNX
+Runtime's dynamic quantization; ``fp16`` exports the graphs in half precision (for GPUs).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .graphs import DecoderGraph, EncoderGraph
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+GRAPHS = ("encoder_model", "decoder_model", "decoder_with_past_model", "decoder_model_merged")
+DATA_FILE = "model.onnx_data"
+_INLINE_BYTES = 1024  # smaller tensors stay inside the graph files
+_ALIGN = 4096
+
+
+def need_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'") from None
+
+
+def cross_names(layers: int) -> list[str]:
+    return [f"cross.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def past_names(layers: int, prefix: str) -> list[str]:
+    return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+class _Decoder(nn.Module):
+    """Flat-signature wrapper: (input_ids, *cross, *past) -> (logits, *present)."""
+
+    def __init__(self, graph: DecoderGraph, with_past: bool) -> None:
+        super().__init__()
+        self.graph, self.with_past, self.layers = graph, with_past, len(graph.layers)
+
+    def forward(self, input_ids, *flat):
+        n = 2 * self.layers
+        pairs = lambda ts: [(ts[i], ts[i + 1]) for i in range(0, len(ts), 2)]  # noqa: E731
+        past = pairs(flat[n:]) if self.with_past else None
+        logits, presents = self.graph(input_ids, pairs(flat[:n]), past)
+        return (logits, *[t for kv in presents for t in kv])
+
+
+def _int8_embedding(graph: DecoderGraph) -> None:
+    """Replace the embedding table of the lookup by int8 rows with one scale each."""
+    weight = graph.table.t()  # [V, D]
+    scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # [V]
+    table = torch.round(weight / scale[:, None]).to(torch.int8)
+    graph.embed = _QuantEmbedding(table, scale)
+
+
+class _QuantEmbedding(nn.Module):
+    def __init__(self, table: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)  # [V, D] int8
+        self.register_buffer("scale", scale)  # [V]
+
+    def forward(self, ids):
+        return self.table[ids].float() * self.scale[ids].unsqueeze(-1)  # [B, T, D]
+
+
+def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp32", opset: int = 17) -> dict[str, Path]:
+    """Trace the four graphs of ``model`` into ``folder`` (one file each, weights inline or
+    in per-file external data); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model = copy.deepcopy(model).float().eval()
+    cfg = model.config
+    layers, mels = cfg.decoder_layers, cfg.num_mel_bins
+    frames = 2 * cfg.max_source_positions
+    encoder = EncoderGraph(model).to(dtype)
+    decoder = DecoderGraph(model)
+    if precision == "int8":
+        _int8_embedding(decoder)
+    decoder = decoder.to(dtype)
+
+    with torch.no_grad():
+        feats = torch.randn(1, mels, frames, dtype=dtype)
+        enc_out = encoder(feats)
+        cross = list(enc_out[1:])
+        ids = torch.full((1, 2), cfg.decoder_start_token_id, dtype=torch.long)
+        first = _Decoder(decoder, with_past=False)(ids, *cross)
+        past = list(first[1:])
+
+    axes_cross = {n: {0: "batch", 2: "encoder_length"} for n in cross_names(layers)}
+    jobs = {
+        "encoder_model": (encoder, (feats,), ["input_features"], ["last_hidden_state", *cross_names(layers)],
+                          {"input_features": {0: "batch", 2: "frames"}, "last_hidden_state": {0: "batch", 1: "encoder_length"},
+                           **axes_cross}),
+        "decoder_model": (_Decoder(decoder, False), (ids, *cross), ["input_ids", *cross_names(layers)],
+                          ["logits", *past_names(layers, "present")], None),
+        "decoder_with_past_model": (_Decoder(decoder, True), (ids[:, :1], *cross, *past), None, None, None),
+    }
+    dec_in = ["input_ids", *cross_names(layers), *past_names(layers, "past")]
+    dec_out = ["logits", *past_names(layers, "present")]
+    dec_axes = {"input_ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}, **axes_cross,
+                **{n: {0: "batch", 2: "past_length"} for n in past_names(layers, "past")},
+                **{n: {0: "batch", 2: "total_length"} for n in past_names(layers, "present")}}
+    jobs["decoder_model"] = (*jobs["decoder_model"][:4], {k: v for k, v in dec_axes.items() if not k.startswith("past.")})
+    jobs["decoder_with_past_model"] = (jobs["decoder_with_past_model"][0], jobs["decoder_with_past_model"][1], dec_in, dec_out, dec_axes)
+
+    paths = {}
+    for name, (module, args, inputs, outputs, axes) in jobs.items():
+        path = folder / name / f"{name}.onnx"
+        path.parent.mkdir()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        paths[name] = path
+    # The merged decoder is the with-past graph: it also takes an empty past (length 0) on the first step.
+    paths["decoder_model_merged"] = paths["decoder_with_past_model"]
+    return paths
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """ONNX Runtime dynamic quantization, per output channel, of every MatMul weight."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"], use_external_data_format=False)
+    return target
+
+
+def write_shared(graphs: dict[str, Path], out: Path) -> dict[str, int]:
+    """Write each graph to ``out/<name>.onnx`` with its large tensors in one shared,
+    de-duplicated ``out/model.onnx_data``; returns each file's size in bytes."""
+    import onnx
+    from onnx import numpy_helper
+
+    out.mkdir(parents=True, exist_ok=True)
+    offsets: dict[bytes, tuple[int, int]] = {}
+    with open(out / DATA_FILE, "wb") as data:
+        for name, src in graphs.items():
+            proto = onnx.load(str(src), load_external_data=True)
+            for tensor in _all_tensors(proto.graph):
+                raw = numpy_helper.to_array(tensor).tobytes()
+                if len(raw) < _INLINE_BYTES:
+                    continue
+                key = hashlib.sha256(raw + str((tensor.data_type, tuple(tensor.dims))).encode()).digest()
+                if key not in offsets:
+                    data.seek(0, 2)
+                    start = -(-data.tell() // _ALIGN) * _ALIGN
+                    data.write(b"\0" * (start - data.tell()))
+                    data.write(raw)
+                    offsets[key] = (start, len(raw))
+                start, length = offsets[key]
+                for field in ("float_data", "int32_data", "int64_data", "double_data", "raw_data"):
+                    tensor.ClearField(field)
+                del tensor.external_data[:]
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                for k, v in (("location", DATA_FILE), ("offset", str(start)), ("length", str(length))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = k, v
+            onnx.save(proto, str(out / f"{name}.onnx"))
+    return {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def _all_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                yield from _all_tensors(sub)

@@ -1,0 +1,144 @@
+"""Check an exported folder against the PyTorch model it came from (optimum's habit).
+
+Logits are compared on random features and on real clips, for the first-step decoder,
+the decoder with past and the merged decoder; greedy tokens of ONNX Runtime and PyTorch
+``generate()`` are compared on the real clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+# Per precision, the bounds a check must meet (None: printed, not enforced):
+#   max_abs: max |onnx - torch| / max(1, max |torch|) over all logits
+#   rms:     ||onnx - torch|| / ||torch||
+#   top1:    share of positions whose most likely token is the same
+#   tokens:  least mean share of greedy tokens on real clips equal to PyTorch's
+# int8 (dynamic, per-tensor activation scales) moves every logit a little and reacts
+# strongly to random-noise features, so it is bounded on real speech only.
+TOLERANCE = {
+    "fp32": {"max_abs": 1e-4, "rms": None, "top1": None, "random": True, "tokens": 1.0},
+    "fp16": {"max_abs": 2e-2, "rms": None, "top1": None, "random": True, "tokens": 0.9},
+    "int8": {"max_abs": None, "rms": 0.25, "top1": 0.9, "random": False, "tokens": 0.8},
+}
+
+
+class ValidationError(RuntimeError):
+    pass
+
+
+@dataclass
+class Check:
+    name: str
+    precision: str
+    max_abs: float
+    rms: float
+    top1: float
+    enforced: bool = True
+
+    @property
+    def ok(self) -> bool:
+        tol = TOLERANCE[self.precision]
+        return not self.enforced or bool(
+            (tol["max_abs"] is None or self.max_abs <= tol["max_abs"]) and (tol["rms"] is None or self.rms <= tol["rms"])
+            and (tol["top1"] is None or self.top1 >= tol["top1"]))
+
+
+@dataclass
+class ValidationReport:
+    precision: str
+    checks: list[Check] = field(default_factory=list)
+    token_agreement: list[float] = field(default_factory=list)  # per real clip: share of equal greedy tokens
+
+    @property
+    def tokens_ok(self) -> bool:
+        return not self.token_agreement or float(np.mean(self.token_agreement)) >= TOLERANCE[self.precision]["tokens"]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks) and self.tokens_ok
+
+    def format(self) -> str:
+        tol = TOLERANCE[self.precision]
+        bounds = ", ".join(f"{k} {'<=' if k != 'top1' else '>='} {v:g}" for k, v in tol.items()
+                           if k in ("max_abs", "rms", "top1") and v is not None)
+        lines = [f"validation against PyTorch ({self.precision}: logits {bounds}"
+                 f"{'' if tol['random'] else ' on real speech'}; greedy tokens on real clips >= {tol['tokens']:.0%} equal)"]
+        for c in self.checks:
+            verdict = ("ok" if c.ok else "FAILED") if c.enforced else "(printed only)"
+            lines.append(f"  {c.name:<38} max_abs {c.max_abs:.1e}  rms {c.rms:.1e}  top1 {c.top1:.0%}  {verdict}")
+        if self.token_agreement:
+            lines.append(f"  greedy tokens equal to PyTorch on real clips: "
+                         f"{', '.join(f'{a:.0%}' for a in self.token_agreement)}  {'ok' if self.tokens_ok else 'FAILED'}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "ok": self.ok, "tolerance": TOLERANCE[self.precision],
+                "token_agreement": self.token_agreement, "checks": [dict(asdict(c), ok=c.ok) for c in self.checks]}
+
+
+def _check(name: str, got: np.ndarray, ref: np.ndarray, precision: str) -> Check:
+    got, ref = got.astype(np.float64), ref.astype(np.float64)
+    max_abs = float(np.abs(got - ref).max()) / max(1.0, float(np.abs(ref).max()))
+    rms = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-12))
+    top1 = float((got.argmax(-1) == ref.argmax(-1)).mean())
+    return Check(name, precision, max_abs, rms, top1, enforced=TOLERANCE[precision]["random"] or name.startswith("real"))
+
+
+@torch.no_grad()
+def validate(model, engine, precision: str, clips: list[np.ndarray] | None = None, max_new_tokens: int = 48,
+             language: str | None = "en", seed: int = 0) -> ValidationReport:
+    """Compare ``engine`` (an ``OrtWhisper``) with ``model`` (the PyTorch model it was exported from)."""
+    from ..runtime.decoding import DecodingOptions, Vocab, decode
+
+    model = model.float().eval()
+    cfg = model.config
+    report = ValidationReport(precision)
+    vocab = Vocab.from_generation_config(engine.generation_config, language)
+    prompt = vocab.prompt()
+    max_new_tokens = min(max_new_tokens, cfg.max_target_positions - len(prompt) - 1)
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(2, cfg.num_mel_bins, 2 * cfg.max_source_positions, generator=g)
+    extra = torch.randint(0, cfg.vocab_size, (2, 4), generator=g)
+    inputs = [("random", feats, torch.cat([torch.tensor([prompt] * 2), extra], dim=1))]
+    if clips:
+        real = torch.from_numpy(engine.features(clips).astype(np.float32))
+        state = engine.encode(real.numpy())
+        hyps = decode(engine, state, len(clips), prompt, vocab, DecodingOptions(max_new_tokens=max_new_tokens))
+        ref = _torch_greedy(model, engine, real, len(prompt), max_new_tokens, language)
+        for h, r in zip(hyps, ref):
+            n = max(len(h.tokens), len(r), 1)
+            report.token_agreement.append(sum(a == b for a, b in zip(h.tokens, r)) / n)
+        forced = torch.tensor([prompt + r[:8] + [vocab.eot] * (8 - len(r[:8])) for r in ref])
+        inputs.append(("real", real, forced))
+
+    for tag, feats, ids in inputs:
+        ref = model(input_features=feats, decoder_input_ids=ids).logits.numpy()  # [B, T, V]
+        cross, empty = engine.encode(feats.numpy())
+        split = ids.shape[1] // 2
+        merged, (_, past) = engine.step(ids.numpy(), (cross, empty))
+        report.checks.append(_check(f"{tag}: decoder, all tokens at once", merged, ref, precision))
+        head, (_, past) = engine.step(ids[:, :split].numpy(), (cross, empty))
+        tail, _ = engine.step(ids[:, split:].numpy(), (cross, past))
+        report.checks.append(_check(f"{tag}: decoder with past (KV cache)", np.concatenate([head, tail], 1), ref, precision))
+        first, with_past = engine.session("decoder_model.onnx"), engine.session("decoder_with_past_model.onnx")
+        head, *present = first.run(None, engine.feed(ids[:, :split].numpy(), cross, []))
+        tail = with_past.run(None, engine.feed(ids[:, split:].numpy(), cross, present))[0]
+        report.checks.append(_check(f"{tag}: decoder_model + decoder_with_past", np.concatenate([head, tail], 1), ref,
+                                    precision))
+    return report
+
+
+def _torch_greedy(model, engine, feats, prompt_len, max_new_tokens, language) -> list[list[int]]:
+    kwargs = {"task": "transcribe", "language": language} if getattr(engine.generation_config, "is_multilingual", False) else {}
+    ids = model.generate(feats, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens, **kwargs)
+    gen = engine.generation_config
+    out = []
+    for row in ids.tolist():
+        if row and row[0] == gen.decoder_start_token_id:  # generate() may return the prompt too
+            row = row[prompt_len:]
+        out.append([t for t in row if t not in (gen.eos_token_id, gen.pad_token_id)])
+    return out

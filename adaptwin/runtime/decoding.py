@@ -1,0 +1,207 @@
+"""Model-free Whisper decoding in NumPy: prompt, logit rules, greedy and beam search.
+
+Any engine plugs in through ``Stepper``: ``step(tokens, state) -> (logits, state)`` runs
+the decoder over new tokens with its KV cache, ``reorder(state, rows)`` picks cache rows
+(for beams). The rules follow openai/whisper's decoding.py: suppressed tokens, blank/EOT
+suppressed at the first step, and the timestamp rules when timestamps are on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+NEG = -np.inf
+
+
+class Stepper(Protocol):
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """tokens int64 [N, T] (new tokens only) -> logits [N, T, V] and the updated state."""
+        ...
+
+    def reorder(self, state: Any, rows: np.ndarray) -> Any:
+        ...
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The special tokens decoding needs (from a generation config)."""
+
+    eot: int
+    sot_prompt: tuple[int, ...]  # e.g. (<|startoftranscript|>, <|en|>, <|transcribe|>)
+    no_timestamps: int | None
+    timestamp_begin: int | None  # id of <|0.00|>
+    suppress: tuple[int, ...] = ()
+    begin_suppress: tuple[int, ...] = ()
+
+    def prompt(self, timestamps: bool = False, previous: list[int] | None = None, prev_token: int | None = None) -> list[int]:
+        """Decoder prompt: optional previous-text context, the start sequence, <|notimestamps|>."""
+        head = [prev_token, *previous[-223:]] if previous and prev_token is not None else []
+        tail = [] if timestamps or self.no_timestamps is None else [self.no_timestamps]
+        return head + list(self.sot_prompt) + tail
+
+    @classmethod
+    def from_generation_config(cls, gen: Any, language: str | None = "en", task: str = "transcribe") -> Vocab:
+        start = [gen.decoder_start_token_id]
+        if getattr(gen, "is_multilingual", False):
+            lang_ids = getattr(gen, "lang_to_id", {}) or {}
+            if language is not None:
+                code = language if language.startswith("<|") else f"<|{language}|>"
+                if code not in lang_ids:
+                    raise ValueError(f"language {language!r} is not one of this model's languages")
+                start.append(lang_ids[code])
+            task_ids = getattr(gen, "task_to_id", {}) or {}
+            if task in task_ids:
+                start.append(task_ids[task])
+        no_ts = getattr(gen, "no_timestamps_token_id", None)
+        eot = gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0]
+        return cls(eot=eot, sot_prompt=tuple(start), no_timestamps=no_ts,
+                   timestamp_begin=None if no_ts is None else no_ts + 1,
+                   suppress=tuple(getattr(gen, "suppress_tokens", None) or ()),
+                   begin_suppress=tuple(getattr(gen, "begin_suppress_tokens", None) or ()))
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    beam_size: int = 1
+    max_new_tokens: int = 220
+    timestamps: bool = False
+    max_initial_timestamp: float = 1.0  # seconds; the first timestamp may not be later
+    length_penalty: float | None = None  # None: rank finished beams by mean log-probability
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int] = field(default_factory=list)  # generated tokens, without the prompt or EOT
+    logprob: float = 0.0
+    finished: bool = False
+
+
+def apply_rules(logits: np.ndarray, generated: list[list[int]], vocab: Vocab, options: DecodingOptions) -> np.ndarray:
+    """Mask forbidden next tokens in-place. logits [N, V] float32; generated: tokens so far per row."""
+    if vocab.suppress:
+        logits[:, list(vocab.suppress)] = NEG
+    if vocab.no_timestamps is not None:
+        logits[:, vocab.no_timestamps] = NEG
+    for row, tokens in enumerate(generated):
+        if not tokens and vocab.begin_suppress:
+            logits[row, list(vocab.begin_suppress)] = NEG
+        if options.timestamps and vocab.timestamp_begin is not None:
+            _timestamp_rules(logits[row], tokens, vocab, options)
+    return logits
+
+
+def _timestamp_rules(row: np.ndarray, tokens: list[int], vocab: Vocab, options: DecodingOptions) -> None:
+    begin = vocab.timestamp_begin
+    last = len(tokens) >= 1 and tokens[-1] >= begin
+    penultimate = len(tokens) < 2 or tokens[-2] >= begin
+    if last:
+        if penultimate:  # a pair just closed: text (or EOT) must follow
+            row[begin:] = NEG
+        else:  # an open timestamp: another timestamp or EOT must follow
+            row[: vocab.eot] = NEG
+    stamps = [t for t in tokens if t >= begin]
+    if stamps:  # timestamps never go backwards (and a closed pair needs a strictly later one)
+        floor = stamps[-1] if last and not penultimate else stamps[-1] + 1
+        row[begin:floor] = NEG
+    if not tokens:  # the first token is a timestamp no later than max_initial_timestamp
+        row[:begin] = NEG
+        row[begin + int(round(options.max_initial_timestamp / 0.02)) + 1:] = NEG
+    logprobs = _log_softmax(row)
+    if np.logaddexp.reduce(logprobs[begin:]) > logprobs[:begin].max():
+        row[:begin] = NEG  # timestamps together are likelier than any single text token
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    top = x.max(axis=-1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+
+
+def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: Vocab, options: DecodingOptions) -> list[Hypothesis]:
+    """Best hypothesis per input row (``state`` holds ``batch`` rows of encoder output)."""
+    if options.beam_size == 1:
+        return _greedy(stepper, state, batch, prompt, vocab, options)
+    return _beam(stepper, state, batch, prompt, vocab, options)
+
+
+def _greedy(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
+    hyps = [Hypothesis() for _ in range(batch)]
+    tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1))  # [B, T0]
+    for _ in range(options.max_new_tokens):
+        logits, state = stepper.step(tokens, state)
+        last = apply_rules(logits[:, -1].astype(np.float32), [h.tokens for h in hyps], vocab, options)
+        logprobs = _log_softmax(last)
+        best = last.argmax(axis=-1)  # [B]
+        for h, tok, lp in zip(hyps, best, logprobs[np.arange(batch), best]):
+            if h.finished:
+                continue
+            h.logprob += float(lp)
+            if tok == vocab.eot:
+                h.finished = True
+            else:
+                h.tokens.append(int(tok))
+        if all(h.finished for h in hyps):
+            break
+        tokens = np.where([h.finished for h in hyps], vocab.eot, best)[:, None].astype(np.int64)  # [B, 1]
+    return hyps
+
+
+def _beam(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
+    k = options.beam_size
+    state = stepper.reorder(state, np.repeat(np.arange(batch), k))  # rows: audio-major, beam-minor
+    beams = [[Hypothesis(logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]
+    done: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch * k, 1))
+    for _ in range(options.max_new_tokens):
+        logits, state = stepper.step(tokens, state)
+        flat = [h for row in beams for h in row]
+        logprobs = _log_softmax(apply_rules(logits[:, -1].astype(np.float32), [h.tokens for h in flat], vocab, options))
+        rows, nxt = [], []
+        for b in range(batch):
+            if len(done[b]) >= k:  # this audio is finished: keep feeding its first beam
+                rows += [b * k] * k
+                nxt += [vocab.eot] * k
+                continue
+            scores = np.array([h.logprob for h in beams[b]])[:, None] + logprobs[b * k:(b + 1) * k]  # [K, V]
+            order = np.argsort(-scores, axis=None)[: 2 * k]
+            new = []
+            for idx in order:
+                j, tok = divmod(int(idx), scores.shape[1])
+                if not np.isfinite(scores[j, tok]):
+                    break
+                hyp = Hypothesis(beams[b][j].tokens + ([] if tok == vocab.eot else [tok]), float(scores[j, tok]), tok == vocab.eot)
+                if hyp.finished:
+                    if len(done[b]) < k:
+                        done[b].append(hyp)
+                else:
+                    new.append((j, tok, hyp))
+                if len(new) == k:
+                    break
+            while len(new) < k:  # keep K rows even when candidates run out
+                new.append((0, vocab.eot, Hypothesis(logprob=NEG)))
+            beams[b] = [h for _, _, h in new]
+            rows += [b * k + j for j, _, _ in new]
+            nxt += [t for _, t, _ in new]
+        if all(len(d) >= k for d in done):
+            break
+        state = stepper.reorder(state, np.asarray(rows))
+        tokens = np.asarray(nxt, dtype=np.int64)[:, None]
+    best = []
+    for b in range(batch):
+        pool = done[b] or [h for h in beams[b] if np.isfinite(h.logprob)]
+        best.append(max(pool, key=lambda h: _rank(h, options.length_penalty)))
+    return best
+
+
+def _rank(h: Hypothesis, penalty: float | None) -> float:
+    length = len(h.tokens) + 1
+    return h.logprob / (length if penalty is None else ((5 + length) / 6) ** penalty)

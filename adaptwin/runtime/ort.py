@@ -1,0 +1,77 @@
+"""ONNX Runtime sessions of an exported folder, as a decoding ``Stepper``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from .exported import ExportedWhisper, cross_feed
+
+logger = logging.getLogger(__name__)
+
+ENCODER, DECODER = "encoder_model.onnx", "decoder_model_merged.onnx"
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' "
+                          "(or onnxruntime-gpu for CUDA)") from None
+    return onnxruntime
+
+
+class OrtWhisper(ExportedWhisper):
+    """Encoder + merged decoder sessions; CUDA when available, else CPU."""
+
+    def __init__(self, folder: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None,
+                 processor: Any = None) -> None:
+        ort = _ort()
+        super().__init__(folder, (ENCODER, DECODER), processor)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.encoder = ort.InferenceSession(str(self.path / ENCODER), opts, providers=providers)
+        self.decoder = ort.InferenceSession(str(self.path / DECODER), opts, providers=providers)
+        self.float_type = np.float16 if "float16" in self.encoder.get_inputs()[0].type else np.float32
+        self.past_inputs = [i for i in self.decoder.get_inputs() if i.name.startswith("past.")]
+
+    @property
+    def providers(self) -> list[str]:
+        return self.encoder.get_providers()
+
+    def encode(self, features: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Decoder state for ``features`` [B, n_mels, frames]: (cross keys/values, empty past)."""
+        out = self.encoder.run(None, {"input_features": features.astype(self.float_type)})
+        batch = features.shape[0]
+        past = [np.zeros((batch, i.shape[1], 0, i.shape[3]), dtype=self.float_type) for i in self.past_inputs]
+        return out[1:], past
+
+    def feed(self, tokens: np.ndarray, cross: list[np.ndarray], past: list[np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {"input_ids": tokens.astype(np.int64)}
+        feed.update(cross_feed(cross))
+        feed.update(zip((i.name for i in self.past_inputs), past))
+        return feed
+
+    def step(self, tokens: np.ndarray, state):
+        cross, past = state
+        logits, *present = self.decoder.run(None, self.feed(tokens, cross, past))
+        return logits, (cross, present)
+
+    def session(self, filename: str):
+        """Another graph of the folder (e.g. decoder_model.onnx), with this engine's providers."""
+        ort = _ort()
+        return ort.InferenceSession(str(self.path / filename), providers=self.providers)
+
+    def reorder(self, state, rows: np.ndarray):
+        cross, past = state
+        if len(rows) != cross[0].shape[0]:  # expanding inputs into beams; later reorders stay within an input
+            cross = [c[rows] for c in cross]
+        return cross, [p[rows] for p in past]

@@ -1,0 +1,49 @@
+"""The PyTorch model as a decoding ``Stepper``, through the same plain-tensor graphs that
+are exported (fused q/k/v, cross keys/values computed once per window), so every backend
+decodes with one code path."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..checkpoint import LoadedWhisper
+
+
+class TorchWhisper:
+    def __init__(self, loaded: LoadedWhisper, threads: int | None = None) -> None:
+        from ..export.graphs import DecoderGraph, EncoderGraph
+
+        model = loaded.model.eval()
+        self.path, self.processor, self.config = loaded.path, loaded.processor, model.config
+        self.generation_config = model.generation_config
+        self.dtype = next(model.parameters()).dtype
+        self.device = next(model.parameters()).device
+        self.encoder, self.decoder = EncoderGraph(model).eval(), DecoderGraph(model).eval()
+        if threads:
+            torch.set_num_threads(threads)
+
+    def features(self, audios: list[np.ndarray]) -> np.ndarray:
+        from .exported import features
+
+        return features(self.processor, audios, self.path)
+
+    @torch.inference_mode()
+    def encode(self, features: np.ndarray):
+        out = self.encoder(torch.as_tensor(features, dtype=self.dtype, device=self.device))
+        return list(out[1:]), []
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray, state):
+        cross, past = state
+        pairs = lambda ts: [(ts[i], ts[i + 1]) for i in range(0, len(ts), 2)]  # noqa: E731
+        ids = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        logits, presents = self.decoder(ids, pairs(cross), pairs(past) if past else None)
+        return logits.float().cpu().numpy(), (cross, [t for kv in presents for t in kv])
+
+    def reorder(self, state, rows: np.ndarray):
+        cross, past = state
+        index = torch.as_tensor(rows, device=self.device)
+        if len(rows) != cross[0].shape[0]:
+            cross = [c.index_select(0, index) for c in cross]
+        return cross, [p.index_select(0, index) for p in past]

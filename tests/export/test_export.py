@@ -1,0 +1,190 @@
+"""ONNX export of tiny random models: parity with PyTorch, KV cache, int8, atomicity, TensorRT readiness."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from adaptwin import AdaPTwinConfig, compress_  # noqa: E402
+from adaptwin.checkpoint import LoadedWhisper  # noqa: E402
+from adaptwin.export import ExportOptions, export  # noqa: E402
+from adaptwin.runtime.decoding import DecodingOptions, Vocab, decode  # noqa: E402
+from adaptwin.runtime.ort import OrtWhisper  # noqa: E402
+
+
+class TinyProcessor:
+    """A feature extractor for the tiny models' 16 mel bins and 1 s window (no tokenizer)."""
+
+    def __init__(self):
+        from transformers import WhisperFeatureExtractor
+
+        self.feature_extractor = WhisperFeatureExtractor(feature_size=16, chunk_length=1)
+
+    def save_pretrained(self, path):
+        self.feature_extractor.save_pretrained(path)
+
+
+def tiny_loaded(model) -> LoadedWhisper:
+    return LoadedWhisper(model, TinyProcessor(), Path("tiny"))
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_dense, calibration):
+    model = copy.deepcopy(tiny_dense)
+    compress_(model, AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=8, ffn=True, rank_ffn=32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_dense, compressed):
+    root = tmp_path_factory.mktemp("exports")
+    out = {}
+    for name, model in (("dense", tiny_dense), ("compressed", compressed)):
+        for precision in ("fp32", "int8"):
+            out[name, precision] = export(tiny_loaded(model), root / f"{name}-{precision}", ExportOptions(precision=precision))
+    return out
+
+
+def test_folder_layout_and_shared_weights(exports):
+    report = exports["compressed", "fp32"]
+    names = set(report.files)
+    assert {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx",
+            "model.onnx_data", "config.json", "generation_config.json", "preprocessor_config.json",
+            "adaptwin_export.json"} <= names
+    # The three decoders share one copy of their weights: the data file is far smaller than three copies.
+    data = report.files["model.onnx_data"]
+    import onnx
+
+    per_graph = {}
+    for g in ("encoder_model", "decoder_model", "decoder_with_past_model"):
+        proto = onnx.load(str(report.out / f"{g}.onnx"), load_external_data=False)
+        per_graph[g] = sum(int(next(e.value for e in t.external_data if e.key == "length"))
+                           for t in proto.graph.initializer if t.external_data)
+    assert data < per_graph["encoder_model"] + 1.2 * per_graph["decoder_model"]
+
+
+@pytest.mark.parametrize("name", ["dense", "compressed"])
+def test_fp32_logits_match_pytorch(exports, tiny_dense, compressed, inputs, name):
+    model = tiny_dense if name == "dense" else compressed
+    report = exports[name, "fp32"]
+    assert report.validation.ok and all(c.enforced for c in report.validation.checks)
+    assert len(report.validation.token_agreement) == 3  # greedy tokens compared on the bundled clips
+    engine = OrtWhisper(report.out)
+    feats, ids = inputs
+    with torch.no_grad():
+        ref = model(input_features=feats, decoder_input_ids=ids).logits.numpy()
+    cross, past = engine.encode(feats.numpy())
+    full, _ = engine.step(ids.numpy(), (cross, past))
+    assert np.abs(full - ref).max() <= 1e-4
+    # merged decoder, token by token through the KV cache
+    steps, state = [], (cross, past)
+    for t in range(ids.shape[1]):
+        logits, state = engine.step(ids[:, t:t + 1].numpy(), state)
+        steps.append(logits)
+    assert np.abs(np.concatenate(steps, 1) - ref).max() <= 1e-4
+
+
+def test_merged_decoder_equals_split_decoders(exports, inputs):
+    engine = OrtWhisper(exports["compressed", "fp32"].out)
+    first, with_past = engine.session("decoder_model.onnx"), engine.session("decoder_with_past_model.onnx")
+    feats, ids = inputs
+    cross, empty = engine.encode(feats.numpy())
+    head, *present = first.run(None, engine.feed(ids[:, :4].numpy(), cross, []))
+    tail, *_ = with_past.run(None, engine.feed(ids[:, 4:].numpy(), cross, present))
+    merged_head, (_, merged_present) = engine.step(ids[:, :4].numpy(), (cross, empty))
+    merged_tail, _ = engine.step(ids[:, 4:].numpy(), (cross, merged_present))
+    assert np.abs(head - merged_head).max() <= 1e-5 and np.abs(tail - merged_tail).max() <= 1e-5
+
+
+def test_no_dense_attention_weight_in_compressed_graphs(exports, compressed):
+    import onnx
+
+    d = compressed.config.d_model
+    out = exports["compressed", "fp32"].out
+    for g in ("encoder_model", "decoder_model_merged"):
+        proto = onnx.load(str(out / f"{g}.onnx"), load_external_data=False)
+        shapes = [tuple(t.dims) for t in proto.graph.initializer]
+        assert (d, d) not in shapes, f"{g} rebuilds a dense {d}x{d} matrix"
+        # one fused q/k/v matmul per self-attention: [D, H*(2*r_qk + r_vo)] with H = 4, r = 8
+        assert shapes.count((d, 4 * (8 + 8 + 8))) == 2  # two layers on each side
+
+
+def test_greedy_through_ort_equals_pytorch_generate(exports, compressed):
+    engine = OrtWhisper(exports["compressed", "fp32"].out)
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(2, 16, 100, generator=g)
+    vocab = Vocab.from_generation_config(engine.generation_config)
+    hyps = decode(engine, engine.encode(feats.numpy()), 2, vocab.prompt(), vocab, DecodingOptions(max_new_tokens=20))
+    with torch.no_grad():
+        ref = compressed.generate(feats, max_new_tokens=20, do_sample=False, num_beams=1)
+    for h, row in zip(hyps, ref.tolist()):
+        row = row[1:] if row[0] == compressed.config.decoder_start_token_id else row  # generate() may drop the prompt
+        row = [t for t in row if t not in (compressed.config.eos_token_id, compressed.config.pad_token_id)]
+        assert h.tokens == row
+
+
+def test_beam_search_through_ort(exports):
+    engine = OrtWhisper(exports["dense", "fp32"].out)
+    feats = torch.randn(2, 16, 100, generator=torch.Generator().manual_seed(6)).numpy()
+    vocab = Vocab.from_generation_config(engine.generation_config)
+    greedy = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(max_new_tokens=12))
+    beam1 = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=1, max_new_tokens=12))
+    beam4 = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=4, max_new_tokens=12))
+    assert [h.tokens for h in greedy] == [h.tokens for h in beam1]
+    for g, b in zip(greedy, beam4):
+        if len(g.tokens) == len(b.tokens):  # same length: the beam's total log-probability is at least greedy's
+            assert b.logprob >= g.logprob - 1e-4
+
+
+@pytest.mark.parametrize("name", ["dense", "compressed"])
+def test_int8_within_stated_tolerance_and_smaller(exports, name):
+    q, f = exports[name, "int8"], exports[name, "fp32"]
+    assert q.validation.ok
+    assert any(c.name.startswith("real") and c.enforced for c in q.validation.checks)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(q.out / "encoder_model.onnx"), load_external_data=False).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert q.files["model.onnx_data"] < 0.6 * f.files["model.onnx_data"]
+
+
+def test_failed_validation_leaves_nothing(tmp_path, tiny_dense, monkeypatch):
+    import adaptwin.export.validate as validate
+
+    monkeypatch.setitem(validate.TOLERANCE, "fp32", dict(validate.TOLERANCE["fp32"], max_abs=0.0))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("previous export")
+    with pytest.raises(validate.ValidationError, match="nothing was written"):
+        export(tiny_loaded(tiny_dense), tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_interrupted_export_leaves_no_partial_output(tmp_path, tiny_dense, monkeypatch):
+    import adaptwin.export.onnx as onnx_export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_export, "write_shared", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(tiny_loaded(tiny_dense), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_options_are_clear():
+    with pytest.raises(ValueError, match="precision"):
+        ExportOptions(precision="int4")
+    with pytest.raises(ValueError, match="opset"):
+        ExportOptions(opset=11)
+    with pytest.raises(ValueError, match="--calib"):
+        ExportOptions(engine="trt", precision="int8")
+
+
+def test_ort_backend_rejects_a_non_export_folder(tmp_path):
+    with pytest.raises(ValueError, match="adaptwin-export"):
+        OrtWhisper(tmp_path)
