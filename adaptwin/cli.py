@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_data_build)
 
     from .export.cli import add_arguments, run
+    from .runtime.commands import add_stream, add_transcribe
+
+    add_transcribe(sub)
+    add_stream(sub)
 
     p = sub.add_parser("export", help="ONNX graphs (and TensorRT engines), validated against PyTorch")
     add_arguments(p)

@@ -70,6 +70,19 @@ def wer_counts(reference: str, hypothesis: str) -> Alignment:
     return align(normalize(reference).split(), normalize(hypothesis).split())
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: VmHWM (reset by exec, unlike ru_maxrss,
+    which Linux carries over from the parent that launched the process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @dataclass
 class Score:
     substitutions: int = 0
@@ -190,7 +203,7 @@ def evaluate(
         wer=round(total.wer, 3), n_utterances=total.utterances, n_words=total.words,
         substitutions=total.substitutions, deletions=total.deletions, insertions=total.insertions,
         rtf=round(wall / max(audio_seconds, 1e-9), 4), audio_seconds=round(audio_seconds, 2), wall_seconds=round(wall, 2),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mb=round(peak_rss_mb(), 1),
         per_speaker={k: {"wer": round(v.wer, 3), "n_utterances": v.utterances, "n_words": v.words}
                      for k, v in sorted(speakers.items())},
         skipped=skipped, backend=backend.name,

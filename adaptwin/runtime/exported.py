@@ -18,7 +18,8 @@ def cross_feed(cross: list) -> dict[str, Any]:
 def features(processor: Any, audios: list[np.ndarray], where: Any) -> np.ndarray:
     """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each)."""
     if processor is None:
-        raise ValueError(f"{where} has no preprocessor_config.json: cannot compute features")
+        raise ValueError(f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
+                         "cannot compute features; export from a model folder that has them")
     from ..audio import SAMPLE_RATE
 
     return processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
@@ -40,7 +41,7 @@ class ExportedWhisper:
         self.generation_config = GenerationConfig.from_pretrained(str(self.path)) if (
             self.path / "generation_config.json").is_file() else GenerationConfig.from_model_config(self.config)
         self.processor = processor
-        if processor is None and (self.path / "preprocessor_config.json").is_file():
+        if processor is None and any((self.path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
             from transformers import WhisperProcessor
 
             self.processor = WhisperProcessor.from_pretrained(str(self.path))

@@ -1,0 +1,156 @@
+"""Live microphone and simulated streams through the same ``OnlineProcessor`` loop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from .streaming import Emitted, OnlineProcessor
+
+logger = logging.getLogger(__name__)
+
+
+class RingBuffer:
+    """Fixed-size float32 ring filled by the audio callback, drained by the decode loop.
+    When the reader falls behind, the oldest audio is overwritten and counted."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        self.data = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+        self.write = 0  # total samples written
+        self.read = 0  # total samples read
+        self.dropped = 0  # samples overwritten before they were read
+        self.lock = threading.Lock()
+
+    def push(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)[-len(self.data):]
+        with self.lock:
+            n, size = len(samples), len(self.data)
+            start = self.write % size
+            first = min(n, size - start)
+            self.data[start:start + first] = samples[:first]
+            self.data[: n - first] = samples[first:]
+            self.write += n
+            if self.write - self.read > size:
+                self.dropped += self.write - self.read - size
+                self.read = self.write - size
+
+    def pop(self) -> np.ndarray:
+        with self.lock:
+            n, size = self.write - self.read, len(self.data)
+            start = self.read % size
+            idx = (start + np.arange(n)) % size
+            out = self.data[idx].copy()
+            self.read = self.write
+        return out
+
+
+@dataclass
+class StreamStats:
+    overflows: int = 0  # input over-runs reported by the audio driver
+    dropped_seconds: float = 0.0  # audio lost because decoding fell behind the ring buffer
+    words: list[Emitted] = field(default_factory=list)
+
+
+def input_devices(sd) -> str:
+    devices = [f"  {i}: {d['name']} ({d['max_input_channels']} ch)" for i, d in enumerate(sd.query_devices())
+               if d.get("max_input_channels", 0) > 0]
+    return "\n".join(devices) if devices else "  (none: is a microphone connected and allowed?)"
+
+
+def import_sounddevice():
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise ImportError("the live microphone needs sounddevice: pip install 'adaptwin[mic]'") from None
+    except OSError:
+        raise ImportError("sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
+                          "(macOS: brew install portaudio)") from None
+    return sd
+
+
+def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: float = 0.5,
+            on_words: Callable[[list[Emitted], str], None] | None = None, sd=None,
+            stop: threading.Event | None = None) -> StreamStats:
+    """Listen until Ctrl-C (or ``stop``), committing words as they are decided; the last
+    words are flushed on exit. ``sd``: the sounddevice module (tests inject a fake)."""
+    sd = sd or import_sounddevice()
+    ring, stats = RingBuffer(), StreamStats()
+
+    def callback(indata, frames, time_info, status):
+        if status and getattr(status, "input_overflow", False):
+            stats.overflows += 1
+        ring.push(indata[:, 0] if indata.ndim == 2 else indata)
+
+    try:
+        stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
+                                blocksize=int(chunk * SAMPLE_RATE / 4), callback=callback)
+    except Exception as exc:  # PortAudioError, ValueError for unknown names
+        raise RuntimeError(f"cannot open input device {device!r}: {exc}\navailable input devices:\n{input_devices(sd)}\n"
+                           "choose one with --device N") from None
+    report = on_words or (lambda words, pending: None)
+    try:
+        with stream:
+            while stop is None or not stop.is_set():
+                time.sleep(chunk)
+                audio = ring.pop()
+                if len(audio):
+                    online.insert_audio(audio)
+                    words = online.process()
+                    stats.words += words
+                    report(words, online.pending_text())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        online.insert_audio(ring.pop())
+        words = online.finish()
+        stats.words += words
+        report(words, "")
+        stats.dropped_seconds = ring.dropped / SAMPLE_RATE
+    return stats
+
+
+def simulate(online: OnlineProcessor, audio: np.ndarray, *, chunk: float = 0.5, realtime: bool = False,
+             on_words: Callable[[list[Emitted], str], None] | None = None) -> list[tuple[Emitted, float]]:
+    """Feed a recording through the online processor in ``chunk``-second pieces. Returns
+    (word, emission time) pairs, the emission time on the stream's clock: in real time the
+    wall clock since the start; with ``realtime=False`` a simulated clock (audio arrives at
+    its own pace, decoding takes the time it really took), so latency is measured either way."""
+    report = on_words or (lambda words, pending: None)
+    step = int(chunk * SAMPLE_RATE)
+    clock, out, start = 0.0, [], time.perf_counter()
+    for i in range(0, len(audio), step):
+        arrival = min(i + step, len(audio)) / SAMPLE_RATE
+        if realtime:
+            time.sleep(max(0.0, arrival - (time.perf_counter() - start)))
+        clock = max(clock, arrival)
+        online.insert_audio(audio[i:i + step])
+        t0 = time.perf_counter()
+        words = online.process()
+        clock += time.perf_counter() - t0
+        emitted_at = time.perf_counter() - start if realtime else clock
+        out += [(w, emitted_at) for w in words]
+        report(words, online.pending_text())
+    t0 = time.perf_counter()
+    words = online.finish()
+    clock += time.perf_counter() - t0
+    out += [(w, time.perf_counter() - start if realtime else clock) for w in words]
+    report(words, "")
+    return out
+
+
+def print_words(words: list[Emitted], pending: str, *, out=None, err=None) -> None:
+    """Committed text to stdout; the tentative rest on stderr, dimmed when it is a terminal."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if words:
+        out.write("".join(w.word.text for w in words))
+        out.flush()
+    if err.isatty():
+        err.write(f"\r\033[K\033[2m{pending.strip()[-70:]}\033[0m" if pending else "\r\033[K")
+        err.flush()

@@ -1,0 +1,225 @@
+"""Deployment speed, side by side in one run on the same audio and the same `base` weights.
+
+    python benchmarks/runtime_speed.py --data DIR [--budgets 0.3 0.5] [--limit N] [--work DIR]
+
+1. encoder latency on one 30 s window: PyTorch dense, ONNX Runtime dense / compressed
+   (fp32 and int8), CTranslate2 int8 (faster-whisper's engine);
+2. end to end on the `general.jsonl` test split, one utterance at a time, greedy: RTF, WER
+   and peak RSS (each engine in its own process) for ORT compressed int8, ORT dense,
+   faster-whisper int8 (the same CTranslate2 `base` weights) and PyTorch dense;
+3. exported folder sizes.
+
+DIR is the output of `adaptwin data build` (its calib.jsonl drives data-aware compression).
+Compressed models and exports are cached under --work. Writes benchmarks/results/runtime_speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class FasterWhisper:
+    """faster-whisper as an evaluation backend (greedy, no timestamps, no fallback, no VAD)."""
+
+    name = "faster-whisper"
+
+    def __init__(self, ct2_dir: str, threads: int) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def transcribe_batch(self, audios, *, language="en", num_beams=1):
+        out = []
+        for audio in audios:
+            segments, _ = self.model.transcribe(audio, language=language, beam_size=num_beams, temperature=0.0,
+                                                without_timestamps=True, condition_on_previous_text=False,
+                                                vad_filter=False)
+            out.append(" ".join(s.text.strip() for s in segments))
+        return out
+
+
+def prepare(args) -> dict[str, Path]:
+    """Compressed models and exports (cached): {label: folder}."""
+    import adaptwin
+    from adaptwin.data import build_calibration
+    from adaptwin.export import ExportOptions, export
+
+    work = Path(args.work)
+    folders = {}
+    models = {"dense": "base"}
+    for budget in args.budgets:
+        label = f"c{int(round(budget * 100))}"
+        out = work / f"base-{label}"
+        if not (out / "config.json").is_file():
+            loaded = adaptwin.load_whisper("base")
+            calib = build_calibration(loaded, Path(args.data) / "calib.jsonl", 8)
+            adaptwin.compress_(loaded.model, adaptwin.AdaPTwinConfig(scope="encoder", budget=budget, ffn=True), calib)
+            adaptwin.save(loaded.model, out, loaded.processor)
+        models[label] = str(out)
+    for label, source in models.items():
+        for precision in ("fp32", "int8"):
+            out = work / f"onnx-{label}-{precision}"
+            if not (out / "adaptwin_export.json").is_file():
+                print(export(source, out, ExportOptions(precision=precision, threads=args.threads)).format(), flush=True)
+            folders[f"{label}-{precision}"] = out
+    return folders
+
+
+def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
+    """Median seconds of one encoder call on a 30 s window (features of real speech)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import adaptwin
+    from adaptwin.audio import load_audio
+    from adaptwin.data import bundled_clips
+    from adaptwin.models.builtin import builtin_ct2_dir
+
+    torch.set_num_threads(args.threads)
+    loaded = adaptwin.load_whisper("base")
+    audio = np.concatenate([load_audio(u.audio) for u in bundled_clips()])[: 30 * 16000]
+    feats = loaded.processor.feature_extractor([audio], sampling_rate=16000, return_tensors="np").input_features
+
+    def median_time(fn):
+        fn()
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    out = {}
+    encoder = loaded.model.model.encoder
+    with torch.inference_mode():
+        x = torch.from_numpy(feats)
+        out["pytorch dense fp32"] = median_time(lambda: encoder(x))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    for label, folder in folders.items():
+        session = ort.InferenceSession(str(folder / "encoder_model.onnx"), opts, providers=["CPUExecutionProvider"])
+        out[f"ort {label}"] = median_time(lambda: session.run(None, {"input_features": feats}))
+    try:
+        import ctranslate2
+
+        model = ctranslate2.models.Whisper(str(builtin_ct2_dir("base")), device="cpu", compute_type="int8",
+                                           intra_threads=args.threads)
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
+        out["ctranslate2 dense int8"] = median_time(lambda: model.encode(view))
+    except ImportError:
+        print("ctranslate2 not installed: skipping its encoder", flush=True)
+    return out
+
+
+def worker(args) -> int:
+    """One engine, one process: WER, RTF and peak RSS over the test split."""
+    from adaptwin.data import read_utterances
+    from adaptwin.evaluate import evaluate
+    from adaptwin.runtime import get_backend
+
+    kind, _, where = args.worker.partition(":")
+    if kind == "fw":
+        backend = FasterWhisper(where, args.threads)
+    else:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        backend = get_backend(kind, where, **({"threads": args.threads} if kind in ("ort", "torch") else {}))
+    utts = [u for u in read_utterances(Path(args.data) / "general.jsonl") if u.split == "test"]
+    if args.limit:
+        utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+    evaluate(backend, utts[:2], batch_size=1)  # warm-up
+    report = evaluate(backend, utts, batch_size=1)
+    Path(args.result).write_text(json.dumps(report.to_dict()))
+    return 0
+
+
+def end_to_end(folders: dict[str, Path], args) -> dict[str, dict]:
+    from adaptwin.models.builtin import builtin_ct2_dir
+
+    engines = {"faster-whisper int8": f"fw:{builtin_ct2_dir('base')}", "pytorch dense fp32": "torch:base"}
+    for label, folder in folders.items():
+        if label.endswith("int8") or label == "dense-fp32":
+            engines[f"ort {label}"] = f"ort:{folder}"
+    out = {}
+    for name, spec in engines.items():
+        result = Path(args.work) / f"e2e-{name.replace(' ', '_')}.json"
+        cmd = [sys.executable, __file__, "--worker", spec, "--data", args.data, "--result", str(result),
+               "--threads", str(args.threads)] + (["--limit", str(args.limit)] if args.limit else [])
+        subprocess.run(cmd, check=True)
+        out[name] = json.loads(result.read_text())
+        r = out[name]
+        print(f"{name}: WER {r['wer']:.2f} %, RTF {r['rtf']:.3f}, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--limit", type=int, help="only N test utterances (spread over the set)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-runtime"))
+    p.add_argument("--out", default=str(RESULTS / "runtime_speed"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if args.worker:
+        return worker(args)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    folders = prepare(args)
+    latency = encoder_latency(folders, args)
+    for k, v in latency.items():
+        print(f"encoder {k}: {v * 1000:.0f} ms", flush=True)
+    e2e = end_to_end(folders, args)
+    sizes = {label: sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) for label, folder in folders.items()}
+    info = machine_info()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "encoder_seconds": latency,
+                                                    "end_to_end": e2e, "export_bytes": sizes}, indent=1))
+    out.with_suffix(".md").write_text(render(info, args, latency, e2e, sizes))
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+def render(info, args, latency, e2e, sizes) -> str:
+    dense = latency.get("ort dense-fp32")
+    lines = [f"Machine: {machine_line(info)}; {args.threads} threads per engine", "",
+             "Encoder, one 30 s window (median of %d):" % args.repeats, "",
+             "| engine | ms | vs ORT dense fp32 | vs same-precision ORT dense |", "|---|---|---|---|"]
+    for k, v in latency.items():
+        precision = k.rsplit("-", 1)[-1]
+        same = latency.get(f"ort dense-{precision}") if k.startswith("ort ") else None
+        lines.append(f"| {k} | {v * 1000:.0f} | {dense / v:.2f}x | {'%.2fx' % (same / v) if same else ''} |")
+    fw = e2e.get("faster-whisper int8")
+    n = next(iter(e2e.values()))["n_utterances"] if e2e else 0
+    lines += ["", f"End to end, general test split ({n} utterances, one at a time, greedy):", "",
+              "| engine | WER (%) | RTF | speed vs faster-whisper int8 | peak RSS (MB) |", "|---|---|---|---|---|"]
+    for k, r in e2e.items():
+        lines.append(f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {r['peak_rss_mb']:.0f} |")
+    base = sizes.get("dense-fp32")
+    lines += ["", "Exported folders:", "", "| export | MB | share of dense fp32 |", "|---|---|---|"]
+    lines += [f"| {k} | {v / 1e6:.1f} | {v / base:.1%} |" for k, v in sizes.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+from fake_whisper import FakeBackend, runs_of, script_audio
+
+from adaptwin.audio import SAMPLE_RATE
+from adaptwin.runtime.mic import simulate
+from adaptwin.runtime.segments import Word
+from adaptwin.runtime.streaming import LocalAgreement, OnlineProcessor
+from adaptwin.runtime.vad import EnergyVAD
+
+
+def words(*texts, start=0.0):
+    return [Word(start + i, start + i + 0.5, f" {t}") for i, t in enumerate(texts)]
+
+
+def test_local_agreement_commits_the_common_prefix_once():
+    policy = LocalAgreement(2)
+    assert policy.update(words("the", "cat")) == []  # one hypothesis: nothing agreed yet
+    assert [w.text for w in policy.update(words("the", "cat", "sat"))] == [" the", " cat"]
+    assert [w.text for w in policy.update(words("the", "cat", "sat", "on"))] == [" sat"]  # no duplicate of "the cat"
+    assert [w.text for w in policy.update(words("the", "cat", "sat", "in", "the"))] == []  # "on" vs "in": disagree
+    assert [w.text for w in policy.flush()] == [" in", " the"]
+    assert policy.pending() == []
+
+
+def test_local_agreement_ignores_case_and_punctuation_and_restated_words():
+    policy = LocalAgreement(2)
+    policy.update(words("Hello", "world,"))
+    assert [w.text for w in policy.update(words("hello", "world.", "again"))] == [" hello", " world."]
+    # the model restates the committed tail with shifted times: not committed twice
+    restated = [Word(1.2, 1.6, " world"), Word(2.0, 2.5, " again"), Word(2.5, 3.0, " now")]
+    assert [w.text for w in policy.update(restated)] == [" again"]  # agrees with the previous hypothesis
+    assert [w.text for w in policy.update(restated)] == [" now"]
+
+
+def test_local_agreement_n3_needs_three():
+    policy = LocalAgreement(3)
+    assert policy.update(words("a")) == [] and policy.update(words("a")) == []
+    assert [w.text for w in policy.update(words("a"))] == [" a"]
+    with pytest.raises(ValueError):
+        LocalAgreement(0)
+
+
+def committed_text(emitted):
+    return [e.word.text.strip() for e, _ in emitted]
+
+
+@pytest.mark.parametrize("chunk", [0.5, 1.0])
+def test_online_processor_commits_every_word_once_in_order(chunk):
+    audio = script_audio(60, pause_every=7)
+    online = OnlineProcessor(FakeBackend(), min_chunk=chunk)
+    emitted = simulate(online, audio, chunk=chunk)
+    assert committed_text(emitted) == [f"w{k}" for k in range(60)]
+    times = [at for _, at in emitted]
+    assert times == sorted(times)
+    ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    lags = [at - ends[e.word.text.strip()] for e, at in emitted]
+    assert min(lags) > -1e-6  # never committed before it was heard
+
+
+def test_buffer_stays_bounded_on_a_long_stream():
+    audio = script_audio(400, pause_every=9)  # ~3.7 minutes
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=1.0, trim_after=10.0, max_buffer=20.0)
+    longest = 0.0
+    step = SAMPLE_RATE
+    out = []
+    for i in range(0, len(audio), step):
+        online.insert_audio(audio[i:i + step])
+        out += online.process()
+        longest = max(longest, len(online.buffer) / SAMPLE_RATE)
+    out += online.finish()
+    assert longest <= 20.0
+    assert max(backend.calls) <= 20.0
+    assert [e.word.text.strip() for e in out] == [f"w{k}" for k in range(400)]
+
+
+def test_buffer_bounded_even_when_nothing_agrees():
+    class Fickle(FakeBackend):  # a new random word every time: LocalAgreement never commits
+        def _hear(self, audio, timestamps):
+            return [1000, 10 + np.random.randint(0, 900)]
+
+    backend = Fickle()
+    online = OnlineProcessor(backend, min_chunk=1.0, trim_after=10.0, max_buffer=12.0)
+    for i in range(60):
+        online.insert_audio(np.full(SAMPLE_RATE, 0.1, np.float32))
+        online.process()
+        assert len(online.buffer) / SAMPLE_RATE <= 12.0
+
+
+def test_vad_skips_silence_and_flushes_after_a_pause():
+    silence = np.zeros(5 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([silence, script_audio(5), silence, script_audio(3), silence])
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=EnergyVAD(-70))
+    emitted = simulate(online, audio, chunk=0.5)
+    assert committed_text(emitted) == [f"w{k}" for k in range(5)] + [f"w{k}" for k in range(3)]
+    no_vad = FakeBackend()
+    simulate(OnlineProcessor(no_vad, min_chunk=0.5), audio, chunk=0.5)
+    assert len(backend.calls) < len(no_vad.calls) * 0.7  # silence is not decoded
+    # the first utterance is final soon after it ends, without waiting for more speech
+    first_end = 5 + 5 * 0.5
+    at = dict((e.word.text.strip(), t) for e, t in emitted if t < 12)["w4"]
+    assert at - first_end < 1.5
+
+
+def test_energy_vad():
+    vad = EnergyVAD(-40)
+    assert not vad.speech(np.zeros(800, np.float32))
+    assert vad.speech(0.1 * np.sin(np.arange(800, dtype=np.float32)))
+
+
+def test_silero_vad_on_real_speech():
+    from adaptwin.audio import load_audio
+    from adaptwin.data import bundled_clips
+    from adaptwin.runtime.vad import SileroVAD, load_vad, silero_path
+
+    if silero_path() is None:
+        pytest.skip("faster-whisper (which ships the Silero model) is not installed")
+    vad = load_vad("auto")
+    assert isinstance(vad, SileroVAD)
+    speech = load_audio(bundled_clips()[0].audio)[: 2 * SAMPLE_RATE]
+    assert vad.speech(speech)
+    vad.reset()
+    assert not vad.speech(np.zeros(SAMPLE_RATE, np.float32))
+    assert not vad.speech(0.003 * np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32))
