@@ -1,21 +1,29 @@
-"""AdaPTwin: joint low-rank compression of Whisper's attention product twins."""
+"""AdaPTwin: joint low-rank compression of Whisper's attention product twins.
 
-from .calibrate import Calibration
-from .checkpoint import LoadedWhisper, load_whisper, save
-from .compress import CompressionReport, ModuleReport, compress_
-from .config import FORMAT_VERSION, AdaPTwinConfig
+Names are imported on first use, so the deployment path (``adaptwin.runtime`` with ONNX
+Runtime) never loads PyTorch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdaPTwinConfig",
-    "Calibration",
-    "CompressionReport",
-    "FORMAT_VERSION",
-    "ModuleReport",
-    "__version__",
-    "compress_",
-    "LoadedWhisper",
-    "load_whisper",
-    "save",
-]
+_EXPORTS = {
+    "AdaPTwinConfig": ".config",
+    "FORMAT_VERSION": ".config",
+    "Calibration": ".calibrate",
+    "CompressionReport": ".compress",
+    "ModuleReport": ".compress",
+    "compress_": ".compress",
+    "LoadedWhisper": ".checkpoint",
+    "load_whisper": ".checkpoint",
+    "save": ".checkpoint",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'adaptwin' has no attribute {name!r}")

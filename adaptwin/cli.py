@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -222,12 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(prog: str, args: argparse.Namespace, func) -> int:
     """Logging setup and the error policy shared by every command: clear message, exit code 2."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-    except ImportError:
-        pass
+    # transformers reads this when (and if) it is imported: the ONNX Runtime path never imports it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return func(args)
     except (ValueError, FileNotFoundError, OSError, RuntimeError, NotImplementedError, ImportError) as exc:

@@ -8,7 +8,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..checkpoint import LoadedWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
 
@@ -36,17 +35,19 @@ class StepperBackend:
     name: str
 
     def generate(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
-                 timestamps: bool = False, previous: list[int] | None = None, max_new_tokens: int | None = None):
+                 timestamps: bool = False, previous: list[int] | None = None, max_new_tokens: int | None = None,
+                 prefix: list[int] | None = None):
         from .decoding import DecodingOptions, Vocab, decode
 
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
         prompt = vocab.prompt(timestamps, previous, getattr(gen, "prev_sot_token_id", None))
-        room = self.engine.config.max_target_positions - len(prompt) - 1
+        prefix = list(prefix or [])
+        room = self.engine.config.max_target_positions - len(prompt) - len(prefix) - 1
         limit = max(1, min(max_new_tokens or token_budget(audios), room))
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
         state = self.engine.encode(self.engine.features(audios))
-        return decode(self.engine, state, len(audios), prompt, vocab, options)
+        return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
     def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1) -> list[str]:
         hyps = self.generate(audios, language=language, num_beams=num_beams)
@@ -58,15 +59,14 @@ def get_backend(name: str, model, **engine_kwargs) -> Backend:
     """A backend by name for ``model``: anything ``load_whisper`` accepts (or a ``LoadedWhisper``)
     for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines)."""
     if name == "torch":
-        if not isinstance(model, LoadedWhisper):
-            from ..checkpoint import load_whisper
+        from ..checkpoint import LoadedWhisper, load_whisper
 
+        if not isinstance(model, LoadedWhisper):
             model = load_whisper(model)
         from .torch_engine import TorchWhisper
 
         return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch")
-    if isinstance(model, LoadedWhisper):
-        model = model.path
+    model = getattr(model, "path", model)  # a LoadedWhisper: its folder
     if name == "ort":
         from .ort import OrtWhisper
 

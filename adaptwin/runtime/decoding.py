@@ -126,15 +126,19 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
 
 
-def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: Vocab, options: DecodingOptions) -> list[Hypothesis]:
-    """Best hypothesis per input row (``state`` holds ``batch`` rows of encoder output)."""
+def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: Vocab, options: DecodingOptions,
+           prefix: list[int] | tuple[int, ...] = ()) -> list[Hypothesis]:
+    """Best hypothesis per input row (``state`` holds ``batch`` rows of encoder output).
+    ``prefix``: tokens forced at the start of every hypothesis (already decided text);
+    they are fed with the prompt in one step and count as generated for the rules."""
+    prompt = list(prompt) + list(prefix)
     if options.beam_size == 1:
-        return _greedy(stepper, state, batch, prompt, vocab, options)
-    return _beam(stepper, state, batch, prompt, vocab, options)
+        return _greedy(stepper, state, batch, prompt, vocab, options, list(prefix))
+    return _beam(stepper, state, batch, prompt, vocab, options, list(prefix))
 
 
-def _greedy(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
-    hyps = [Hypothesis() for _ in range(batch)]
+def _greedy(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
+    hyps = [Hypothesis(list(prefix)) for _ in range(batch)]
     tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1))  # [B, T0]
     for _ in range(options.max_new_tokens):
         logits, state = stepper.step(tokens, state)
@@ -155,10 +159,10 @@ def _greedy(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
     return hyps
 
 
-def _beam(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
+def _beam(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
     k = options.beam_size
     state = stepper.reorder(state, np.repeat(np.arange(batch), k))  # rows: audio-major, beam-minor
-    beams = [[Hypothesis(logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]
+    beams = [[Hypothesis(list(prefix), logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]
     done: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch * k, 1))
     for _ in range(options.max_new_tokens):
@@ -187,7 +191,7 @@ def _beam(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
                 if len(new) == k:
                     break
             while len(new) < k:  # keep K rows even when candidates run out
-                new.append((0, vocab.eot, Hypothesis(logprob=NEG)))
+                new.append((0, vocab.eot, Hypothesis(list(prefix), logprob=NEG)))
             beams[b] = [h for _, _, h in new]
             rows += [b * k + j for j, _, _ in new]
             nxt += [t for _, t, _ in new]
@@ -203,5 +207,5 @@ def _beam(stepper, state, batch, prompt, vocab, options) -> list[Hypothesis]:
 
 
 def _rank(h: Hypothesis, penalty: float | None) -> float:
-    length = len(h.tokens) + 1
+    length = len(h.tokens) + 1  # (a forced prefix adds the same length to every beam)
     return h.logprob / (length if penalty is None else ((5 + length) / 6) ** penalty)

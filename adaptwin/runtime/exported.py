@@ -1,10 +1,13 @@
-"""What every engine of an ``adaptwin-export`` folder shares: configs, processor, features."""
+"""What every engine of an ``adaptwin-export`` folder shares: configs, processor, features.
+Read with json, NumPy and ``tokenizers`` only: the deployed runtime needs neither PyTorch
+nor transformers."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,19 +20,17 @@ def cross_feed(cross: list) -> dict[str, Any]:
 
 def features(processor: Any, audios: list[np.ndarray], where: Any) -> np.ndarray:
     """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each)."""
-    if processor is None:
+    if processor is None or processor.feature_extractor is None:
         raise ValueError(f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
                          "cannot compute features; export from a model folder that has them")
-    from ..audio import SAMPLE_RATE
-
-    return processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+    return processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
 
 
 class ExportedWhisper:
     float_type: type = np.float32
 
     def __init__(self, folder: str | os.PathLike, required: tuple[str, ...], processor: Any = None) -> None:
-        from transformers import GenerationConfig, WhisperConfig
+        from .features import Processor
 
         self.path = Path(folder).expanduser()
         missing = [f for f in (*required, "config.json") if not (self.path / f).is_file()]
@@ -37,14 +38,16 @@ class ExportedWhisper:
             name = str(folder).rstrip("/")
             raise ValueError(f"{name} is not an exported model for this backend (missing {', '.join(missing)}): "
                              f"export it first, e.g. `adaptwin-export {name} --out {name}-onnx`, and pass that folder")
-        self.config = WhisperConfig.from_pretrained(str(self.path))
-        self.generation_config = GenerationConfig.from_pretrained(str(self.path)) if (
-            self.path / "generation_config.json").is_file() else GenerationConfig.from_model_config(self.config)
-        self.processor = processor
-        if processor is None and any((self.path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
-            from transformers import WhisperProcessor
-
-            self.processor = WhisperProcessor.from_pretrained(str(self.path))
+        config = json.loads((self.path / "config.json").read_text())
+        if config.get("model_type") != "whisper":
+            raise ValueError(f"{self.path} holds a {config.get('model_type')!r} model, not Whisper")
+        self.config = SimpleNamespace(**config)
+        generation = self.path / "generation_config.json"
+        keys = ("decoder_start_token_id", "eos_token_id", "pad_token_id", "suppress_tokens", "begin_suppress_tokens")
+        gen = {k: config.get(k) for k in keys}
+        gen.update(json.loads(generation.read_text()) if generation.is_file() else {})
+        self.generation_config = SimpleNamespace(**gen)
+        self.processor = processor if processor is not None else Processor(self.path, self.config.num_mel_bins)
         info = self.path / "adaptwin_export.json"
         self.info = json.loads(info.read_text()) if info.is_file() else {}
 

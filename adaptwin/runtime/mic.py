@@ -118,29 +118,35 @@ def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: 
 
 def simulate(online: OnlineProcessor, audio: np.ndarray, *, chunk: float = 0.5, realtime: bool = False,
              on_words: Callable[[list[Emitted], str], None] | None = None) -> list[tuple[Emitted, float]]:
-    """Feed a recording through the online processor in ``chunk``-second pieces. Returns
-    (word, emission time) pairs, the emission time on the stream's clock: in real time the
-    wall clock since the start; with ``realtime=False`` a simulated clock (audio arrives at
-    its own pace, decoding takes the time it really took), so latency is measured either way."""
+    """Feed a recording through the online processor as a live source would: each step
+    takes all audio that has arrived by then (at least ``chunk`` seconds), so a slow engine
+    gets bigger steps and falls behind exactly as it would live. Returns (word, emission
+    time) pairs on the stream's clock: the wall clock with ``realtime``, else a simulated
+    clock where audio arrives at its own pace and decoding takes the time it really took."""
     report = on_words or (lambda words, pending: None)
-    step = int(chunk * SAMPLE_RATE)
-    clock, out, start = 0.0, [], time.perf_counter()
-    for i in range(0, len(audio), step):
-        arrival = min(i + step, len(audio)) / SAMPLE_RATE
+    start = time.perf_counter()
+    clock, pos, out = 0.0, 0, []
+    while pos < len(audio):
+        ready = (pos + int(chunk * SAMPLE_RATE)) / SAMPLE_RATE  # when the next chunk is complete
         if realtime:
-            time.sleep(max(0.0, arrival - (time.perf_counter() - start)))
-        clock = max(clock, arrival)
-        online.insert_audio(audio[i:i + step])
+            time.sleep(max(0.0, ready - (time.perf_counter() - start)))
+            clock = time.perf_counter() - start
+        else:
+            clock = max(clock, ready)
+        end = min(len(audio), int(clock * SAMPLE_RATE))
+        online.insert_audio(audio[pos:end])
+        pos = end
         t0 = time.perf_counter()
         words = online.process()
         clock += time.perf_counter() - t0
-        emitted_at = time.perf_counter() - start if realtime else clock
-        out += [(w, emitted_at) for w in words]
+        if realtime:
+            clock = time.perf_counter() - start
+        out += [(w, clock) for w in words]
         report(words, online.pending_text())
     t0 = time.perf_counter()
     words = online.finish()
-    clock += time.perf_counter() - t0
-    out += [(w, time.perf_counter() - start if realtime else clock) for w in words]
+    clock = time.perf_counter() - start if realtime else clock + time.perf_counter() - t0
+    out += [(w, clock) for w in words]
     report(words, "")
     return out
 

@@ -1,86 +1,141 @@
 """Streaming transcription: a model-free commit policy and an online processor.
 
 ``LocalAgreement(n)`` commits the longest common prefix of the last ``n`` hypotheses
-(whisper_streaming's policy). ``OnlineProcessor`` feeds growing audio to a backend, asks
-the policy what is final, prompts with committed text, and trims its buffer at committed
-segment ends (and, failing that, at the last committed word), so the window never exceeds
-``max_buffer`` seconds however long the stream runs.
+(whisper_streaming's policy). ``OnlineProcessor`` decodes the growing audio buffer with the
+words already committed in it *forced* as the decoder's prefix, so each hypothesis only
+continues the decided text: hypotheses line up without relying on word times, and every
+decode generates only the undecided tail. The buffer is cut at committed segment ends (a
+timestamp closing a segment), and never grows past ``max_buffer`` seconds however long the
+stream runs; text before the buffer is the prompt.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from .segments import Segment, Word, parse_window, words_of
+from .segments import SECONDS_PER_TIMESTAMP, Word
 
 
 class LocalAgreement:
-    """Commit the words on which the last ``n`` hypotheses agree."""
+    """Commit the items on which the last ``n`` hypotheses agree.
 
-    def __init__(self, n: int = 2) -> None:
+    Each hypothesis is the sequence that *continues after everything already committed*;
+    items are compared by ``key``. Returned items come from the newest hypothesis.
+    """
+
+    def __init__(self, n: int = 2, key: Callable[[Any], Hashable] = lambda item: item) -> None:
         if n < 1:
             raise ValueError(f"LocalAgreement needs n >= 1, got {n}")
-        self.n = n
-        self.history: list[list[Word]] = []
-        self.committed_until = 0.0  # end time of the last committed word
-        self._last_committed: list[Word] = []
+        self.n, self.key = n, key
+        self.history: list[list] = []
 
-    def update(self, hypothesis: list[Word]) -> list[Word]:
-        """Feed the newest hypothesis (absolute times); returns the newly committed words."""
-        fresh = [w for w in hypothesis if w.end > self.committed_until + 1e-3]
-        fresh = _drop_repeated_head(fresh, self._last_committed, self.committed_until)
-        self.history = (self.history + [fresh])[-self.n:]
+    def update(self, continuation: list) -> list:
+        self.history = (self.history + [list(continuation)])[-self.n:]
         if len(self.history) < self.n:
             return []
-        agreed = []
-        for words in zip(*self.history):
-            if len({w.key for w in words}) != 1:
-                break
-            agreed.append(words[-1])  # the newest hypothesis' times
-        if agreed:
-            self.committed_until = agreed[-1].end
-            self._last_committed = (self._last_committed + agreed)[-4:]
-            self.history = [h[len(agreed):] for h in self.history]
+        k = 0
+        while all(k < len(h) for h in self.history) and len({self.key(h[k]) for h in self.history}) == 1:
+            k += 1
+        agreed = self.history[-1][:k]
+        self.history = [h[k:] for h in self.history]
         return agreed
 
-    def commit_until(self, time: float) -> list[Word]:
-        """Force-commit the pending words that end by ``time`` (the buffer is cut there)."""
-        words = [w for w in self.pending() if w.end <= time + 1e-3]
-        if words:
-            self.committed_until = words[-1].end
-            self._last_committed = (self._last_committed + words)[-4:]
-        self.history = []
-        return words
-
-    def pending(self) -> list[Word]:
+    def pending(self) -> list:
         """The newest hypothesis beyond what is committed (shown as tentative)."""
         return list(self.history[-1]) if self.history else []
 
-    def flush(self) -> list[Word]:
-        """End of stream: commit what the newest hypothesis still holds."""
-        words = self.pending()
+    def flush(self) -> list:
+        """End of stream (or of an utterance): commit what the newest hypothesis still holds."""
+        items = self.pending()
         self.history = []
-        if words:
-            self.committed_until = words[-1].end
-            self._last_committed = (self._last_committed + words)[-4:]
-        return words
+        return items
 
     def reset(self) -> None:
         self.history = []
 
 
-def _drop_repeated_head(fresh: list[Word], committed: list[Word], until: float) -> list[Word]:
-    """A hypothesis may restate the last committed words with shifted times: drop a head of
-    ``fresh`` that repeats the tail of ``committed`` (up to 4 words) and starts before the
-    committed end (a real repetition, later in time, is kept)."""
-    for k in range(min(4, len(committed), len(fresh)), 0, -1):
-        if fresh[0].start < until and [w.key for w in fresh[:k]] == [w.key for w in committed[-k:]]:
-            return fresh[k:]
-    return fresh
+@dataclass(frozen=True)
+class Unit:
+    """One word of a hypothesis with the timestamp tokens that precede it."""
+
+    tokens: tuple[int, ...]
+    word: Word  # absolute (estimated) times
+
+    @property
+    def key(self) -> str:
+        return self.word.key
+
+
+def units_of(tokens: list[int], boundary: int, timestamp_begin: int, decode: Callable[[list[int]], str],
+             offset: float, window: float) -> list[Unit]:
+    """Words of ``tokens`` (Whisper output with timestamps), those from index ``boundary``
+    on. Times: each segment's span shared among its words by character count."""
+    groups: list[list[int]] = []  # token indices of each unit: leading timestamps + one word
+    pieces = [decode([t]) if t < timestamp_begin else "" for t in tokens]
+    lead: list[int] = []
+    for i, t in enumerate(tokens):
+        if t >= timestamp_begin:
+            lead.append(i)
+        elif lead or not groups or pieces[i].startswith(" ") or i == boundary:
+            groups.append(lead + [i])
+            lead = []
+        else:
+            groups[-1].append(i)
+    spans = _segment_spans(tokens, timestamp_begin, window)
+    chars = [sum(len(pieces[i].strip()) for i in g) for g in groups]
+    units = []
+    for seg_start, seg_end, members in _by_segment(groups, spans):
+        total = sum(chars[g] for g in members) or 1
+        at = seg_start
+        for g in members:
+            length = (seg_end - seg_start) * chars[g] / total
+            if groups[g][-1] >= boundary:
+                text = "".join(pieces[i] for i in groups[g])
+                word = Word(round(offset + at, 3), round(offset + at + length, 3), text if text.startswith(" ") else " " + text)
+                units.append(Unit(tuple(tokens[i] for i in groups[g]), word))
+            at += length
+    return units
+
+
+def _segment_spans(tokens: list[int], begin: int, window: float) -> list[tuple[int, float, float]]:
+    """(first token index, start, end) of each segment; an open last segment ends at the window end."""
+    spans, start, first, text = [], 0.0, 0, False
+    for i, t in enumerate(tokens):
+        if t < begin:
+            text = True
+            continue
+        time_ = (t - begin) * SECONDS_PER_TIMESTAMP
+        if text:  # closes the segment
+            spans.append((first, start, time_))
+            text = False
+            first = i + 1
+        else:  # opens one
+            start, first = time_, i
+    if text:
+        spans.append((first, start, max(window, start)))
+    return spans
+
+
+def _by_segment(groups: list[list[int]], spans: list[tuple[int, float, float]]):
+    """Yield (start, end, unit indices) per segment; units are placed by their last token."""
+    if not spans:
+        return
+    bounds = [s[0] for s in spans[1:]] + [10**9]
+    members: list[list[int]] = [[] for _ in spans]
+    j = 0
+    for g, idx in enumerate(groups):
+        while idx[-1] >= bounds[j]:
+            j += 1
+        members[j].append(g)
+    for (_, start, end), m in zip(spans, members):
+        if m:
+            yield start, max(end, start), m
 
 
 @dataclass
@@ -94,13 +149,13 @@ class Emitted:
 
 @dataclass
 class OnlineProcessor:
-    backend: object  # StepperBackend
+    backend: Any  # StepperBackend
     language: str | None = "en"
     agreement: int = 2
     min_chunk: float = 0.5  # seconds of new audio before decoding again
-    trim_after: float = 15.0  # try to trim the buffer once it is longer than this
+    trim_after: float = 10.0  # cut the buffer at a committed segment end once it is longer than this
     max_buffer: float = 28.0  # hard bound on the decoded window
-    vad: object | None = None  # .speech(chunk) -> bool; silence is not decoded
+    vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
     policy: LocalAgreement = field(init=False)
 
@@ -109,16 +164,19 @@ class OnlineProcessor:
 
         if not 0 < self.min_chunk < self.max_buffer <= 30.0:
             raise ValueError("need 0 < min_chunk < max_buffer <= 30 seconds")
-        self.policy = LocalAgreement(self.agreement)
+        self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
+        if self.vocab.timestamp_begin is None:
+            raise ValueError("streaming needs a model with timestamp tokens")
         self.tokenizer = self.backend.engine.processor.tokenizer
         self.buffer = np.zeros(0, dtype=np.float32)
         self.buffer_start = 0.0  # stream time of buffer[0]
         self.received = 0.0  # stream time of the end of received audio
         self.unprocessed = 0.0  # seconds received since the last decode
         self.silence = 0.0  # trailing silence, seconds
-        self.committed: list[Word] = []
-        self.segment_ends: list[float] = []  # ends of complete segments in the current hypothesis
+        self.prefix: list[int] = []  # committed tokens of the buffer (timestamps relative to buffer_start)
+        self.context = ""  # committed text before the buffer: the prompt
+        self.last_word_end = 0.0  # stream time where the last committed word ends
         self.decodes = 0
 
     # --- input -------------------------------------------------------------------------
@@ -128,7 +186,7 @@ class OnlineProcessor:
         self.received += seconds
         speech = True if self.vad is None else bool(self.vad.speech(chunk))
         self.silence = 0.0 if speech else self.silence + seconds
-        if not speech and not self.policy.pending() and len(self.buffer) == 0:
+        if not speech and len(self.buffer) == 0:
             self.buffer_start = self.received  # leading silence is never decoded
             return
         self.buffer = np.concatenate([self.buffer, chunk])
@@ -140,71 +198,77 @@ class OnlineProcessor:
         if self.unprocessed < self.min_chunk or len(self.buffer) == 0:
             return []
         if self.vad is not None and self.silence >= self.silence_flush:
-            return self._end_utterance()
-        hypothesis = self._decode()
-        emitted = self._emit(self.policy.update(hypothesis))
+            return self.finish()  # a pause: the utterance is final
+        emitted = self._commit(self.policy.update(self._decode()))
         return emitted + self._trim()
 
     def finish(self) -> list[Emitted]:
-        """End of stream: decode what is left and commit everything pending."""
+        """End of stream or utterance: decode what is left, commit everything pending, and
+        start a fresh buffer."""
         emitted = []
         if len(self.buffer) and (self.unprocessed > 0 or not self.policy.history):
-            emitted = self._emit(self.policy.update(self._decode()))  # (a trim may have cleared the history)
-        emitted += self._emit(self.policy.flush())
-        self.buffer = np.zeros(0, dtype=np.float32)
-        self.buffer_start = self.received
+            emitted = self._commit(self.policy.update(self._decode()))
+        emitted += self._commit(self.policy.flush())
+        self._cut(self.received)
+        self.unprocessed = 0.0
         return emitted
 
     def pending_text(self) -> str:
-        return "".join(w.text for w in self.policy.pending())
+        return "".join(u.word.text for u in self.policy.pending())
 
-    def _end_utterance(self) -> list[Emitted]:
-        """Silence after speech: decode once more, commit it all, start a fresh buffer."""
-        emitted = self.finish()
-        self.unprocessed = 0.0
-        return emitted
-
-    def _decode(self) -> list[Word]:
+    def _decode(self) -> list[Unit]:
+        """The newest hypothesis' words after the committed prefix."""
         window = self.buffer[-int(self.max_buffer * SAMPLE_RATE):]
-        offset = self.received - len(window) / SAMPLE_RATE
-        prompt = self.tokenizer.encode("".join(w.text for w in self.committed[-60:]), add_special_tokens=False)
-        hyp = self.backend.generate([window], language=self.language, timestamps=True, previous=prompt or None,
-                                    max_new_tokens=160)[0]
+        seconds = len(window) / SAMPLE_RATE
+        offset = self.received - seconds
+        context = self.context[-400:]
+        context = context[context.find(" "):] if len(self.context) > 400 and " " in context else context  # whole words
+        prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
+        hyp = self.backend.generate([window], language=self.language, timestamps=True, previous=prompt,
+                                    max_new_tokens=120, prefix=self.prefix)[0]
         self.decodes += 1
         self.unprocessed = 0.0
-        result = parse_window(hyp.tokens, self.vocab.timestamp_begin, len(window) / SAMPLE_RATE)
-        words, self.segment_ends = [], []
-        for start, end, tokens in result.spans:
-            segment = Segment(offset + start, offset + end, "", tuple(tokens))
-            words += words_of(segment, [self.tokenizer.decode([t]) for t in tokens])
-            self.segment_ends.append(offset + end)
-        return words
+        tokens = list(hyp.tokens)
+        return units_of(tokens, len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode, offset, seconds)
 
-    def _emit(self, words: list[Word]) -> list[Emitted]:
+    def _commit(self, units: list[Unit]) -> list[Emitted]:
         now = time.perf_counter()
-        self.committed += words
-        self.committed = self.committed[-200:]  # the prompt needs only the recent text
-        return [Emitted(w, self.received, now) for w in words]
+        for u in units:
+            self.prefix += list(u.tokens)
+            self.last_word_end = u.word.end
+        return [Emitted(u.word, self.received, now) for u in units]
 
     def _trim(self) -> list[Emitted]:
-        """Once the buffer is long, cut it at the last committed segment end. It never
-        passes ``max_buffer``: failing a segment end, cut at the last committed word, and
-        if nothing was committed for that long, commit the pending words up to the cut
-        (so a cut never drops words)."""
+        """Once the buffer is long, cut it at the last committed segment end; never let it
+        pass ``max_buffer`` (failing a segment end, cut after the last committed word, and
+        if nothing was committed for that long, commit the pending words up to the cut)."""
         length = len(self.buffer) / SAMPLE_RATE
         if length <= self.trim_after:
             return []
-        done = self.policy.committed_until
-        cut = max((e for e in self.segment_ends if e <= done + 1e-3), default=self.buffer_start)
-        limit = self.max_buffer - self.min_chunk
+        begin = self.vocab.timestamp_begin
+        closes = [i for i, t in enumerate(self.prefix) if t >= begin and i > 0 and self.prefix[i - 1] < begin]
+        if closes:
+            i = closes[-1]
+            self._cut(self.buffer_start + (self.prefix[i] - begin) * SECONDS_PER_TIMESTAMP, keep_from=i + 1)
+            return []
+        if length < self.max_buffer - self.min_chunk:
+            return []
         emitted = []
-        if self.received - cut > limit:
-            cut = max(cut, done)
-            if self.received - cut > limit:
-                cut = self.received - limit
-                emitted = self._emit(self.policy.commit_until(cut))
-        if cut > self.buffer_start:
-            self.buffer = self.buffer[int((cut - self.buffer_start) * SAMPLE_RATE):]
-            self.buffer_start = cut
-            self.policy.reset()
+        if not self.prefix:  # nothing decided for a whole window: decide what the newest hypothesis says
+            emitted = self._commit(self.policy.flush())
+        self._cut(self.received if not self.prefix else self.last_word_end)
         return emitted
+
+    def _cut(self, at: float, keep_from: int | None = None) -> None:
+        """Drop buffer audio before stream time ``at``. Committed tokens after ``keep_from``
+        stay forced (timestamps moved to the new start); the rest become prompt context."""
+        at = min(max(at, self.buffer_start), self.received)
+        shift = int(round((at - self.buffer_start) / SECONDS_PER_TIMESTAMP))
+        begin = self.vocab.timestamp_begin
+        kept = self.prefix[keep_from:] if keep_from is not None else []
+        done = self.prefix[:keep_from] if keep_from is not None else self.prefix
+        self.context = (self.context + self.tokenizer.decode([t for t in done if t < begin]))[-2000:]
+        self.prefix = [max(begin, t - shift) if t >= begin else t for t in kept]
+        self.buffer = self.buffer[int(round((at - self.buffer_start) * SAMPLE_RATE)):]
+        self.buffer_start = at
+        self.policy.reset()

@@ -59,11 +59,20 @@ class FakeBackend:
         self.engine = SimpleNamespace(generation_config=gen, processor=SimpleNamespace(tokenizer=FakeTokenizer()))
         self.calls = []
 
-    def generate(self, audios, *, language="en", num_beams=1, timestamps=False, previous=None, max_new_tokens=None):
+    def generate(self, audios, *, language="en", num_beams=1, timestamps=False, previous=None, max_new_tokens=None,
+                 prefix=None):
         out = []
         for audio in audios:
             self.calls.append(len(audio) / SAMPLE_RATE)
-            out.append(Hypothesis(tokens=self._hear(audio, timestamps)))
+            tokens = self._hear(audio, timestamps)
+            if prefix:  # forced start: continue after as many words as the prefix holds
+                words = sum(1 for t in prefix if t < NO_TS)
+                seen, i = 0, 0
+                while i < len(tokens) and seen < words:
+                    seen += tokens[i] < NO_TS
+                    i += 1
+                tokens = list(prefix) + tokens[i:]
+            out.append(Hypothesis(tokens=tokens))
         return out
 
     def _hear(self, audio, timestamps):

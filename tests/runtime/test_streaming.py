@@ -9,36 +9,40 @@ from adaptwin.runtime.streaming import LocalAgreement, OnlineProcessor
 from adaptwin.runtime.vad import EnergyVAD
 
 
-def words(*texts, start=0.0):
-    return [Word(start + i, start + i + 0.5, f" {t}") for i, t in enumerate(texts)]
-
-
 def test_local_agreement_commits_the_common_prefix_once():
     policy = LocalAgreement(2)
-    assert policy.update(words("the", "cat")) == []  # one hypothesis: nothing agreed yet
-    assert [w.text for w in policy.update(words("the", "cat", "sat"))] == [" the", " cat"]
-    assert [w.text for w in policy.update(words("the", "cat", "sat", "on"))] == [" sat"]  # no duplicate of "the cat"
-    assert [w.text for w in policy.update(words("the", "cat", "sat", "in", "the"))] == []  # "on" vs "in": disagree
-    assert [w.text for w in policy.flush()] == [" in", " the"]
-    assert policy.pending() == []
+    assert policy.update(["the", "cat"]) == []  # one hypothesis: nothing agreed yet
+    assert policy.update(["the", "cat", "sat"]) == ["the", "cat"]
+    # later hypotheses continue after the committed words
+    assert policy.update(["sat", "on"]) == ["sat"]
+    assert policy.update(["in", "the"]) == []  # "on" vs "in": no agreement, nothing repeated
+    assert policy.pending() == ["in", "the"]
+    assert policy.flush() == ["in", "the"] and policy.pending() == []
 
 
-def test_local_agreement_ignores_case_and_punctuation_and_restated_words():
-    policy = LocalAgreement(2)
-    policy.update(words("Hello", "world,"))
-    assert [w.text for w in policy.update(words("hello", "world.", "again"))] == [" hello", " world."]
-    # the model restates the committed tail with shifted times: not committed twice
-    restated = [Word(1.2, 1.6, " world"), Word(2.0, 2.5, " again"), Word(2.5, 3.0, " now")]
-    assert [w.text for w in policy.update(restated)] == [" again"]  # agrees with the previous hypothesis
-    assert [w.text for w in policy.update(restated)] == [" now"]
-
-
-def test_local_agreement_n3_needs_three():
+def test_local_agreement_keys_and_n():
+    policy = LocalAgreement(2, key=str.lower)
+    policy.update(["Hello", "World"])
+    assert policy.update(["hello", "world", "again"]) == ["hello", "world"]  # the newest spelling wins
     policy = LocalAgreement(3)
-    assert policy.update(words("a")) == [] and policy.update(words("a")) == []
-    assert [w.text for w in policy.update(words("a"))] == [" a"]
+    assert policy.update(["a"]) == [] and policy.update(["a"]) == []
+    assert policy.update(["a", "b"]) == ["a"]
     with pytest.raises(ValueError):
         LocalAgreement(0)
+
+
+def test_units_carry_timestamps_and_times():
+    from adaptwin.runtime.streaming import units_of
+
+    decode = lambda ids: "".join(f" w{i - 10}" for i in ids)  # noqa: E731
+    ts = lambda t: 1000 + int(round(t / 0.02))  # noqa: E731
+    tokens = [ts(0.0), 10, 11, ts(1.0), ts(2.0), 12, ts(3.0)]
+    units = units_of(tokens, 0, 1000, decode, offset=5.0, window=30.0)
+    assert [u.word.text for u in units] == [" w0", " w1", " w2"]
+    assert units[0].tokens == (ts(0.0), 10) and units[2].tokens == (ts(1.0), ts(2.0), 12)
+    assert units[0].word.start == 5.0 and units[1].word.end == 6.0 and units[2].word.start == 7.0
+    tail = units_of(tokens, 3, 1000, decode, offset=5.0, window=30.0)  # words from token 3 on
+    assert [u.word.text for u in tail] == [" w2"]
 
 
 def committed_text(emitted):

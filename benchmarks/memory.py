@@ -1,0 +1,98 @@
+"""Memory of a long stream: does RSS stay flat and the buffer bounded over an hour of audio?
+
+    python benchmarks/memory.py --engine ort:EXPORT_DIR --recording WAV [--hours 1] [--chunk 5]
+
+Loops the recording (e.g. the one benchmarks/streaming.py builds) through the same
+``OnlineProcessor`` as fast as the engine allows (``--chunk`` seconds of audio per step;
+the buffer logic is the same at any chunk size), sampling resident memory and the buffer
+length along the way. Reports RSS after 5 minutes and after the whole stream, the peak, the
+longest buffer and the words committed. Writes benchmarks/results/memory.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--engine", required=True, help="torch:MODEL or ort:EXPORT_DIR")
+    p.add_argument("--recording", required=True)
+    p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--chunk", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(RESULTS / "memory"))
+    args = p.parse_args(argv)
+
+    from adaptwin.audio import SAMPLE_RATE, load_audio
+    from adaptwin.evaluate import peak_rss_mb
+    from adaptwin.runtime import get_backend
+    from adaptwin.runtime.streaming import OnlineProcessor
+    from adaptwin.runtime.vad import load_vad
+
+    kind, _, where = args.engine.partition(":")
+    backend = get_backend(kind, where, threads=args.threads)
+    online = OnlineProcessor(backend, min_chunk=args.chunk, vad=load_vad("auto"))
+    audio = load_audio(args.recording)
+    step = int(args.chunk * SAMPLE_RATE)
+    total = args.hours * 3600
+    samples, words, fed, longest = [], 0, 0.0, 0.0
+    start = time.perf_counter()
+    next_sample = 0.0
+    while fed < total:
+        for i in range(0, len(audio), step):
+            online.insert_audio(audio[i:i + step])
+            words += len(online.process())
+            fed += min(step, len(audio) - i) / SAMPLE_RATE
+            longest = max(longest, len(online.buffer) / SAMPLE_RATE)
+            if fed >= next_sample:
+                samples.append({"stream_s": round(fed, 1), "rss_mb": round(rss_mb(), 1),
+                                "buffer_s": round(len(online.buffer) / SAMPLE_RATE, 2), "words": words,
+                                "wall_s": round(time.perf_counter() - start, 1)})
+                print(json.dumps(samples[-1]), flush=True)
+                next_sample += 60.0
+            if fed >= total:
+                break
+    words += len(online.finish())
+    at5 = next(s for s in samples if s["stream_s"] >= 300)
+    final = {"stream_s": round(fed, 1), "rss_mb": round(rss_mb(), 1), "buffer_s": 0.0, "words": words,
+             "wall_s": round(time.perf_counter() - start, 1)}
+    samples.append(final)
+    result = {"engine": args.engine, "chunk": args.chunk, "hours": args.hours, "rss_at_5min_mb": at5["rss_mb"],
+              "rss_at_end_mb": final["rss_mb"], "growth": final["rss_mb"] / at5["rss_mb"] - 1,
+              "peak_rss_mb": peak_rss_mb(), "longest_buffer_s": longest, "words": words, "decodes": online.decodes,
+              "wall_s": final["wall_s"], "samples": samples}
+    info = machine_info()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), **result}, indent=1))
+    text = (f"Machine: {machine_line(info)}\n\n{args.engine.split('/')[-1]}, {fed / 3600:.2f} h of audio "
+            f"(recording looped), {args.chunk} s per step, {online.decodes} decodes in {final['wall_s']:.0f} s:\n\n"
+            f"| RSS after 5 min (MB) | RSS at the end (MB) | change | peak RSS (MB) | longest buffer (s) | words |\n"
+            f"|---|---|---|---|---|---|\n| {at5['rss_mb']:.0f} | {final['rss_mb']:.0f} | {result['growth']:+.1%} "
+            f"| {result['peak_rss_mb']:.0f} | {longest:.1f} | {words} |\n")
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

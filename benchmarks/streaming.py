@@ -1,0 +1,221 @@
+"""Streaming latency and accuracy on a long real recording, per engine, side by side.
+
+    python benchmarks/streaming.py --data DIR --engines torch:base ort:EXPORT_DIR ... [--minutes 2] [--chunk 0.5]
+
+The recording alternates target-speaker prompts and general test utterances (0.6 s
+pauses). Reference word end times: each utterance's speech span (energy-trimmed) shared
+among its words by character count; utterance-final words are exact to ~10 ms.
+
+Per engine, in its own process (for an honest peak RSS): offline WER (long-form, 30 s
+windows) and streaming WER (``--simulate --fast``: computation-aware, each step takes the
+audio that arrived while the previous one decoded), per-word emission latency (emission
+time minus the word's end) median and p90, end of speech to final text per utterance, RTF,
+peak RSS, model bytes. Writes benchmarks/results/streaming.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+PAUSE = 0.6
+
+
+def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, float]:
+    """First and last 10 ms frame above ``threshold_db`` relative to the clip's peak."""
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    level = 20 * np.log10(np.sqrt((frames.astype(np.float64) ** 2).mean(1)) + 1e-10)
+    loud = np.flatnonzero(level > level.max() + threshold_db)
+    return (loud[0] * 0.01, (loud[-1] + 1) * 0.01) if len(loud) else (0.0, len(audio) / 16000)
+
+
+def build_recording(data: Path, minutes: float, out: Path) -> dict:
+    """Concatenate target and general test utterances (alternating) into one WAV."""
+    from adaptwin.audio import load_audio
+    from adaptwin.data import read_utterances
+    from adaptwin.data.tts import write_wav
+    from adaptwin.evaluate import normalize
+
+    meta = out.with_suffix(".json")
+    if meta.is_file() and out.is_file():
+        return json.loads(meta.read_text())
+    target = [u for u in read_utterances(data / "target.jsonl") if u.split == "test"]
+    general = [u for u in read_utterances(data / "general.jsonl") if u.split == "test"]
+    order = [u for pair in zip(target, general) for u in pair]
+    pieces, utts, at = [], [], 0.0
+    for u in order:
+        if at >= minutes * 60:
+            break
+        audio = load_audio(u.audio)
+        start, end = speech_span(audio)
+        words = normalize(u.text).split()
+        if not words:
+            continue
+        chars = np.cumsum([len(w) for w in words]) / sum(len(w) for w in words)
+        ends = [round(at + start + c * (end - start), 3) for c in chars]
+        utts.append({"text": u.text, "speaker": u.speaker, "start": round(at + start, 3), "end": round(at + end, 3),
+                     "words": words, "word_ends": ends})
+        pieces += [audio, np.zeros(int(PAUSE * 16000), np.float32)]
+        at += len(audio) / 16000 + PAUSE
+    write_wav(out, np.concatenate(pieces))
+    info = {"seconds": round(at, 2), "utterances": utts}
+    meta.write_text(json.dumps(info))
+    return info
+
+
+def align_pairs(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
+    """Index pairs of equal words on a minimum-edit alignment."""
+    n, m = len(ref), len(hyp)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int32)
+    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    pairs, i, j = [], n, m
+    while i > 0 and j > 0:
+        if cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            if ref[i - 1] == hyp[j - 1]:
+                pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif cost[i, j] == cost[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process (reset by exec, unlike ru_maxrss)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(args) -> int:
+    from adaptwin.audio import load_audio
+    from adaptwin.runtime import get_backend
+    from adaptwin.runtime.longform import transcribe
+    from adaptwin.runtime.mic import simulate
+    from adaptwin.runtime.streaming import OnlineProcessor
+    from adaptwin.runtime.vad import load_vad
+
+    info = json.loads(Path(args.recording).with_suffix(".json").read_text())
+    audio = load_audio(args.recording)
+    kind, _, where = args.worker.partition(":")
+    if kind == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    backend = get_backend(kind, where, threads=args.threads)
+    reference = " ".join(u["text"] for u in info["utterances"])
+    backend.transcribe_batch([audio[:16000 * 5]])  # warm-up
+
+    start = time.perf_counter()
+    offline = " ".join(s.text for s in transcribe(backend, audio))
+    offline_seconds = time.perf_counter() - start
+
+    online = OnlineProcessor(backend, min_chunk=args.chunk, vad=load_vad(args.vad))
+    start = time.perf_counter()
+    emitted = simulate(online, audio, chunk=args.chunk)
+    stream_seconds = time.perf_counter() - start
+    streamed = "".join(e.word.text for e, _ in emitted)
+    rss = peak_rss_mb()  # before scoring: the text normaliser imports transformers (and PyTorch)
+    from adaptwin.evaluate import normalize, wer_counts
+
+    ref_words = [w for u in info["utterances"] for w in u["words"]]
+    ref_ends = [t for u in info["utterances"] for t in u["word_ends"]]
+    final_index = np.cumsum([len(u["words"]) for u in info["utterances"]]) - 1
+    hyp = [(normalize(e.word.text), at) for e, at in emitted]
+    hyp_words, hyp_times = [], []
+    for text, at in hyp:  # a committed "word" may normalise to several (e.g. numbers)
+        for w in text.split():
+            hyp_words.append(w)
+            hyp_times.append(at)
+    pairs = align_pairs(ref_words, hyp_words)
+    lags = [hyp_times[j] - ref_ends[i] for i, j in pairs]
+    matched = dict(pairs)
+    finals = [hyp_times[matched[i]] - ref_ends[i] for i in final_index if i in matched]
+    a_off, a_str = wer_counts(reference, offline), wer_counts(reference, streamed)
+    folder = Path(where) if Path(where).is_dir() else None
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in (".onnx", ".onnx_data", ".safetensors", ".engine")) if folder else None
+    result = {
+        "engine": args.worker, "audio_seconds": info["seconds"], "chunk": args.chunk, "vad": args.vad,
+        "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words), "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
+        "latency_median": statistics.median(lags) if lags else None,
+        "latency_p90": float(np.percentile(lags, 90)) if lags else None,
+        "end_of_speech_median": statistics.median(finals) if finals else None,
+        "matched_words": len(pairs), "reference_words": len(ref_words), "decodes": online.decodes,
+        "offline_rtf": offline_seconds / info["seconds"], "stream_rtf": stream_seconds / info["seconds"],
+        "peak_rss_mb": rss, "model_bytes": size,
+    }
+    Path(args.result).write_text(json.dumps(result))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--engines", nargs="+", default=[], help="torch:MODEL or ort:EXPORT_DIR, each run in its own process")
+    p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument("--chunk", type=float, default=0.5)
+    p.add_argument("--vad", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-streaming"))
+    p.add_argument("--out", default=str(RESULTS / "streaming"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--recording", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    recording = work / f"recording-{args.minutes:g}min.wav"
+    info = build_recording(Path(args.data), args.minutes, recording)
+    print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
+    rows = []
+    for spec in args.engines:
+        result = work / f"stream-{len(rows)}.json"
+        subprocess.run([sys.executable, __file__, "--worker", spec, "--recording", str(recording), "--result", str(result),
+                        "--data", args.data, "--chunk", str(args.chunk), "--vad", args.vad, "--threads", str(args.threads)],
+                       check=True)
+        rows.append(json.loads(result.read_text()))
+        r = rows[-1]
+        print(f"{spec}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+              f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    info_m = machine_info()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info_m, "args": vars(args), "recording_seconds": info["seconds"],
+                                                    "rows": rows}, indent=1))
+    lines = [f"Machine: {machine_line(info_m)}; {args.threads} threads", "",
+             f"Recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances (target speaker and general test "
+             f"sets alternating); chunk {args.chunk} s, LocalAgreement-2, VAD {args.vad}", "",
+             "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
+             "| stream RTF | peak RSS (MB) | model MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
+        lines.append(f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
+                     f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
+                     f"| {r['peak_rss_mb']:.0f} | {size} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
