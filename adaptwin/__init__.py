@@ -20,7 +20,10 @@ _EXPORTS = {
     "save": ".checkpoint",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "AdaPTwinConfig", "Calibration", "CompressionReport", "FORMAT_VERSION", "LoadedWhisper", "ModuleReport",
+    "__version__", "compress_", "load_whisper", "save",
+]
 
 
 def __getattr__(name: str):

@@ -93,34 +93,35 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
     audio = np.concatenate([load_audio(u.audio) for u in bundled_clips()])[: 30 * 16000]
     feats = loaded.processor.feature_extractor([audio], sampling_rate=16000, return_tensors="np").input_features
 
-    def median_time(fn):
-        fn()
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    out = {}
+    runs = {}
     encoder = loaded.model.model.encoder
-    with torch.inference_mode():
-        x = torch.from_numpy(feats)
-        out["pytorch dense fp32"] = median_time(lambda: encoder(x))
+    x = torch.from_numpy(feats)
+    runs["pytorch dense fp32"] = lambda: encoder(x)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     for label, folder in folders.items():
         session = ort.InferenceSession(str(folder / "encoder_model.onnx"), opts, providers=["CPUExecutionProvider"])
-        out[f"ort {label}"] = median_time(lambda: session.run(None, {"input_features": feats}))
+        runs[f"ort {label}"] = lambda session=session: session.run(None, {"input_features": feats})
     try:
         import ctranslate2
 
         model = ctranslate2.models.Whisper(str(builtin_ct2_dir("base")), device="cpu", compute_type="int8",
                                            intra_threads=args.threads)
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
-        out["ctranslate2 dense int8"] = median_time(lambda: model.encode(view))
+        runs["ctranslate2 dense int8"] = lambda: model.encode(view)
     except ImportError:
         print("ctranslate2 not installed: skipping its encoder", flush=True)
+    # Round-robin: every engine runs once per round, so slow drifts of a shared machine hit all alike.
+    times = {name: [] for name in runs}
+    with torch.inference_mode():
+        for name, fn in runs.items():
+            fn()  # warm-up
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    out = {name: statistics.median(t) for name, t in times.items()}
     return out
 
 

@@ -15,6 +15,15 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     || .venv/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 .venv/bin/python -m pip install -q -e '.[all]'
+# The live microphone (adaptwin stream --mic) needs the PortAudio library; best effort, as root with apt.
+if ! ldconfig -p 2>/dev/null | grep -q libportaudio; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libportaudio2 >/dev/null 2>&1 \
+      || echo "note: could not apt-get install libportaudio2; only the live microphone needs it" >&2
+  else
+    echo "note: install the PortAudio library (e.g. apt-get install libportaudio2) to use the live microphone" >&2
+  fi
+fi
 if [ "${1:-}" != "--no-demo" ]; then
   .venv/bin/adaptwin demo
 fi

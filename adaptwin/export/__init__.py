@@ -82,11 +82,14 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     loaded = source if isinstance(source, LoadedWhisper) else load_whisper(source)
     model = loaded.model
     report = ExportReport(Path(out), options)
+    # TensorRT parses float graphs and quantizes itself (entropy calibration); ONNX Runtime
+    # gets int8 graphs from its own quantizer.
+    precision = "fp32" if options.engine == "trt" and options.precision == "int8" else options.precision
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=Path(tmp).parent, prefix=".export-work-") as work:
         work = Path(work)
-        logger.info("tracing graphs (%s)", options.precision)
-        graphs = export_torch_graphs(model, work / "raw", precision=options.precision, opset=options.opset)
-        if options.precision == "int8":
+        logger.info("tracing graphs (%s)", precision)
+        graphs = export_torch_graphs(model, work / "raw", precision=precision, opset=options.opset)
+        if precision == "int8":
             logger.info("quantizing MatMul weights to int8 (per channel)")
             graphs = {name: quantize_int8(path, work / "int8" / name / f"{name}.onnx") for name, path in graphs.items()}
         write_shared(graphs, tmp)
@@ -98,7 +101,7 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
             if clips is None and loaded.processor is not None:
                 clips = _default_clips(loaded)
             engine = OrtWhisper(tmp, providers=None, threads=options.threads, processor=loaded.processor)
-            report.validation = validate(model, engine, options.precision, clips)
+            report.validation = validate(model, engine, precision, clips)
             logger.info("%s", report.validation.format())
             if not report.validation.ok:
                 raise ValidationError("the export does not match PyTorch within its tolerance; nothing was written:\n"
@@ -107,7 +110,8 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
             from .trt import build_engines
 
             build_engines(tmp, options)
-        meta = {"format": "adaptwin-onnx", "graphs": list(GRAPHS), "precision": options.precision, "opset": options.opset,
+        meta = {"format": "adaptwin-onnx", "graphs": list(GRAPHS), "precision": precision, "opset": options.opset,
+                "engine_precision": options.precision if options.engine == "trt" else None,
                 "engine": options.engine, "source": str(loaded.path), "compressed": loaded.compressed,
                 "validation": report.validation.to_dict() if report.validation is not None else None}
         (tmp / "adaptwin_export.json").write_text(json.dumps(meta, indent=1))

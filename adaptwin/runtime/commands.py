@@ -51,7 +51,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                    disable=None)
         last = [0.0]
 
-        def progress(seconds):
+        def progress(seconds, bar=bar, last=last):
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 

@@ -11,6 +11,21 @@ from .segments import Segment, parse_window
 
 WINDOW_SECONDS = 30.0
 MIN_WINDOW_SECONDS = 0.1  # a shorter tail is padding, not speech
+# openai/whisper's thresholds for a failed window: repetitive text or an unlikely one
+MAX_COMPRESSION_RATIO, MIN_AVG_LOGPROB = 2.4, -1.0
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes / gzip-compressed bytes: high for looping, repetitive output."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data))) if data else 0.0
+
+
+def _failed(hyp, text: str) -> bool:
+    avg = hyp.logprob / max(1, len(hyp.tokens) + 1)
+    return compression_ratio(text) > MAX_COMPRESSION_RATIO or avg < MIN_AVG_LOGPROB
 
 
 def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_beams: int = 1,
@@ -33,9 +48,11 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
     while total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE:
         window = audio[seek: seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
-        hyp = backend.generate([window], language=language, num_beams=num_beams, timestamps=True,
-                               previous=previous if condition_on_previous_text else None,
-                               max_new_tokens=220)[0]
+        hyp = _decode_window(backend, window, language, num_beams, previous if condition_on_previous_text else None,
+                             tokenizer)
+        if hyp is None:  # every attempt looked like a hallucination: drop the prompt that may feed it
+            previous = []
+            hyp = backend.generate([window], language=language, num_beams=num_beams, timestamps=True)[0]
         result = parse_window(hyp.tokens, vocab.timestamp_begin, seconds)
         consumed = result.consumed
         if consumed <= 0:  # the model re-opened at 0: take what it said and move on
@@ -52,3 +69,18 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
         seek += max(int(consumed * SAMPLE_RATE), 1)
         if progress is not None:
             progress(min(seek, total) / SAMPLE_RATE)
+
+
+def _decode_window(backend, window, language, num_beams, previous, tokenizer):
+    """Greedy with the previous text as prompt; if the result loops or is unlikely, again
+    without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
+    temperature fallback). None when every attempt failed."""
+    attempts = [(num_beams, previous), (num_beams, None), (max(num_beams, 5), None)]
+    if not previous:
+        attempts = attempts[1:]
+    for beams, prompt in attempts:
+        hyp = backend.generate([window], language=language, num_beams=beams, timestamps=True, previous=prompt or None,
+                               max_new_tokens=220)[0]
+        if not _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True)):
+            return hyp
+    return None

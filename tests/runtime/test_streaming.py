@@ -4,7 +4,6 @@ from fake_whisper import FakeBackend, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
-from adaptwin.runtime.segments import Word
 from adaptwin.runtime.streaming import LocalAgreement, OnlineProcessor
 from adaptwin.runtime.vad import EnergyVAD
 

@@ -1,0 +1,77 @@
+"""The runtime on the real tiny.en weights: export + ONNX Runtime, long-form seams, streaming (slow)."""
+
+import numpy as np
+import pytest
+
+import adaptwin
+from adaptwin.audio import load_audio
+from adaptwin.data import bundled_clips
+from adaptwin.evaluate import wer_counts
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def tiny_en():
+    try:
+        return adaptwin.load_whisper("tiny.en")
+    except FileNotFoundError as exc:
+        pytest.skip(f"weights not installed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def long_clip():
+    """The five bundled clips with 0.8 s pauses: ~55 s, so long-form needs two windows or more."""
+    clips = bundled_clips()
+    pause = np.zeros(12800, np.float32)
+    audio = np.concatenate([x for c in clips for x in (load_audio(c.audio), pause)])
+    return audio, " ".join(c.text for c in clips)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_en, tmp_path_factory):
+    from adaptwin.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("tiny-en") / "int8"
+    report = export(tiny_en, out, ExportOptions(precision="int8"))
+    assert report.validation.ok
+    return out
+
+
+def test_ort_int8_transcribes_like_pytorch(tiny_en, exported):
+    from adaptwin.runtime import get_backend
+
+    clips = [load_audio(c.audio) for c in bundled_clips()]
+    texts = {name: get_backend(name, src).transcribe_batch(clips)
+             for name, src in (("torch", tiny_en), ("ort", exported))}
+    refs = [c.text for c in bundled_clips()]
+    wer = {name: sum(wer_counts(r, h).errors for r, h in zip(refs, t)) / sum(wer_counts(r, r).ref_words for r in refs)
+           for name, t in texts.items()}
+    assert wer["torch"] < 0.2 and wer["ort"] <= wer["torch"] + 0.05, wer
+
+
+def test_long_form_covers_every_window_once(tiny_en, long_clip):
+    from adaptwin.runtime import get_backend
+    from adaptwin.runtime.longform import transcribe
+
+    audio, reference = long_clip
+    segments = list(transcribe(get_backend("torch", tiny_en), audio))
+    text = " ".join(s.text for s in segments)
+    a = wer_counts(reference, text)
+    assert a.errors / a.ref_words < 0.2, text  # nothing dropped or doubled at the 30 s seam
+    assert segments[-1].end > 45 and all(x.start <= y.start for x, y in zip(segments, segments[1:]))
+
+
+def test_stream_simulate_on_real_speech(exported, long_clip, tmp_path, capsys):
+    from adaptwin.cli import main
+    from adaptwin.data.tts import write_wav
+
+    audio, reference = long_clip
+    write_wav(tmp_path / "talk.wav", audio)
+    assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--model", str(exported), "--backend", "ort",
+                 "--fast"]) == 0
+    out = capsys.readouterr()
+    a = wer_counts(reference, out.out)
+    assert a.errors / a.ref_words < 0.25, out.out
+    assert "median" in out.err
