@@ -25,11 +25,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def rss_mb() -> float:
+    """Current resident memory (the peak is ``adaptwin.evaluate.peak_rss_mb``)."""
     with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def main(argv=None) -> int:

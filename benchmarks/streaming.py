@@ -96,17 +96,9 @@ def align_pairs(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
     return pairs[::-1]
 
 
-def peak_rss_mb() -> float:
-    """VmHWM of this process (reset by exec, unlike ru_maxrss)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def worker(args) -> int:
     from adaptwin.audio import load_audio
+    from adaptwin.evaluate import peak_rss_mb  # (imports neither PyTorch nor transformers)
     from adaptwin.runtime import get_backend
     from adaptwin.runtime.longform import transcribe
     from adaptwin.runtime.mic import simulate

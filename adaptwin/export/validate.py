@@ -96,7 +96,11 @@ def validate(model, engine, precision: str, clips: list[np.ndarray] | None = Non
     from ..evaluate import align
     from ..runtime.decoding import DecodingOptions, Vocab, decode
 
-    model = model.float().eval()
+    if next(model.parameters()).dtype != torch.float32:  # compare in fp32 without touching the caller's model
+        import copy
+
+        model = copy.deepcopy(model).float()
+    model.eval()
     cfg = model.config
     report = ValidationReport(precision)
     vocab = Vocab.from_generation_config(engine.generation_config, language)
