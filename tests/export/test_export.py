@@ -46,7 +46,18 @@ def exports(tmp_path_factory, tiny_dense, compressed):
     for name, model in (("dense", tiny_dense), ("compressed", compressed)):
         for precision in ("fp32", "int8"):
             out[name, precision] = export(tiny_loaded(model), root / f"{name}-{precision}", ExportOptions(precision=precision))
+    out["dense", "fp16"] = export(tiny_loaded(tiny_dense), root / "dense-fp16", ExportOptions(precision="fp16"))
     return out
+
+
+def test_fp16_export_runs_on_cpu_within_its_tolerance(exports):
+    import onnx
+
+    report = exports["dense", "fp16"]
+    assert report.validation.ok and all(c.enforced for c in report.validation.checks)
+    graph = onnx.load(str(report.out / "encoder_model.onnx"), load_external_data=False).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert report.files["model.onnx_data"] < 0.6 * exports["dense", "fp32"].files["model.onnx_data"]
 
 
 def test_folder_layout_and_shared_weights(exports):

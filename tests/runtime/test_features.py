@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+from adaptwin.runtime.features import LogMel, mel_filters
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_numpy_log_mel_matches_transformers(n_mels):
+    from transformers import WhisperFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    t = np.arange(7 * 16000) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    ref = WhisperFeatureExtractor(feature_size=n_mels)([audio], sampling_rate=16000, return_tensors="np").input_features
+    ours = LogMel(n_mels)([audio]).input_features
+    assert ours.shape == ref.shape == (1, n_mels, 3000)
+    assert np.abs(ours - ref).max() <= 1e-4
+
+
+def test_mel_filters_shape_and_rate_check():
+    assert mel_filters(80).shape == (80, 201)
+    with pytest.raises(ValueError, match="16000"):
+        LogMel(80)([np.zeros(100, np.float32)], sampling_rate=8000)
