@@ -18,10 +18,13 @@ _EXPORTS = {
     "LoadedWhisper": ".checkpoint",
     "load_whisper": ".checkpoint",
     "save": ".checkpoint",
+    "AdaptConfig": ".adapt",
+    "AdaptReport": ".adapt",
+    "adapt_": ".adapt",
 }
 
 __all__ = [
-    "AdaPTwinConfig", "Calibration", "CompressionReport", "FORMAT_VERSION", "LoadedWhisper", "ModuleReport",
+    "AdaptConfig", "AdaptReport", "adapt_", "AdaPTwinConfig", "Calibration", "CompressionReport", "FORMAT_VERSION", "LoadedWhisper", "ModuleReport",
     "__version__", "compress_", "load_whisper", "save",
 ]
 

@@ -198,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(func=cmd_data_build)
 
+    from .adapt import cli as adapt_cli
     from .export.cli import add_arguments, run
     from .runtime.commands import add_stream, add_transcribe
+
+    p = sub.add_parser("adapt", help="adapt a compressed model to one speaker (layer-wise + end-to-end)")
+    adapt_cli.add_arguments(p)
+    p.set_defaults(func=adapt_cli.run)
 
     add_transcribe(sub)
     add_stream(sub)

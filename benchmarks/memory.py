@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--hours", type=float, default=1.0)
     p.add_argument("--chunk", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reference", help="the recording's JSON (benchmarks/streaming.py writes it beside the WAV): "
+                   "score the committed text against the looped transcript")
     p.add_argument("--out", default=str(RESULTS / "memory"))
     args = p.parse_args(argv)
 
@@ -52,13 +54,15 @@ def main(argv=None) -> int:
     audio = load_audio(args.recording)
     step = int(args.chunk * SAMPLE_RATE)
     total = args.hours * 3600
-    samples, words, fed, longest = [], 0, 0.0, 0.0
+    samples, words, fed, longest, said = [], 0, 0.0, 0.0, []
     start = time.perf_counter()
     next_sample = 0.0
     while fed < total:
         for i in range(0, len(audio), step):
             online.insert_audio(audio[i:i + step])
-            words += len(online.process())
+            new = online.process()
+            words += len(new)
+            said += [e.word.text for e in new]
             fed += min(step, len(audio) - i) / SAMPLE_RATE
             longest = max(longest, len(online.buffer) / SAMPLE_RATE)
             if fed >= next_sample:
@@ -69,7 +73,9 @@ def main(argv=None) -> int:
                 next_sample += 60.0
             if fed >= total:
                 break
-    words += len(online.finish())
+    last = online.finish()
+    words += len(last)
+    said += [e.word.text for e in last]
     at5 = next(s for s in samples if s["stream_s"] >= 300)
     final = {"stream_s": round(fed, 1), "rss_mb": round(rss_mb(), 1), "buffer_s": 0.0, "words": words,
              "wall_s": round(time.perf_counter() - start, 1)}
@@ -77,7 +83,20 @@ def main(argv=None) -> int:
     result = {"engine": args.engine, "chunk": args.chunk, "hours": args.hours, "rss_at_5min_mb": at5["rss_mb"],
               "rss_at_end_mb": final["rss_mb"], "growth": final["rss_mb"] / at5["rss_mb"] - 1,
               "peak_rss_mb": peak_rss_mb(), "longest_buffer_s": longest, "words": words, "decodes": online.decodes,
-              "wall_s": final["wall_s"], "samples": samples}
+              "wall_s": final["wall_s"], "loops_caught": online.loops, "samples": samples}
+    if args.reference:
+        from adaptwin.evaluate import wer_counts
+
+        utts = json.loads(Path(args.reference).read_text())["utterances"]
+        spoken = " ".join(u["text"] for u in utts)
+        length = len(audio) / SAMPLE_RATE
+        whole = int(fed // length)
+        # whole loops, then the utterances of the last, partial loop that ended before the stream did
+        partial = [u["text"] for u in utts if u["end"] <= fed - whole * length]
+        reference = " ".join([spoken] * whole + partial)
+        a = wer_counts(reference, "".join(said))
+        result["wer"] = {"loops": whole, "ref_words": a.ref_words, "substitutions": a.substitutions,
+                         "deletions": a.deletions, "insertions": a.insertions, "wer": round(100 * a.errors / a.ref_words, 2)}
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +106,11 @@ def main(argv=None) -> int:
             f"| RSS after 5 min (MB) | RSS at the end (MB) | change | peak RSS (MB) | longest buffer (s) | words |\n"
             f"|---|---|---|---|---|---|\n| {at5['rss_mb']:.0f} | {final['rss_mb']:.0f} | {result['growth']:+.1%} "
             f"| {result['peak_rss_mb']:.0f} | {longest:.1f} | {words} |\n")
+    if "wer" in result:
+        w = result["wer"]
+        text += (f"\nCommitted text against the looped transcript ({w['ref_words']} words): WER {w['wer']:.2f} % "
+                 f"(S {w['substitutions']}, D {w['deletions']}, I {w['insertions']}); decoding loops caught and "
+                 f"re-decoded: {result['loops_caught']}.\n")
     out.with_suffix(".md").write_text(text)
     print(text)
     return 0

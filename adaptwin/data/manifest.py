@@ -112,9 +112,9 @@ def from_hf_dataset(
 
 
 def pack_windows(
-    utterances: list[Utterance], max_windows: int | None = None, gap: float = 0.3
+    utterances: list[Utterance], max_windows: int | None = None, gap: float = 0.3, seconds: float = WINDOW_SECONDS,
 ) -> list[tuple[np.ndarray, str | None]]:
-    """Concatenate utterances (with short silences) into <= 30 s windows, with their joined text.
+    """Concatenate utterances (with short silences) into windows of at most ``seconds``, with their joined text.
 
     Unreadable files are skipped with a warning (and counted), never fatal.
     """
@@ -122,7 +122,7 @@ def pack_windows(
     pieces: list[np.ndarray] = []
     texts: list[str | None] = []
     skipped = 0
-    limit = int(WINDOW_SECONDS * SAMPLE_RATE)
+    limit = int(seconds * SAMPLE_RATE)
     silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
 
     def flush() -> None:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .onnx import GRAPHS, PRECISIONS, need_onnx
+from .names import GRAPHS, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     """
     from ..checkpoint import LoadedWhisper, atomic_dir, load_whisper
     from ..runtime.ort import OrtWhisper
-    from .onnx import export_torch_graphs, quantize_int8, write_shared
+    from .onnx import export_torch_graphs, need_onnx, quantize_int8, write_shared
     from .validate import ValidationError, validate
 
     need_onnx()

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from .graphs import DecoderGraph, EncoderGraph
+from .names import GRAPHS, PRECISIONS  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
-GRAPHS = ("encoder_model", "decoder_model", "decoder_with_past_model", "decoder_model_merged")
 DATA_FILE = "model.onnx_data"
 _INLINE_BYTES = 1024  # smaller tensors stay inside the graph files
 _ALIGN_LARGE, _LARGE = 65536, 2**20  # like onnx's external-data writer: big tensors page-aligned for mmap

@@ -138,6 +138,24 @@ def _by_segment(groups: list[list[int]], spans: list[tuple[int, float, float]]):
             yield start, max(end, start), m
 
 
+LOOP_REPEATS = 4  # a pattern of 1..LOOP_PERIOD words said this many times in a row is a decoding loop
+LOOP_PERIOD = 4
+
+
+def loop_start(units: list) -> int | None:
+    """Index where a decoding loop ("to five to five to five to five ...") becomes one: the
+    first unit after one period of a pattern of 1..4 words repeated 4+ times in a row."""
+    keys = [u.key for u in units]
+    for i in range(len(keys)):
+        if not keys[i]:
+            continue
+        for p in range(1, LOOP_PERIOD + 1):
+            run = LOOP_REPEATS * p
+            if i + run <= len(keys) and all(keys[i + k] == keys[i + k % p] for k in range(run)):
+                return i + p
+    return None
+
+
 @dataclass
 class Emitted:
     """A committed word and when the processor committed it."""
@@ -178,6 +196,7 @@ class OnlineProcessor:
         self.context = ""  # committed text before the buffer: the prompt
         self.last_word_end = 0.0  # stream time where the last committed word ends
         self.decodes = 0
+        self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
 
     # --- input -------------------------------------------------------------------------
     def insert_audio(self, chunk: np.ndarray) -> None:
@@ -224,12 +243,24 @@ class OnlineProcessor:
         context = self.context[-400:]
         context = context[context.find(" "):] if len(self.context) > 400 and " " in context else context  # whole words
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
-        hyp = self.backend.generate([window], language=self.language, timestamps=True, previous=prompt,
-                                    max_new_tokens=120, prefix=self.prefix)[0]
-        self.decodes += 1
+        units = []
+        # a hypothesis that loops is decoded again without the prompt and with beam search
+        # (openai/whisper's fallback); whatever still loops is cut after its first period, so a
+        # loop is never committed, and so never forced into the following decodes
+        for previous, beams in ((prompt, 1), (None, 5)):
+            hyp = self.backend.generate([window], language=self.language, timestamps=True, previous=previous,
+                                        num_beams=beams, max_new_tokens=120, prefix=self.prefix)[0]
+            self.decodes += 1
+            units = units_of(list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode,
+                             offset, seconds)
+            loop = loop_start(units)
+            if loop is None:
+                break
+            self.loops += 1
+        if loop is not None:
+            units = units[:loop]
         self.unprocessed = 0.0
-        tokens = list(hyp.tokens)
-        return units_of(tokens, len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode, offset, seconds)
+        return units
 
     def _commit(self, units: list[Unit]) -> list[Emitted]:
         now = time.perf_counter()

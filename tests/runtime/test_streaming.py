@@ -127,3 +127,35 @@ def test_silero_vad_on_real_speech():
     vad.reset()
     assert not vad.speech(np.zeros(SAMPLE_RATE, np.float32))
     assert not vad.speech(0.003 * np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32))
+
+
+class LoopingBackend(FakeBackend):
+    """Greedy decoding ends every hypothesis with a hallucinated loop ("w98 w99 w98 w99 ...");
+    beam search does not (as openai/whisper's fallback hopes)."""
+
+    def generate(self, audios, *, num_beams=1, **kw):
+        out = super().generate(audios, num_beams=num_beams, **kw)
+        if num_beams == 1:
+            for hyp in out:
+                hyp.tokens = list(hyp.tokens) + [108, 109] * 6
+        return out
+
+
+def test_loop_start_finds_repeated_patterns_only():
+    from types import SimpleNamespace
+
+    from adaptwin.runtime.streaming import loop_start
+
+    units = lambda text: [SimpleNamespace(key=w) for w in text.split()]  # noqa: E731
+    assert loop_start(units("press four to five to five to five to five to")) == 4  # after "to five" once
+    assert loop_start(units("no no no no")) == 1
+    assert loop_start(units("one two three one two three one two three")) is None  # three repeats: speech
+    assert loop_start(units("the cat sat on the mat")) is None
+
+
+def test_a_looping_hypothesis_is_never_committed():
+    audio = script_audio(40, pause_every=7)
+    online = OnlineProcessor(LoopingBackend(), min_chunk=1.0)
+    emitted = simulate(online, audio, chunk=1.0)
+    assert committed_text(emitted) == [f"w{k}" for k in range(40)]
+    assert online.loops > 0 and online.decodes > 2 * online.loops - 1  # each loop cost one extra decode

@@ -1,0 +1,86 @@
+"""``adaptwin adapt``: speaker adaptation of a compressed model, resumable, torchrun-ready."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h`` -> seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: write e.g. 600, 90s, 10m or 1h")
+    return float(m.group(1)) * UNITS[m.group(2) or "s"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .config import AdaptConfig
+
+    d = AdaptConfig()
+    p.add_argument("--model", required=True, help="the compressed model folder (adaptwin compress --out)")
+    p.add_argument("--teacher", required=True, help="the dense model it was compressed from (e.g. base)")
+    p.add_argument("--target", required=True, help="target speaker: manifest or folder; its 'adapt' split is used")
+    p.add_argument("--general", help="general speech to replay (manifest; its 'adapt' split), so others do not regress")
+    p.add_argument("--minutes", type=float, help="use the first N minutes of target speech (default: all)")
+    p.add_argument("--time-budget", type=duration, help="stop training when this is spent, e.g. 10m")
+    p.add_argument("--layerwise-epochs", type=int, default=d.layerwise_epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="end-to-end epochs")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--layerwise-lr", type=float, default=d.layerwise_lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")
+    p.add_argument("--replay", type=float, default=d.replay, help="share of general windows")
+    p.add_argument("--distill", type=float, default=d.distill, help="weight of the teacher's soft targets")
+    p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=duration, default=d.checkpoint_every, help="e.g. 2m; 0: every step")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run that left OUT.partial")
+    p.add_argument("--out", required=True, help="output folder (written atomically when adaptation ends)")
+    p.add_argument("--json", help="also write the report as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import adaptwin
+
+    from ..checkpoint import save
+    from .config import AdaptConfig
+    from .core import adapt_
+    from .train import Dist
+
+    config = AdaptConfig(  # validate before the slow loads
+        minutes=args.minutes, replay=args.replay, layerwise_epochs=args.layerwise_epochs, epochs=args.epochs,
+        lr=args.lr, layerwise_lr=args.layerwise_lr, batch_size=args.batch_size, distill=args.distill,
+        lora_rank=args.lora_rank, time_budget=args.time_budget, checkpoint_every=args.checkpoint_every,
+        seed=args.seed, precision=args.precision, max_steps=args.max_steps,
+    )
+    out = Path(args.out).expanduser()
+    state_dir = out.with_name(out.name + ".partial")
+    if any(state_dir.glob("state-rank*.pt")) and not args.resume:
+        raise ValueError(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")
+    for path in (args.target, args.general):
+        if path and not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
+    student = adaptwin.load_whisper(args.model)
+    teacher = adaptwin.load_whisper(args.teacher)
+    report = adapt_(student, teacher, args.target, args.general, config, state_dir=state_dir, progress=True)
+    if not Dist.from_env().main:
+        return 0
+    print(report.format())
+    save(student.model, out, student.processor or teacher.processor,
+         extra={"compressed_from": str(args.teacher), "adapted_from": str(args.model)})
+    shutil.rmtree(state_dir, ignore_errors=True)  # only once the model is safely written
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=1))
+    print(f"saved {out}")
+    return 0

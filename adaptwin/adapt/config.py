@@ -1,0 +1,79 @@
+"""Frozen, validated adaptation options, serialised with the model they produced."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How to adapt a compressed model to one speaker.
+
+    Stage 1 (layer-wise) teaches each compressed block to reproduce the dense block on the
+    adaptation audio; stage 2 (end-to-end) trains on the transcripts with distillation from
+    the dense teacher, with a share of general speech replayed so other speakers keep working.
+    """
+
+    minutes: float | None = None  # target-speaker audio to use (None: all of its adapt split)
+    replay: float = 0.25  # share of stage-2 windows drawn from general speech
+    layerwise_epochs: int = 1
+    layerwise_lr: float = 5e-4
+    epochs: int = 2  # end-to-end epochs
+    lr: float = 3e-4  # 1e-3 made whisper-base at -50 % diverge in a 5-minute trial
+    batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
+    distill: float = 0.5  # weight of the teacher's soft targets (1 - distill: the transcript)
+    topk: int = 64  # teacher logits kept per token for distillation
+    lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
+    lora_alpha: float = 16.0
+    time_budget: float | None = None  # seconds for the whole run; stage 2 stops early when spent
+    checkpoint_every: float = 120.0  # seconds between resumable checkpoints (0: after every step)
+    seed: int = 0
+    precision: str = "auto"  # "auto": bf16 autocast where the hardware has it, else fp32
+    language: str = "en"
+    max_steps: int | None = None  # stop after this many optimizer steps in all (tests, smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes={self.minutes} must be > 0 (or None to use all target audio)")
+        if not 0.0 <= self.replay < 1.0:
+            raise ValueError(f"replay={self.replay} is a share of the windows and must lie in [0, 1)")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill={self.distill} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
+        for name in ("layerwise_epochs", "epochs", "lora_rank"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a non-negative integer")
+        for name in ("batch_size", "topk"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        for name in ("lr", "layerwise_lr", "lora_alpha"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        if self.layerwise_epochs == 0 and self.epochs == 0:
+            raise ValueError("nothing to do: layerwise_epochs and epochs are both 0")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget={self.time_budget} seconds must be > 0")
+        if self.checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be >= 0 seconds")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AdaptConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def training_key(self) -> dict[str, Any]:
+        """The options a resumed run must share with the interrupted one (not budgets or cadence)."""
+        d = self.to_dict()
+        for k in ("time_budget", "checkpoint_every", "max_steps"):
+            d.pop(k)
+        return d

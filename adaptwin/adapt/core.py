@@ -1,0 +1,233 @@
+"""``adapt_(model, teacher, target, general, AdaptConfig(...))``: speaker-adaptive fine-tuning
+of a compressed model in place, layer-wise then end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..compress import is_compressed
+from ..evaluate import peak_rss_mb
+from ..modules import LowRankLinear, TwinAttention
+from ..targets import check_whisper
+from .config import AdaptConfig
+from .data import build_windows
+from .lora import inject_lora, merge_lora
+from .stages import block_loss, e2e_loss
+from .teacher import cache_teacher
+from .train import Dist, Phase, Trainer
+
+logger = logging.getLogger(__name__)
+
+LAYERWISE_SHARE = 0.35  # of a time budget, the most stage 1 may take
+
+
+@dataclass
+class AdaptReport:
+    data: dict[str, Any]  # what the windows were made of
+    blocks: dict[str, list[float]]  # stage 1, per block of this process: mean relative error per epoch
+    losses: list[float]  # stage 2: mean loss per epoch
+    steps: int
+    seconds: dict[str, float]  # teacher pass, training, total
+    peak_rss_mb: float
+    precision: str
+    processes: int
+    resumed: bool
+    stopped_early: bool
+    lora_merged: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        t = self.data["target"]
+        lines = [f"target: {t['minutes']:.1f} min of {', '.join(t['speakers'])} in {t['windows']} windows"
+                 + (f"; replay: {self.data['general']['windows']} general windows" if self.data.get("general") else "")]
+        for name, errs in self.blocks.items():
+            lines.append(f"  layer-wise {name:<34} rel. error {errs[0]:.4f} -> {errs[-1]:.4f} (epoch mean)")
+        if self.losses:
+            lines.append(f"  end-to-end loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} over {len(self.losses)} epoch(s)")
+        lines.append(f"{self.steps} steps, {self.seconds['total']:.0f} s ({self.seconds['teacher']:.0f} s teacher pass), "
+                     f"peak RSS {self.peak_rss_mb:.0f} MB, {self.precision}, {self.processes} process(es)"
+                     + (", resumed" if self.resumed else "") + (", stopped early" if self.stopped_early else ""))
+        return "\n".join(lines)
+
+
+def _unwrap(obj, what: str):
+    from ..checkpoint import LoadedWhisper
+
+    if isinstance(obj, LoadedWhisper):
+        return obj.model, obj.processor, str(obj.path)
+    if isinstance(obj, nn.Module):
+        return obj, None, None
+    raise TypeError(f"{what} must be a Whisper model or a LoadedWhisper, got {type(obj).__name__}")
+
+
+def compressed_blocks(model: nn.Module) -> dict[str, list[str]]:
+    """Encoder/decoder layers holding compressed modules -> those modules' names."""
+    blocks: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (TwinAttention, LowRankLinear)):
+            parts = name.split(".")
+            i = parts.index("layers")
+            blocks.setdefault(".".join(parts[: i + 2]), []).append(name)
+    return blocks
+
+
+def check_teacher(model: nn.Module, teacher: nn.Module, compressed: list[str]) -> None:
+    """The teacher must be the dense model this one was compressed from: same shapes, and every
+    part compression left alone equal."""
+    check_whisper(teacher)
+    if is_compressed(teacher):
+        raise ValueError("the teacher is itself compressed: give the dense model the student was compressed from")
+    for key in ("d_model", "encoder_layers", "decoder_layers", "vocab_size", "num_mel_bins"):
+        a, b = getattr(model.config, key), getattr(teacher.config, key)
+        if a != b:
+            raise ValueError(f"the teacher does not match the model: {key} is {b} vs {a}; give the dense model "
+                             "the compressed one was made from")
+    theirs = dict(teacher.named_parameters())
+    for name, p in model.named_parameters():
+        if any(name.startswith(c + ".") for c in compressed) or name not in theirs:
+            continue
+        if theirs[name].shape != p.shape or not torch.allclose(theirs[name].to(p.device, p.dtype), p, atol=1e-5):
+            raise ValueError(f"the teacher is not the model this one was compressed from ({name} differs): "
+                             "give the dense model the compressed one was made from")
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "fp32"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+
+
+def adapt_(
+    model, teacher, target, general=None, config: AdaptConfig = AdaptConfig(), *, processor=None,
+    state_dir: str | Path | None = None, device: str | None = None, progress: bool = False,
+) -> AdaptReport:
+    """Adapt the compressed ``model`` in place to the speaker of ``target`` (manifest, folder or
+    list of ``Utterance``), distilling from the dense ``teacher`` and replaying ``general`` speech.
+
+    With ``state_dir``, a checkpoint is written there every ``config.checkpoint_every`` seconds
+    and an interrupted run continues from it. Under ``torchrun`` the layer-wise stage is split
+    across ranks and the end-to-end stage is data-parallel.
+    """
+    start = time.perf_counter()
+    model, proc, _ = _unwrap(model, "model")
+    teacher, teacher_proc, teacher_path = _unwrap(teacher, "teacher")
+    processor = processor or proc or teacher_proc
+    if processor is None:
+        raise ValueError("no processor (feature extractor + tokenizer): pass processor= or LoadedWhisper models")
+    check_whisper(model)
+    if not is_compressed(model):
+        raise ValueError("the model is not compressed: there is nothing to adapt; compress it first (adaptwin compress)")
+    blocks = compressed_blocks(model)
+    check_teacher(model, teacher, [m for ms in blocks.values() for m in ms])
+
+    dist = Dist.from_env()
+    if device is None:
+        device = f"cuda:{dist.rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    model.to(device)
+    teacher.to(device)
+    precision = resolve_precision(config.precision, device)
+    windows = build_windows(
+        processor, target, general, minutes=config.minutes, replay=config.replay, seed=config.seed,
+        language=config.language, max_tokens=model.config.max_target_positions,
+        multilingual=bool(getattr(model.generation_config, "is_multilingual", False)),
+    )
+    logger.info("adapting on %d windows (%d target) with %s", len(windows), windows.record["target"]["windows"], precision)
+
+    if config.lora_rank:
+        linears = [f"{m}.{n}" for ms in blocks.values() for m in ms
+                   for n, sub in model.get_submodule(m).named_modules() if isinstance(sub, nn.Linear)]
+        inject_lora(model, linears, config.lora_rank, config.lora_alpha, config.seed)
+    block_params = {b: [n for n, _ in model.named_parameters() if any(n.startswith(m + ".") for m in ms)
+                        and (not config.lora_rank or n.endswith((".down", ".up")) and ".base." not in n)]
+                    for b, ms in blocks.items()}
+    # stage 2 starts at the first compressed encoder layer: everything before it is frozen and cached
+    enc = sorted((int(b.rsplit(".", 1)[1]), b) for b in blocks if ".encoder." in b)
+    start_index, start_layer = (enc[0][0], enc[0][1]) if enc else (None, None)
+
+    teacher_start = time.perf_counter()
+    bar = None
+    if progress and dist.main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(windows), desc="teacher pass", unit="window")
+    cache = cache_teacher(teacher, windows, list(blocks), start_layer, config.topk, device, bar)
+    if bar is not None:
+        bar.close()
+    teacher_seconds = time.perf_counter() - teacher_start
+
+    phases, n = [], len(windows)
+    # a time budget covers the whole call: what the teacher pass left is split between the stages
+    left = None if config.time_budget is None else config.time_budget - (time.perf_counter() - start)
+    names = list(blocks)
+    mine = names[dist.rank :: dist.world] if config.layerwise_epochs else []
+    for j, b in enumerate(mine):
+        deadline = None if left is None else LAYERWISE_SHARE * left * (j + 1) / len(mine)
+        phases.append(Phase(f"layer {b.split('model.', 1)[-1]}", block_params[b], (lambda w, b=b: block_loss(model, b, cache, w)),
+                            n, config.layerwise_epochs, config.layerwise_lr, deadline=deadline))
+    if dist.world > 1 and config.layerwise_epochs:
+        def share() -> None:  # each block's owner sends it to everyone
+            for i, b in enumerate(names):
+                dist.broadcast_([dict(model.named_parameters())[p].data for p in block_params[b]], src=i % dist.world)
+        phases.append(Phase("share layers", [], None, after=share))
+    if config.epochs:
+        everything = [p for b in names for p in block_params[b]]
+        phases.append(Phase("end-to-end", everything, lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill, device),
+                            n, config.epochs, config.lr, sharded=True, deadline=left))
+
+    key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
+           "blocks": names}
+    state_path = None if state_dir is None else Path(state_dir) / f"state-rank{dist.rank}.pt"
+    was_training = model.training
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    model.eval()  # no dropout: training is deterministic for a seed
+    trainer = Trainer(model, phases, batch=config.batch_size, seed=config.seed, dist=dist, key=key,
+                      state_path=state_path, checkpoint_every=config.checkpoint_every, max_steps=config.max_steps,
+                      autocast=_autocast(precision, device), progress=progress)
+    state = trainer.run()
+    merged = merge_lora(model) if config.lora_rank else 0
+    for n, p in model.named_parameters():
+        p.requires_grad_(grads.get(n, True))
+    model.train(was_training)
+    del cache
+
+    seconds = {"teacher": round(teacher_seconds, 1), "train": round(trainer.elapsed(), 1)}
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    report = AdaptReport(
+        data=windows.record,
+        blocks={k.removeprefix("layer "): v for k, v in state.history.items() if k.startswith("layer ")},
+        losses=state.history.get("end-to-end", []), steps=state.steps_done, seconds=seconds,
+        peak_rss_mb=round(peak_rss_mb(), 1), precision=precision, processes=dist.world,
+        resumed=trainer.resumed, stopped_early=trainer.stopped_early, lora_merged=merged, config=config.to_dict(),
+    )
+    meta = dict(getattr(model.config, "adaptwin", None) or {})
+    meta["adaptation"] = {
+        "config": config.to_dict(), "data": windows.record, "teacher": teacher_path, "steps": state.steps_done,
+        "stopped_early": trainer.stopped_early, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    model.config.adaptwin = meta
+    return report

@@ -1,0 +1,159 @@
+"""Adaptation data: the target speaker's utterances (and general replay) packed into 30 s
+windows with their transcripts, as log-mel features and teacher-forcing token ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..audio import SAMPLE_RATE, load_audio
+from ..data.manifest import WINDOW_SECONDS, Utterance, pack_windows, read_utterances
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100  # label of positions that carry no loss
+NON_SPEECH = re.compile(r"^\s*[\(\[<][^\)\]>]*[\)\]>]\s*$")  # "(2 seconds of silence)", "[noise]", "<beep>"
+
+
+@dataclass
+class Windows:
+    """Packed training windows: features [N, n_mels, 3000], ids/labels N x [T_i], source per window."""
+
+    features: torch.Tensor
+    ids: list[torch.Tensor]  # decoder input: prompt + text
+    labels: list[torch.Tensor]  # next token, IGNORE on the prompt
+    source: list[str]  # "target" or "general"
+    record: dict[str, Any]  # what the windows were made of (stored with the adapted model)
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+
+def _utterances(source, name: str) -> tuple[list[Utterance], str]:
+    if isinstance(source, (list, tuple)):
+        return list(source), f"{len(source)} utterances"
+    return read_utterances(source), str(source)
+
+
+def training_utterances(source, name: str) -> tuple[list[Utterance], str]:
+    """The utterances of ``source`` one may train on: its ``adapt`` split when the manifest has
+    splits (test utterances are never used), all of them otherwise; each needs a transcript."""
+    utts, label = _utterances(source, name)
+    if any(u.split for u in utts):
+        splits = sorted({u.split or "none" for u in utts})
+        utts = [u for u in utts if u.split == "adapt"]
+        if not utts:
+            raise ValueError(f"the {name} set {label} has splits {splits} but no 'adapt' split to train on; "
+                             "mark training utterances with \"split\": \"adapt\" (test ones are never used)")
+    annotations = [u for u in utts if u.text and NON_SPEECH.match(u.text)]
+    if annotations:
+        logger.info("leaving out %d %s utterance(s) whose transcript only annotates non-speech (e.g. %r)",
+                    len(annotations), name, annotations[0].text)
+        utts = [u for u in utts if u not in annotations]
+    missing = [str(u.audio) for u in utts if not (u.text or "").strip()]
+    if missing:
+        raise ValueError(f"{len(missing)} {name} utterance(s) have no transcript (e.g. {missing[0]}): "
+                         "adaptation trains on transcripts; add a \"text\" field to every row")
+    if not utts:
+        raise ValueError(f"the {name} set {label} is empty: nothing to adapt on")
+    return utts, label
+
+
+def _duration(u: Utterance) -> float:
+    if u.duration:
+        return float(u.duration)
+    return len(load_audio(u.audio)) / SAMPLE_RATE
+
+
+def take_minutes(utts: list[Utterance], minutes: float | None, seconds: float = WINDOW_SECONDS) -> list[Utterance]:
+    """The first utterances (manifest order) adding up to ``minutes`` of audio; those longer
+    than a window (``seconds``) are left out."""
+    out, total = [], 0.0
+    for u in utts:
+        d = _duration(u)
+        if d > seconds:
+            logger.warning("leaving out %s: %.1f s does not fit one %.0f s training window", u.audio, d, seconds)
+            continue
+        if minutes is not None and total >= minutes * 60:
+            break
+        out.append(u)
+        total += d
+    if minutes is not None and total < minutes * 60 - 1:
+        logger.warning("asked for %.1f min of target speech, the adapt split holds %.1f min: using all of it",
+                       minutes, total / 60)
+    return out
+
+
+def fingerprint(utts: list[Utterance]) -> str:
+    h = hashlib.sha256()
+    for u in utts:
+        h.update(json.dumps([str(Path(u.audio).name), u.text]).encode())
+    return h.hexdigest()[:16]
+
+
+def build_windows(processor, target, general=None, *, minutes: float | None = None, replay: float = 0.25,
+                  seed: int = 0, language: str = "en", max_tokens: int = 448, multilingual: bool = False) -> Windows:
+    """Target windows (the first ``minutes`` of the adapt split) and general windows making up
+    ``replay`` of the total."""
+    target_utts, target_label = training_utterances(target, "target")
+    seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
+    target_utts = take_minutes(target_utts, minutes, seconds)
+    if not target_utts:
+        raise ValueError(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
+    packed = [(a, t, "target") for a, t in pack_windows(target_utts, seconds=seconds)]
+    general_utts: list[Utterance] = []
+    general_label = None
+    if general is not None and replay > 0:
+        general_utts, general_label = training_utterances(general, "general")
+        general_utts = [u for u in general_utts if _duration(u) <= seconds]
+        random.Random(seed).shuffle(general_utts)
+        want = max(1, round(replay / (1 - replay) * len(packed)))
+        general_windows = pack_windows(general_utts, max_windows=want, seconds=seconds)[:want]
+        packed += [(a, t, "general") for a, t in general_windows]
+        logger.info("replay: %d general windows beside %d target windows", len(general_windows),
+                    len(packed) - len(general_windows))
+    elif replay > 0:
+        logger.warning("no general speech given: adapting without replay (other speakers may regress)")
+
+    feats = processor.feature_extractor([a for a, _, _ in packed], sampling_rate=SAMPLE_RATE,
+                                        return_tensors="pt").input_features  # [N, n_mels, 3000]
+    tok = processor.tokenizer
+    if multilingual:
+        tok.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
+    prompt_len = len(tok("").input_ids) - 1  # <|startoftranscript|> ... <|notimestamps|>
+    ids, labels = [], []
+    for _, text, _ in packed:
+        full = tok(" " + text.strip()).input_ids  # prompt + text + <|endoftext|>
+        if len(full) > max_tokens:
+            logger.warning("a window's transcript has %d tokens, more than the decoder's %d: cut", len(full), max_tokens)
+            full = full[: max_tokens - 1] + full[-1:]
+        x = torch.tensor(full[:-1])
+        y = torch.tensor(full[1:])
+        y[: prompt_len - 1] = IGNORE  # the language/task tokens are given, not learned
+        ids.append(x)
+        labels.append(y)
+    target_seconds = sum(_duration(u) for u in target_utts)
+    record = {
+        "target": {"source": target_label, "utterances": len(target_utts), "minutes": round(target_seconds / 60, 2),
+                   "speakers": sorted({u.speaker or "unknown" for u in target_utts}),
+                   "fingerprint": fingerprint(target_utts), "windows": sum(s == "target" for *_, s in packed)},
+        "general": None if not general_label else {
+            "source": general_label, "windows": sum(s == "general" for *_, s in packed), "seed": seed},
+    }
+    return Windows(feats, ids, labels, [s for *_, s in packed], record)
+
+
+def pad_batch(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
+    """[B, T_max] right-padded; causal decoding keeps real positions unaffected by the padding."""
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out

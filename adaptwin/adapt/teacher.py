@@ -1,0 +1,88 @@
+"""One pass of the dense teacher over the adaptation windows, caching what training reuses:
+each compressed block's inputs and dense outputs (stage 1), the input of the first trained
+encoder layer (stage 2 starts there: the frozen front is never run again) and the teacher's
+top-k logits per token (distillation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import Windows
+
+
+@dataclass
+class BlockIO:
+    args: tuple  # the block's positional inputs, as the dense model gave them
+    kwargs: dict[str, Any]
+    output: torch.Tensor  # the dense block's output
+
+
+@dataclass
+class TeacherCache:
+    blocks: dict[str, list[BlockIO]] = field(default_factory=dict)  # block name -> one per window
+    start: list[torch.Tensor] = field(default_factory=list)  # per window [1, S, D]: stage 2's encoder input
+    topk_values: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
+    topk_index: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
+
+
+def _detach(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, (tuple, list)):
+        return type(x)(_detach(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _detach(v) for k, v in x.items()}
+    return x
+
+
+@torch.no_grad()
+def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start_layer: str | None, topk: int,
+                  device: torch.device, progress=None) -> TeacherCache:
+    """``start_layer``: name of the encoder layer whose input stage 2 starts from (None: the
+    encoder output, when no encoder layer is trained)."""
+    cache = TeacherCache(blocks={b: [] for b in blocks})
+    hooks, current = [], {}
+
+    def pre(name):
+        def hook(_mod, args, kwargs):
+            current[name] = (_detach(args), _detach(kwargs))
+        return hook
+
+    def post(name):
+        def hook(_mod, _args, _kwargs, output):
+            args, kwargs = current.pop(name)
+            out = output[0] if isinstance(output, tuple) else output
+            cache.blocks[name].append(BlockIO(args, kwargs, out.detach()))
+        return hook
+
+    for name in blocks:
+        module = teacher.get_submodule(name)
+        hooks.append(module.register_forward_pre_hook(pre(name), with_kwargs=True))
+        hooks.append(module.register_forward_hook(post(name), with_kwargs=True))
+    if start_layer is not None and start_layer not in blocks:
+        hooks.append(teacher.get_submodule(start_layer).register_forward_pre_hook(pre(start_layer), with_kwargs=True))
+    teacher.eval()
+    try:
+        for i in range(len(windows)):
+            feats = windows.features[i : i + 1].to(device, next(teacher.parameters()).dtype)  # [1, n_mels, frames]
+            ids = windows.ids[i].unsqueeze(0).to(device)  # [1, T]
+            out = teacher(input_features=feats, decoder_input_ids=ids, use_cache=False)
+            if start_layer is None:
+                cache.start.append(out.encoder_last_hidden_state.detach())
+            elif start_layer in blocks:
+                cache.start.append(cache.blocks[start_layer][-1].args[0])
+            else:
+                cache.start.append(current.pop(start_layer)[0][0])
+            values, index = out.logits[0].float().topk(min(topk, out.logits.shape[-1]), dim=-1)  # [T, k]
+            cache.topk_values.append(values)
+            cache.topk_index.append(index)
+            if progress is not None:
+                progress.update(1)
+    finally:
+        for h in hooks:
+            h.remove()
+    return cache

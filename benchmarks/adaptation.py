@@ -1,0 +1,178 @@
+"""Speaker adaptation: WER on the target speaker and on general speech, before compression,
+after compression and after adapting on 5, 10 and 20 minutes of the target speaker.
+
+    python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
+        [--minutes 5 10 20] [--time-budget 10m] [--limit N] [--only base:0.5]
+
+DIR is the output of `adaptwin data build` (target.jsonl: Allison's prompts, adapt/test split by
+a fixed rule; general.jsonl: LibriVox + synthetic voices; calib.jsonl). Every step runs the real
+commands (`adaptwin compress`, `adaptwin adapt`) in a subprocess, so wall time and peak memory
+are those of the command a user runs; finished cells are kept in WORK and not redone.
+Writes benchmarks/results/adaptation.{json,md,png}; `--render` redraws them from the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cell(work: Path, name: str, make):
+    """Run ``make()`` once; its JSON result is kept in WORK/cells/NAME.json."""
+    path = work / "cells" / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def command(args: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "adaptwin", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"adaptwin {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return round(time.perf_counter() - start, 1)
+
+
+def test_split(path: Path, limit: int | None) -> list:
+    """The manifest's test split; with ``limit``, every k-th utterance so that ``limit`` remain."""
+    from adaptwin.data import read_utterances
+
+    utts = [u for u in read_utterances(path) if u.split == "test"]
+    if limit and len(utts) > limit:
+        utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
+    return utts
+
+
+def wers(model: str, data: Path, limit: int | None) -> dict:
+    import adaptwin
+    from adaptwin.evaluate import evaluate
+
+    loaded = adaptwin.load_whisper(model)
+    out = {}
+    for name in ("target", "general"):
+        utts = test_split(data / f"{name}.jsonl", limit)
+        out[name] = evaluate(loaded, utts, batch_size=8).wer
+        out[f"{name}_utterances"] = len(utts)
+    return out
+
+
+def run(args) -> list[dict]:
+    data, work = Path(args.data), Path(args.work)
+    rows = []
+    for model in args.models:
+        dense = cell(work, f"{model}-dense", lambda: wers(model, data, args.limit))
+        rows.append({"model": model, "budget": 0.0, "minutes": None, "stage": "dense", **dense})
+        for budget in args.budgets:
+            if args.only and f"{model}:{budget}" not in args.only:
+                continue
+            comp = work / f"{model}-c{int(budget * 100)}"
+
+            def compress():
+                secs = command(["compress", "--model", model, "--budget", str(budget), "--ffn", "--calib",
+                                str(data / "calib.jsonl"), "--out", str(comp)])
+                return {"compress_seconds": secs, **wers(str(comp), data, args.limit)}
+
+            rows.append({"model": model, "budget": budget, "minutes": 0, "stage": "compressed",
+                         **cell(work, comp.name, compress)})
+            for minutes in args.minutes:
+                out = work / f"{comp.name}-a{minutes:g}"
+
+                def adapt():
+                    report = out.with_suffix(".report.json")
+                    wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target",
+                                    str(data / "target.jsonl"), "--general", str(data / "general.jsonl"),
+                                    "--minutes", str(minutes), "--time-budget", args.time_budget, "--out", str(out),
+                                    "--json", str(report)])
+                    r = json.loads(report.read_text())
+                    return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
+                            "steps": r["steps"], "stopped_early": r["stopped_early"],
+                            "target_minutes": r["data"]["target"]["minutes"], "windows": r["data"]["target"]["windows"],
+                            "losses": r["losses"], **wers(str(out), data, args.limit)}
+
+                rows.append({"model": model, "budget": budget, "minutes": minutes, "stage": "adapted",
+                             **cell(work, out.name, adapt)})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def render(result: dict, stem: Path) -> None:
+    first = result["rows"][0]
+    lines = [f"Machine: {machine_line(result['machine'])}",
+             f"Command: `{result['machine']['command']}`",
+             f"Test utterances: target {first['target_utterances']}, general {first['general_utterances']}", "",
+             "| model | encoder budget | stage | target minutes | WER target (%) | WER general (%) | adapt time (s) | "
+             "peak RSS (MB) | steps |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        mins = "" if r["minutes"] is None else ("0" if r["stage"] == "compressed" else f"{r['target_minutes']:.1f}")
+        t = f"{r['adapt_seconds']:.0f} ({r['wall_seconds']:.0f} wall)" if r["stage"] == "adapted" else ""
+        if r.get("stopped_early"):
+            t += ", time budget hit"
+        lines.append(f"| {r['model']} | {r['budget']:.1f} | {r['stage']} | {mins} | {r['target']:.2f} | "
+                     f"{r['general']:.2f} | {t} | {r.get('peak_rss_mb', '')} | {r.get('steps', '')} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key in zip(axes, ("target", "general")):
+        for model in dict.fromkeys(r["model"] for r in result["rows"]):
+            dense = next(r for r in result["rows"] if r["model"] == model and r["stage"] == "dense")
+            ax.axhline(dense[key], ls="--", lw=1, color="C0" if model == "base" else "C3", label=f"{model} dense")
+            for budget in sorted({r["budget"] for r in result["rows"] if r["model"] == model and r["budget"]}):
+                pts = [r for r in result["rows"] if r["model"] == model and r["budget"] == budget]
+                xs = [0 if r["stage"] == "compressed" else r["target_minutes"] for r in pts]
+                ax.plot(xs, [r[key] for r in pts], marker="o", label=f"{model} -{budget:.0%} encoder")
+        ax.set_xlabel("minutes of target speech adapted on (0: compressed only)")
+        ax.set_ylabel(f"WER {key} test (%)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data")
+    p.add_argument("--work", default="adaptation-work")
+    p.add_argument("--models", nargs="+", default=["base", "tiny.en"])
+    p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20])
+    p.add_argument("--time-budget", default="10m")
+    p.add_argument("--limit", type=int, help="score every k-th test utterance so that N remain (per set)")
+    p.add_argument("--only", nargs="*", help="model:budget pairs to run (e.g. base:0.5 tiny.en:0.5)")
+    p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
+    args = p.parse_args(argv)
+    stem = RESULTS / "adaptation"
+    if args.render:
+        render(json.loads(stem.with_suffix(".json").read_text()), stem)
+        return 0
+    if not args.data:
+        p.error("--data DIR is required (the output of `adaptwin data build`)")
+    result = {"machine": machine_info(), "rows": run(args)}
+    RESULTS.mkdir(exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    render(result, stem)
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

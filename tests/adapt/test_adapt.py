@@ -1,0 +1,209 @@
+"""Speaker adaptation on a tiny random model: each stage lowers its error, LoRA merges exactly,
+a killed run resumes to the same result, two gloo processes match one, bad input is refused."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tiny_run
+from adaptwin.adapt import AdaptConfig, adapt_
+from adaptwin.adapt.core import compressed_blocks
+from adaptwin.adapt.data import build_windows
+from adaptwin.adapt.lora import LoRALinear, inject_lora, merge_lora
+from adaptwin.adapt.stages import block_loss, e2e_loss
+from adaptwin.adapt.teacher import cache_teacher
+from adaptwin.modules import LowRankLinear, TwinAttention
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_run.write_data(tmp_path_factory.mktemp("adapt-data"))
+
+
+def _errors(student, teacher, data, config):
+    """Per-block stage-1 error and mean stage-2 loss of ``student``, measured independently."""
+    windows = build_windows(tiny_run.processor(), data / "target.jsonl", data / "general.jsonl", replay=config.replay)
+    blocks = list(compressed_blocks(student))
+    cache = cache_teacher(teacher, windows, blocks, "model.encoder.layers.0", config.topk, torch.device("cpu"))
+    with torch.no_grad():
+        per_block = {b: sum(float(block_loss(student, b, cache, w)) for w in range(len(windows))) for b in blocks}
+        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill, torch.device("cpu")))
+                  for w in range(len(windows)))
+    return per_block, e2e
+
+
+def test_layerwise_stage_lowers_every_block_error(data):
+    teacher, student = tiny_run.models()
+    config = tiny_run.config(layerwise_epochs=4, epochs=0)
+    before, _ = _errors(student, teacher, data, config)
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    after, _ = _errors(student, teacher, data, config)
+    assert set(before) == {f"model.{s}.layers.{i}" for s in ("encoder", "decoder") for i in (0, 1)}
+    for block in before:
+        assert after[block] < 0.9 * before[block], (block, before[block], after[block])
+    assert len(report.blocks) == 4 and report.losses == [] and report.steps > 0
+
+
+def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
+    teacher, student = tiny_run.models()
+    config = tiny_run.config(layerwise_epochs=0, epochs=8, lr=1e-2, batch_size=1)
+    frozen = {n: p.clone() for n, p in student.named_parameters() if "embed" in n or "layer_norm" in n}
+    _, before = _errors(student, teacher, data, config)
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    _, after = _errors(student, teacher, data, config)
+    assert after < 0.9 * before
+    assert report.losses[-1] < report.losses[0]
+    assert all(torch.equal(p, dict(student.named_parameters())[n]) for n, p in frozen.items())  # only factors train
+    record = student.config.adaptwin["adaptation"]
+    assert record["data"]["target"]["utterances"] == 9  # the adapt split only: every 4th utterance is test
+    assert record["data"]["general"]["windows"] >= 1 and record["config"]["epochs"] == 8
+
+
+def test_lora_merge_is_exact():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(12, 7)
+    x = torch.randn(5, 12)
+    model = torch.nn.Sequential(copy.deepcopy(base))
+    inject_lora(model, ["0"], rank=3, alpha=6.0, seed=1)
+    with torch.no_grad():
+        model[0].up.normal_()  # a trained adapter, not the zero one LoRA starts with
+    y = model(x)
+    assert not torch.allclose(y, base(x))
+    assert merge_lora(model) == 1 and isinstance(model[0], torch.nn.Linear)
+    torch.testing.assert_close(model(x), y, rtol=1e-6, atol=1e-6)
+
+
+def test_lora_adaptation_leaves_the_compressed_structure(data):
+    teacher, student = tiny_run.models()
+    shapes = {n: p.shape for n, p in student.named_parameters()}
+    config = tiny_run.config(layerwise_epochs=0, epochs=2, lora_rank=2)
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    assert report.lora_merged == sum(isinstance(m, torch.nn.Linear) for t in student.modules()
+                                     if isinstance(t, (TwinAttention, LowRankLinear)) for m in t.modules())
+    assert not any(isinstance(m, LoRALinear) for m in student.modules())
+    assert {n: p.shape for n, p in student.named_parameters()} == shapes
+    assert report.losses[-1] < report.losses[0]
+
+
+def _run(data, out, *extra, env=None):
+    cmd = [sys.executable, str(HERE / "tiny_run.py"), str(data), str(out), *extra]
+    return subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True, text=True)
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
+    whole = _run(data, tmp_path / "whole.pt")
+    assert whole.returncode == 0, whole.stderr
+    a = torch.load(tmp_path / "whole.pt", weights_only=False)
+    total = a["report"]["steps"]
+    state = tmp_path / "state"
+    # killed twice: inside the layer-wise stage (after step 7), then inside the end-to-end stage
+    for kill, more in ((7, 7), (total - 3, total - 10)):
+        killed = _run(data, tmp_path / "never.pt", "--state", str(state), "--kill-after", str(more))
+        assert killed.returncode == -9 and not (tmp_path / "never.pt").exists()
+        saved = torch.load(state / "state-rank0.pt", weights_only=False)["state"]
+        assert saved["steps_done"] == kill
+    assert saved["phase"] == 4  # the end-to-end phase, after four layer-wise ones
+    resumed = _run(data, tmp_path / "resumed.pt", "--state", str(state))
+    assert resumed.returncode == 0, resumed.stderr
+    b = torch.load(tmp_path / "resumed.pt", weights_only=False)
+    assert b["report"]["resumed"] and not a["report"]["resumed"] and b["report"]["steps"] == total
+    for name, value in a["params"].items():
+        assert torch.equal(value, b["params"][name]), name
+    assert a["report"]["losses"] == b["report"]["losses"] and a["report"]["blocks"] == b["report"]["blocks"]
+
+
+def test_two_gloo_processes_match_one(data, tmp_path):
+    single = _run(data, tmp_path / "single.pt")
+    assert single.returncode == 0, single.stderr
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+    cmd = lambda rank, out: subprocess.Popen(  # noqa: E731
+        [sys.executable, str(HERE / "tiny_run.py"), str(data), str(out)],
+        env={**os.environ, **env, "RANK": str(rank), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [cmd(0, tmp_path / "dist.pt"), cmd(1, tmp_path / "unused.pt")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    a, b = torch.load(tmp_path / "single.pt", weights_only=False), torch.load(tmp_path / "dist.pt", weights_only=False)
+    assert b["report"]["processes"] == 2 and not (tmp_path / "unused.pt").exists()
+    for name, value in a["params"].items():
+        torch.testing.assert_close(b["params"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _manifest(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bad_input_gives_clear_errors(data, tmp_path):
+    teacher, student = tiny_run.models()
+    proc, cfg = tiny_run.processor(), tiny_run.config()
+    rows = [json.loads(line) for line in (data / "target.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(data / r["audio"])
+    only_test = _manifest(tmp_path / "t.jsonl", [dict(r, split="test") for r in rows])
+    with pytest.raises(ValueError, match="no 'adapt' split"):
+        adapt_(student, teacher, only_test, None, cfg, processor=proc)
+    no_text = _manifest(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "text"} for r in rows])
+    with pytest.raises(ValueError, match="no transcript"):
+        adapt_(student, teacher, no_text, None, cfg, processor=proc)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="lists no utterances"):
+        adapt_(student, teacher, tmp_path / "empty.jsonl", None, cfg, processor=proc)
+    with pytest.raises(ValueError, match="is empty"):
+        adapt_(student, teacher, [], None, cfg, processor=proc)
+    with pytest.raises(FileNotFoundError):
+        adapt_(student, teacher, tmp_path / "missing.jsonl", None, cfg, processor=proc)
+    broken = _manifest(tmp_path / "b.jsonl", [dict(r, audio=str(tmp_path / "gone.wav"), duration=None) for r in rows])
+    with pytest.raises((ValueError, OSError), match="gone.wav"):
+        adapt_(student, teacher, broken, None, cfg, processor=proc)
+    with pytest.raises(ValueError, match="not compressed"):
+        adapt_(copy.deepcopy(teacher), teacher, data / "target.jsonl", None, cfg, processor=proc)
+    other = copy.deepcopy(teacher)
+    with torch.no_grad():
+        other.model.encoder.conv1.weight.add_(1.0)
+    with pytest.raises(ValueError, match="not the model this one was compressed from"):
+        adapt_(student, other, data / "target.jsonl", None, cfg, processor=proc)
+    with pytest.raises(ValueError, match="replay"):
+        AdaptConfig(replay=1.0)
+    with pytest.raises(ValueError, match="nothing to do"):
+        AdaptConfig(layerwise_epochs=0, epochs=0)
+
+
+def test_a_time_budget_shortens_training_and_says_so(data):
+    teacher, student = tiny_run.models()
+    full = adapt_(copy.deepcopy(student), teacher, data / "target.jsonl", data / "general.jsonl",
+                  tiny_run.config(epochs=20), processor=tiny_run.processor())
+    assert not full.stopped_early
+    short = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
+                   tiny_run.config(epochs=20, time_budget=0.5 * full.seconds["total"]), processor=tiny_run.processor())
+    assert short.stopped_early and 0 < short.steps < full.steps
+    assert short.losses and len(short.blocks) == 4  # both stages still ran, each shortened
+
+
+def test_training_utterances_use_the_adapt_split_and_skip_non_speech_annotations(tmp_path):
+    from adaptwin.adapt.data import take_minutes, training_utterances
+
+    rows = [{"audio": f"{i}.wav", "text": t, "split": s, "duration": 2.0} for i, (t, s) in enumerate(
+        [("hello there", "adapt"), ("(2 seconds of silence)", "adapt"), ("<beep>", "adapt"), ("press 1", "test"),
+         ("press 2", "adapt"), ("too long", "adapt")])]
+    rows[-1]["duration"] = 40.0
+    utts, _ = training_utterances(_manifest(tmp_path / "m.jsonl", rows), "target")
+    assert [u.text for u in utts] == ["hello there", "press 2", "too long"]
+    assert [u.text for u in take_minutes(utts, None)] == ["hello there", "press 2"]  # 40 s fits no 30 s window
+    assert [u.text for u in take_minutes(utts, 2 / 60)] == ["hello there"]
+
+
+def test_bf16_autocast_runs(data):
+    teacher, student = tiny_run.models()
+    report = adapt_(student, teacher, data / "target.jsonl", None, tiny_run.config(precision="bf16", replay=0.0),
+                    processor=tiny_run.processor())
+    assert report.precision == "bf16" and all(torch.isfinite(torch.tensor(report.losses)))
+    assert all(p.dtype == torch.float32 for p in student.parameters())  # autocast: weights stay fp32
