@@ -2,7 +2,7 @@
 after compression and after adapting on 5, 10 and 20 minutes of the target speaker.
 
     python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
-        [--minutes 5 10 20] [--time-budget 10m] [--limit N] [--only base:0.5]
+        [--minutes 5 10 20] [--time-budget 10m] [--limit N] [--only base:0.5:5,20]
 
 DIR is the output of `adaptwin data build` (target.jsonl: Allison's prompts, adapt/test split by
 a fixed rule; general.jsonl: LibriVox + synthetic voices; calib.jsonl). Every step runs the real
@@ -75,8 +75,12 @@ def run(args) -> list[dict]:
     for model in args.models:
         dense = cell(work, f"{model}-dense", lambda: wers(model, data, args.limit))
         rows.append({"model": model, "budget": 0.0, "minutes": None, "stage": "dense", **dense})
+        only = {}  # (model, budget) -> minutes to run, from --only MODEL:BUDGET[:M1,M2]
+        for item in args.only or []:
+            name, b, *mins = item.split(":")
+            only[(name, float(b))] = [float(m) for m in mins[0].split(",")] if mins else args.minutes
         for budget in args.budgets:
-            if args.only and f"{model}:{budget}" not in args.only:
+            if only and (model, budget) not in only:
                 continue
             comp = work / f"{model}-c{int(budget * 100)}"
 
@@ -87,7 +91,7 @@ def run(args) -> list[dict]:
 
             rows.append({"model": model, "budget": budget, "minutes": 0, "stage": "compressed",
                          **cell(work, comp.name, compress)})
-            for minutes in args.minutes:
+            for minutes in only.get((model, budget), args.minutes):
                 out = work / f"{comp.name}-a{minutes:g}"
 
                 def adapt():
@@ -157,7 +161,7 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20])
     p.add_argument("--time-budget", default="10m")
     p.add_argument("--limit", type=int, help="score every k-th test utterance so that N remain (per set)")
-    p.add_argument("--only", nargs="*", help="model:budget pairs to run (e.g. base:0.5 tiny.en:0.5)")
+    p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:MINUTES,...] (e.g. base:0.5 tiny.en:0.5:20)")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     args = p.parse_args(argv)
     stem = RESULTS / "adaptation"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
 import shutil
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
 
 
+SAVE_MARGIN = 10.0  # seconds of a time budget kept for writing the model
+
+
 def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     import adaptwin
 
     from ..checkpoint import save
@@ -72,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
     student = adaptwin.load_whisper(args.model)
     teacher = adaptwin.load_whisper(args.teacher)
+    if config.time_budget is not None:  # the budget is the whole command's: loading and saving included
+        left = config.time_budget - (time.perf_counter() - started) - SAVE_MARGIN
+        config = dataclasses.replace(config, time_budget=max(left, 1.0))
     report = adapt_(student, teacher, args.target, args.general, config, state_dir=state_dir, progress=True)
     if not Dist.from_env().main:
         return 0
