@@ -20,6 +20,9 @@ class AdaptConfig:
 
     minutes: float | None = None  # target-speaker audio to use (None: all of its adapt split)
     replay: float = 0.25  # share of stage-2 windows drawn from general speech
+    # speech per 30 s window, as a fraction: the rest stays padding, as when a short clip is
+    # transcribed (fully packed windows taught base at -50 % to hallucinate after short prompts)
+    fill: float = 0.6
     layerwise_epochs: int = 1
     layerwise_lr: float = 5e-4
     epochs: int = 2  # end-to-end epochs
@@ -41,6 +44,8 @@ class AdaptConfig:
             raise ValueError(f"minutes={self.minutes} must be > 0 (or None to use all target audio)")
         if not 0.0 <= self.replay < 1.0:
             raise ValueError(f"replay={self.replay} is a share of the windows and must lie in [0, 1)")
+        if not 0.0 < self.fill <= 1.0:
+            raise ValueError(f"fill={self.fill} is the share of each window holding speech and must lie in (0, 1]")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill={self.distill} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
         for name in ("layerwise_epochs", "epochs", "lora_rank"):

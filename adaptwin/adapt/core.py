@@ -152,7 +152,7 @@ def adapt_(
     teacher.to(device)
     precision = resolve_precision(config.precision, device)
     windows = build_windows(
-        processor, target, general, minutes=config.minutes, replay=config.replay, seed=config.seed,
+        processor, target, general, minutes=config.minutes, replay=config.replay, fill=config.fill, seed=config.seed,
         language=config.language, max_tokens=model.config.max_target_positions,
         multilingual=bool(getattr(model.generation_config, "is_multilingual", False)),
     )

@@ -100,23 +100,26 @@ def fingerprint(utts: list[Utterance]) -> str:
 
 
 def build_windows(processor, target, general=None, *, minutes: float | None = None, replay: float = 0.25,
-                  seed: int = 0, language: str = "en", max_tokens: int = 448, multilingual: bool = False) -> Windows:
+                  fill: float = 1.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
+                  multilingual: bool = False) -> Windows:
     """Target windows (the first ``minutes`` of the adapt split) and general windows making up
-    ``replay`` of the total."""
+    ``replay`` of the total. Each window holds at most ``fill`` of its length in speech; the
+    rest is padding, as it is when a short clip is transcribed."""
     target_utts, target_label = training_utterances(target, "target")
     seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
     target_utts = take_minutes(target_utts, minutes, seconds)
     if not target_utts:
         raise ValueError(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
-    packed = [(a, t, "target") for a, t in pack_windows(target_utts, seconds=seconds)]
+    speech = max(fill * seconds, max(_duration(u) for u in target_utts))
+    packed = [(a, t, "target") for a, t in pack_windows(target_utts, seconds=speech)]
     general_utts: list[Utterance] = []
     general_label = None
     if general is not None and replay > 0:
         general_utts, general_label = training_utterances(general, "general")
-        general_utts = [u for u in general_utts if _duration(u) <= seconds]
+        general_utts = [u for u in general_utts if _duration(u) <= max(fill * seconds, 0.1)]
         random.Random(seed).shuffle(general_utts)
         want = max(1, round(replay / (1 - replay) * len(packed)))
-        general_windows = pack_windows(general_utts, max_windows=want, seconds=seconds)[:want]
+        general_windows = pack_windows(general_utts, max_windows=want, seconds=max(fill * seconds, 0.1))[:want]
         packed += [(a, t, "general") for a, t in general_windows]
         logger.info("replay: %d general windows beside %d target windows", len(general_windows),
                     len(packed) - len(general_windows))

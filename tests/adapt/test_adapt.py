@@ -207,3 +207,20 @@ def test_bf16_autocast_runs(data):
                     processor=tiny_run.processor())
     assert report.precision == "bf16" and all(torch.isfinite(torch.tensor(report.losses)))
     assert all(p.dtype == torch.float32 for p in student.parameters())  # autocast: weights stay fp32
+
+
+def test_a_full_disk_skips_checkpoints_but_never_stops_training(data, tmp_path, monkeypatch, caplog):
+    import errno
+
+    from adaptwin.adapt import train
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    teacher, student = tiny_run.models()
+    monkeypatch.setattr(train.torch, "save", full)
+    report = adapt_(student, teacher, data / "target.jsonl", None, tiny_run.config(replay=0.0, epochs=1),
+                    processor=tiny_run.processor(), state_dir=tmp_path / "state")
+    assert report.steps > 0 and report.losses and not report.stopped_early
+    assert "the disk is full" in caplog.text
+    assert not list((tmp_path / "state").glob("*.tmp"))  # no half-written checkpoint left behind
