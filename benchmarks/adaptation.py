@@ -116,7 +116,8 @@ def render(result: dict, stem: Path) -> None:
     first = result["rows"][0]
     lines = [f"Machine: {machine_line(result['machine'])}",
              f"Command: `{result['machine']['command']}`",
-             f"Test utterances: target {first['target_utterances']}, general {first['general_utterances']}", "",
+             f"Test utterances: target {first['target_utterances']}, general {first['general_utterances']}",
+             *([result["note"]] if result.get("note") else []), "",
              "| model | encoder budget | stage | target minutes | WER target (%) | WER general (%) | adapt time (s) | "
              "peak RSS (MB) | steps |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -163,15 +164,17 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="score every k-th test utterance so that N remain (per set)")
     p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:MINUTES,...] (e.g. base:0.5 tiny.en:0.5:20)")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
+    p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
+    p.add_argument("--note", help="a line of provenance for the table (e.g. which commit computed cached cells)")
     args = p.parse_args(argv)
-    stem = RESULTS / "adaptation"
+    stem = Path(args.out)
     if args.render:
         render(json.loads(stem.with_suffix(".json").read_text()), stem)
         return 0
     if not args.data:
         p.error("--data DIR is required (the output of `adaptwin data build`)")
-    result = {"machine": machine_info(), "rows": run(args)}
-    RESULTS.mkdir(exist_ok=True)
+    result = {"machine": machine_info(), "rows": run(args), "note": args.note}
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     render(result, stem)
     print(stem.with_suffix(".md").read_text())

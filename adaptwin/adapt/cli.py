@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layerwise-lr", type=float, default=d.layerwise_lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")
     p.add_argument("--replay", type=float, default=d.replay, help="share of general windows")
+    p.add_argument("--fill", type=float, default=d.fill, help="share of each 30 s window holding speech (rest: padding)")
     p.add_argument("--distill", type=float, default=d.distill, help="weight of the teacher's soft targets")
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from .train import Dist
 
     config = AdaptConfig(  # validate before the slow loads
-        minutes=args.minutes, replay=args.replay, layerwise_epochs=args.layerwise_epochs, epochs=args.epochs,
-        lr=args.lr, layerwise_lr=args.layerwise_lr, batch_size=args.batch_size, distill=args.distill,
+        minutes=args.minutes, replay=args.replay, fill=args.fill, layerwise_epochs=args.layerwise_epochs,
+        epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr, batch_size=args.batch_size, distill=args.distill,
         lora_rank=args.lora_rank, time_budget=args.time_budget, checkpoint_every=args.checkpoint_every,
         seed=args.seed, precision=args.precision, max_steps=args.max_steps,
     )

@@ -187,8 +187,9 @@ def adapt_(
     mine = names[dist.rank :: dist.world] if config.layerwise_epochs else []
     for j, b in enumerate(mine):
         deadline = None if left is None else LAYERWISE_SHARE * left * (j + 1) / len(mine)
-        phases.append(Phase(f"layer {b.split('model.', 1)[-1]}", block_params[b], (lambda w, b=b: block_loss(model, b, cache, w)),
-                            n, config.layerwise_epochs, config.layerwise_lr, deadline=deadline))
+        loss = lambda w, b=b: block_loss(model, b, cache, w)  # noqa: E731
+        phases.append(Phase(f"layer {b.split('model.', 1)[-1]}", block_params[b], loss, n, config.layerwise_epochs,
+                            config.layerwise_lr, deadline=deadline))
     if dist.world > 1 and config.layerwise_epochs:
         def share() -> None:  # each block's owner sends it to everyone
             for i, b in enumerate(names):
@@ -196,8 +197,8 @@ def adapt_(
         phases.append(Phase("share layers", [], None, after=share))
     if config.epochs:
         everything = [p for b in names for p in block_params[b]]
-        phases.append(Phase("end-to-end", everything, lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill, device),
-                            n, config.epochs, config.lr, sharded=True, deadline=left))
+        loss = lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill, device)  # noqa: E731
+        phases.append(Phase("end-to-end", everything, loss, n, config.epochs, config.lr, sharded=True, deadline=left))
 
     key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
            "blocks": names}

@@ -19,6 +19,7 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+PLAN_AFTER = 2  # a time budget is planned from the duration of this step (the first ones warm up)
 
 
 @dataclass
@@ -228,7 +229,7 @@ class Trainer:
                     self.stopped_early = True
                     self.save(state, optimizer)
                     return True
-                if clock is not None and phase.deadline is not None and phase.name not in state.planned:
+                if clock is not None and k >= PLAN_AFTER and phase.deadline is not None and phase.name not in state.planned:
                     total = self._plan(phase, state, total, k, time.monotonic() - clock, bar)
                     if k >= total:
                         break
@@ -261,7 +262,7 @@ class Trainer:
         return False
 
     def _plan(self, phase: Phase, state: State, total: int, k: int, step_seconds: float, bar) -> int:
-        """With a time budget: after the first step, shorten the phase to the steps that fit
+        """With a time budget: after ``PLAN_AFTER`` steps, shorten the phase to the steps that fit
         (the learning-rate schedule then still completes). Fixed once, kept on resume."""
         left = phase.deadline - self.elapsed()
         fit = k + max(0, int(left / max(step_seconds, 1e-6)))
