@@ -37,7 +37,7 @@ class Windows:
         return self.features.shape[0]
 
 
-def _utterances(source, name: str) -> tuple[list[Utterance], str]:
+def _utterances(source) -> tuple[list[Utterance], str]:
     if isinstance(source, (list, tuple)):
         return list(source), f"{len(source)} utterances"
     return read_utterances(source), str(source)
@@ -46,7 +46,7 @@ def _utterances(source, name: str) -> tuple[list[Utterance], str]:
 def training_utterances(source, name: str) -> tuple[list[Utterance], str]:
     """The utterances of ``source`` one may train on: its ``adapt`` split when the manifest has
     splits (test utterances are never used), all of them otherwise; each needs a transcript."""
-    utts, label = _utterances(source, name)
+    utts, label = _utterances(source)
     if any(u.split for u in utts):
         splits = sorted({u.split or "none" for u in utts})
         utts = [u for u in utts if u.split == "adapt"]
