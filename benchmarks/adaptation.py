@@ -106,8 +106,10 @@ def run(args) -> list[dict]:
                             "target_minutes": r["data"]["target"]["minutes"], "windows": r["data"]["target"]["windows"],
                             "losses": r["losses"], **wers(str(out), data, args.limit)}
 
-                rows.append({"model": model, "budget": budget, "minutes": minutes, "stage": "adapted",
-                             **cell(work, out.name, adapt)})
+                row = {"model": model, "budget": budget, "minutes": minutes, "stage": "adapted", **cell(work, out.name, adapt)}
+                # what training used of the windows (a time budget can stop the teacher pass early)
+                row["used"] = json.loads(out.with_suffix(".report.json").read_text())["data"].get("used")
+                rows.append(row)
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -122,6 +124,8 @@ def render(result: dict, stem: Path) -> None:
              "peak RSS (MB) | steps |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         mins = "" if r["minutes"] is None else ("0" if r["stage"] == "compressed" else f"{r['target_minutes']:.1f}")
+        if r.get("used"):  # minutes given / minutes in the windows training used
+            mins += f" ({r['used']['target_minutes']:.1f} used, {r['used']['windows']}/{r['used']['of']} windows)"
         t = f"{r['adapt_seconds']:.0f} ({r['wall_seconds']:.0f} wall)" if r["stage"] == "adapted" else ""
         if r.get("stopped_early"):
             t += ", time budget hit"

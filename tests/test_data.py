@@ -159,3 +159,13 @@ def test_standard_sets_are_disjoint(tmp_path):
     assert not {u.text.lower() for u in general if u.speaker != "librivox"} & {u.text.lower() for u in target}
     assert len({u.speaker for u in general}) == 7 and report.counts["target"]["test"] > 100
     assert (tmp_path / "provenance.json").is_file()
+
+
+def test_pack_windows_follows_per_window_caps(tmp_path):
+    from adaptwin.data import Utterance
+
+    files = [write_wav(tmp_path / f"{i}.wav", 2.0) for i in range(8)]
+    caps = {0: 1.0, 1: 7.0}  # window i holds at most caps[i] s (30 s after); a cap below one utterance takes it
+    windows = pack_windows([Utterance(f, f"u{i}") for i, f in enumerate(files)], caps=lambda i: caps.get(i, 30.0))
+    assert [t for _, t in windows] == ["u0", "u1 u2 u3", "u4 u5 u6 u7"]
+    assert len(windows[1][0]) == int((3 * 2.0 + 2 * 0.3) * 16000)

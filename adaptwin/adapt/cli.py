@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay", type=float, default=d.replay, help="share of general windows")
     p.add_argument("--fill", type=float, default=d.fill, help="share of each 30 s window holding speech (rest: padding)")
     p.add_argument("--distill", type=float, default=d.distill, help="weight of the teacher's soft targets")
+    p.add_argument("--encoder-match", type=float, default=d.encoder_match,
+                   help="weight of the end-to-end stage's encoder-output match to the dense model (0: off)")
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
@@ -65,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from .train import Dist
 
     config = AdaptConfig(  # validate before the slow loads
-        minutes=args.minutes, replay=args.replay, fill=args.fill, layerwise_epochs=args.layerwise_epochs,
-        epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr, batch_size=args.batch_size, distill=args.distill,
-        lora_rank=args.lora_rank, time_budget=args.time_budget, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, precision=args.precision, max_steps=args.max_steps,
+        minutes=args.minutes, replay=args.replay, fill=args.fill, encoder_match=args.encoder_match,
+        layerwise_epochs=args.layerwise_epochs, epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr,
+        batch_size=args.batch_size, distill=args.distill, lora_rank=args.lora_rank, time_budget=args.time_budget,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision, max_steps=args.max_steps,
     )
     out = Path(args.out).expanduser()
     state_dir = out.with_name(out.name + ".partial")

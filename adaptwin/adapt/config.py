@@ -29,6 +29,9 @@ class AdaptConfig:
     lr: float = 3e-4  # 1e-3 made whisper-base at -50 % diverge in a 5-minute trial
     batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
     distill: float = 0.5  # weight of the teacher's soft targets (1 - distill: the transcript)
+    # stage 2 also keeps the encoder output near the dense one on every frame, padding included
+    # (relative squared error, this weight), so the frozen decoder still sees where speech ends
+    encoder_match: float = 1.0
     topk: int = 64  # teacher logits kept per token for distillation
     lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
     lora_alpha: float = 16.0
@@ -54,6 +57,8 @@ class AdaptConfig:
         for name in ("batch_size", "topk"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        if not self.encoder_match >= 0:
+            raise ValueError(f"encoder_match={self.encoder_match} is a loss weight and must be >= 0")
         for name in ("lr", "layerwise_lr", "lora_alpha"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be > 0")

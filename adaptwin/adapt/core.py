@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,11 +24,12 @@ from .data import build_windows
 from .lora import inject_lora, merge_lora
 from .stages import block_loss, e2e_loss
 from .teacher import cache_teacher
-from .train import Dist, Phase, Trainer
+from .train import Dist, Phase, Trainer, saved_key
 
 logger = logging.getLogger(__name__)
 
-LAYERWISE_SHARE = 0.35  # of a time budget, the most stage 1 may take
+TEACHER_SHARE = 0.15  # of a time budget, the most the teacher pass may take (windows past it are not used)
+LAYERWISE_SHARE = 0.35  # of what the teacher pass left, the most stage 1 may take
 
 
 @dataclass
@@ -49,9 +51,10 @@ class AdaptReport:
         return asdict(self)
 
     def format(self) -> str:
-        t = self.data["target"]
+        t, u = self.data["target"], self.data["used"]
         lines = [f"target: {t['minutes']:.1f} min of {', '.join(t['speakers'])} in {t['windows']} windows"
-                 + (f"; replay: {self.data['general']['windows']} general windows" if self.data.get("general") else "")]
+                 + (f"; replay: {self.data['general']['windows']} general windows" if self.data.get("general") else ""),
+                 f"used: {u['windows']} of {u['of']} windows ({u['target_windows']} target, {u['target_minutes']:.1f} min)"]
         for name, errs in self.blocks.items():
             lines.append(f"  layer-wise {name:<34} rel. error {errs[0]:.4f} -> {errs[-1]:.4f} (epoch mean)")
         if self.losses:
@@ -156,7 +159,10 @@ def adapt_(
         language=config.language, max_tokens=model.config.max_target_positions,
         multilingual=bool(getattr(model.generation_config, "is_multilingual", False)),
     )
-    logger.info("adapting on %d windows (%d target) with %s", len(windows), windows.record["target"]["windows"], precision)
+    order = list(range(len(windows)))
+    random.Random(config.seed).shuffle(order)  # target and replay windows mixed: any prefix is a fair sample
+    windows = windows.subset(order)
+    logger.info("%d windows (%d target) built, %s", len(windows), windows.record["target"]["windows"], precision)
 
     if config.lora_rank:
         linears = [f"{m}.{n}" for ms in blocks.values() for m in ms
@@ -169,15 +175,29 @@ def adapt_(
     enc = sorted((int(b.rsplit(".", 1)[1]), b) for b in blocks if ".encoder." in b)
     start_index, start_layer = (enc[0][0], enc[0][1]) if enc else (None, None)
 
+    state_path = None if state_dir is None else Path(state_dir) / f"state-rank{dist.rank}.pt"
+    # with a time budget the teacher pass takes at most its share; a resumed run redoes exactly
+    # the windows of the interrupted one
+    interrupted = saved_key(state_path)
+    limit = ((interrupted or {}).get("data") or {}).get("used", {}).get("windows")
+    deadline = None if limit or config.time_budget is None else start + TEACHER_SHARE * config.time_budget
     teacher_start = time.perf_counter()
     bar = None
     if progress and dist.main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(windows), desc="teacher pass", unit="window")
-    cache = cache_teacher(teacher, windows, list(blocks), start_layer, config.topk, device, bar)
+        bar = tqdm(total=limit or len(windows), desc="teacher pass", unit="window")
+    cache = cache_teacher(teacher, windows, list(blocks), start_layer, config.topk, device, bar,
+                          limit=limit, deadline=deadline)
     if bar is not None:
         bar.close()
+    used = dist.min(len(cache))
+    cache.truncate_(used)
+    windows = windows.subset(list(range(used)))
+    if used < windows.record["used"]["of"]:
+        u = windows.record["used"]
+        logger.warning("the time budget lets the teacher pass cover %d of %d windows (%.1f min of target speech): "
+                       "training uses those", used, u["of"], u["target_minutes"])
     teacher_seconds = time.perf_counter() - teacher_start
 
     phases, n = [], len(windows)
@@ -197,12 +217,12 @@ def adapt_(
         phases.append(Phase("share layers", [], None, after=share))
     if config.epochs:
         everything = [p for b in names for p in block_params[b]]
-        loss = lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill, device)  # noqa: E731
+        loss = lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill,  # noqa: E731
+                                  device, config.encoder_match)
         phases.append(Phase("end-to-end", everything, loss, n, config.epochs, config.lr, sharded=True, deadline=left))
 
     key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
            "blocks": names}
-    state_path = None if state_dir is None else Path(state_dir) / f"state-rank{dist.rank}.pt"
     was_training = model.training
     grads = {n: p.requires_grad for n, p in model.named_parameters()}
     model.eval()  # no dropout: training is deterministic for a seed

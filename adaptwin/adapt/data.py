@@ -31,10 +31,20 @@ class Windows:
     ids: list[torch.Tensor]  # decoder input: prompt + text
     labels: list[torch.Tensor]  # next token, IGNORE on the prompt
     source: list[str]  # "target" or "general"
+    seconds: list[float]  # audio per window (speech and the gaps between utterances)
     record: dict[str, Any]  # what the windows were made of (stored with the adapted model)
 
     def __len__(self) -> int:
         return self.features.shape[0]
+
+    def subset(self, index: list[int]) -> "Windows":
+        """These windows, in this order; the record says how many of the built ones are used."""
+        source = [self.source[i] for i in index]
+        seconds = [self.seconds[i] for i in index]
+        used = {"windows": len(index), "of": len(self), "target_windows": source.count("target"),
+                "target_minutes": round(sum(t for t, s in zip(seconds, source) if s == "target") / 60, 2)}
+        return Windows(self.features[index], [self.ids[i] for i in index], [self.labels[i] for i in index], source,
+                       seconds, {**self.record, "used": used})
 
 
 def _utterances(source) -> tuple[list[Utterance], str]:
@@ -103,23 +113,33 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
                   fill: float = 1.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
                   multilingual: bool = False) -> Windows:
     """Target windows (the first ``minutes`` of the adapt split) and general windows making up
-    ``replay`` of the total. Each window holds at most ``fill`` of its length in speech; the
-    rest is padding, as it is when a short clip is transcribed."""
+    ``replay`` of the total. Utterances are shuffled (seeded); each window holds a random
+    amount of speech, from one utterance up to ``fill`` of its length; the rest is padding, as
+    it is when a short clip is transcribed."""
     target_utts, target_label = training_utterances(target, "target")
     seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
     target_utts = take_minutes(target_utts, minutes, seconds)
     if not target_utts:
         raise ValueError(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
-    speech = max(fill * seconds, max(_duration(u) for u in target_utts))
-    packed = [(a, t, "target") for a, t in pack_windows(target_utts, seconds=speech)]
+    rng = random.Random(seed)
+    speech = fill * seconds
+
+    def caps(_: int) -> float:  # a window holds one utterance up to `speech` seconds, uniformly
+        return rng.uniform(0.0, speech)
+
+    # shuffled, so that a window mixes kinds of prompts (not a run of numbers), and of varied
+    # length, so that training also sees one short clip in a window, as when it is transcribed
+    shuffled = list(target_utts)
+    rng.shuffle(shuffled)
+    packed = [(a, t, "target") for a, t in pack_windows(shuffled, seconds=seconds, caps=caps)]
     general_utts: list[Utterance] = []
     general_label = None
     if general is not None and replay > 0:
         general_utts, general_label = training_utterances(general, "general")
-        general_utts = [u for u in general_utts if _duration(u) <= max(fill * seconds, 0.1)]
-        random.Random(seed).shuffle(general_utts)
+        general_utts = [u for u in general_utts if _duration(u) <= max(speech, 0.1)]
+        rng.shuffle(general_utts)
         want = max(1, round(replay / (1 - replay) * len(packed)))
-        general_windows = pack_windows(general_utts, max_windows=want, seconds=max(fill * seconds, 0.1))[:want]
+        general_windows = pack_windows(general_utts, max_windows=want, seconds=seconds, caps=caps)[:want]
         packed += [(a, t, "general") for a, t in general_windows]
         logger.info("replay: %d general windows beside %d target windows", len(general_windows),
                     len(packed) - len(general_windows))
@@ -151,7 +171,7 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
         "general": None if not general_label else {
             "source": general_label, "windows": sum(s == "general" for *_, s in packed), "seed": seed},
     }
-    return Windows(feats, ids, labels, [s for *_, s in packed], record)
+    return Windows(feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record)
 
 
 def pad_batch(seqs: list[torch.Tensor], value: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ top-k logits per token (distillation)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,17 @@ class TeacherCache:
     start: list[torch.Tensor] = field(default_factory=list)  # per window [1, S, D]: stage 2's encoder input
     topk_values: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
     topk_index: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
+    encoder: list[torch.Tensor] = field(default_factory=list)  # per window [1, S, D]: the dense encoder output
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def truncate_(self, n: int) -> None:
+        """Keep the first ``n`` windows."""
+        for name, per_window in self.blocks.items():
+            self.blocks[name] = per_window[:n]
+        for name in ("start", "topk_values", "topk_index", "encoder"):
+            setattr(self, name, getattr(self, name)[:n])
 
 
 def _detach(x):
@@ -41,9 +53,11 @@ def _detach(x):
 
 @torch.no_grad()
 def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start_layer: str | None, topk: int,
-                  device: torch.device, progress=None) -> TeacherCache:
+                  device: torch.device, progress=None, *, limit: int | None = None,
+                  deadline: float | None = None) -> TeacherCache:
     """``start_layer``: name of the encoder layer whose input stage 2 starts from (None: the
-    encoder output, when no encoder layer is trained)."""
+    encoder output, when no encoder layer is trained). The pass covers the first ``limit``
+    windows, or stops at ``deadline`` (a ``time.perf_counter()`` value) after at least one."""
     cache = TeacherCache(blocks={b: [] for b in blocks})
     hooks, current = [], {}
 
@@ -67,7 +81,9 @@ def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start
         hooks.append(teacher.get_submodule(start_layer).register_forward_pre_hook(pre(start_layer), with_kwargs=True))
     teacher.eval()
     try:
-        for i in range(len(windows)):
+        for i in range(len(windows) if limit is None else min(limit, len(windows))):
+            if deadline is not None and i > 0 and time.perf_counter() > deadline:
+                break
             feats = windows.features[i : i + 1].to(device, next(teacher.parameters()).dtype)  # [1, n_mels, frames]
             ids = windows.ids[i].unsqueeze(0).to(device)  # [1, T]
             out = teacher(input_features=feats, decoder_input_ids=ids, use_cache=False)
@@ -77,6 +93,7 @@ def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start
                 cache.start.append(cache.blocks[start_layer][-1].args[0])
             else:
                 cache.start.append(current.pop(start_layer)[0][0])
+            cache.encoder.append(out.encoder_last_hidden_state.detach())
             values, index = out.logits[0].float().topk(min(topk, out.logits.shape[-1]), dim=-1)  # [T, k]
             cache.topk_values.append(values)
             cache.topk_index.append(index)

@@ -127,6 +127,21 @@ def epoch_order(n: int, seed: int, phase: str, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign file
+        raise ValueError(f"cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); delete it to start over") from None
+
+
+def saved_key(path: Path | None) -> dict | None:
+    """The run key of the checkpoint at ``path`` (None when there is none)."""
+    if path is None or not path.is_file():
+        return None
+    saved = _read_checkpoint(path)
+    return saved.get("key") if saved.get("version") == STATE_VERSION else None
+
+
 class Trainer:
     def __init__(self, model: nn.Module, phases: list[Phase], *, batch: int, seed: int, dist: Dist, key: dict,
                  state_path: Path | None, checkpoint_every: float, max_steps: int | None, autocast: Any,
@@ -143,11 +158,7 @@ class Trainer:
     def load(self) -> State:
         if self.state_path is None or not self.state_path.is_file():
             return State()
-        try:
-            saved = torch.load(self.state_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # truncated or foreign file
-            raise ValueError(f"cannot read the checkpoint {self.state_path} ({type(exc).__name__}: {exc}); "
-                             "delete it to start over") from None
+        saved = _read_checkpoint(self.state_path)
         if saved.get("version") != STATE_VERSION or saved.get("key") != self.key:
             raise ValueError(
                 f"{self.state_path} was written by a different adaptation run (other model, data, options or "

@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -113,24 +114,30 @@ def from_hf_dataset(
 
 def pack_windows(
     utterances: list[Utterance], max_windows: int | None = None, gap: float = 0.3, seconds: float = WINDOW_SECONDS,
+    caps: Callable[[int], float] | None = None,
 ) -> list[tuple[np.ndarray, str | None]]:
     """Concatenate utterances (with short silences) into windows of at most ``seconds``, with their joined text.
 
-    Unreadable files are skipped with a warning (and counted), never fatal.
+    ``caps(i)``: the audio seconds window ``i`` may hold (at most ``seconds``; a window always
+    takes at least one utterance). Unreadable files are skipped with a warning (and counted), never fatal.
     """
     windows: list[tuple[np.ndarray, str | None]] = []
     pieces: list[np.ndarray] = []
     texts: list[str | None] = []
     skipped = 0
-    limit = int(seconds * SAMPLE_RATE)
+    full = int(seconds * SAMPLE_RATE)
+    limit = full if caps is None else min(full, int(caps(0) * SAMPLE_RATE))
     silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
 
     def flush() -> None:
+        nonlocal limit
         if pieces:
             text = None if any(t is None for t in texts) else " ".join(t.strip() for t in texts)
-            windows.append((np.concatenate(pieces)[:limit], text))
+            windows.append((np.concatenate(pieces)[:full], text))
             pieces.clear()
             texts.clear()
+            if caps is not None:
+                limit = min(full, int(caps(len(windows)) * SAMPLE_RATE))
 
     for utt in utterances:
         try:

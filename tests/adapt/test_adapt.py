@@ -35,7 +35,8 @@ def _errors(student, teacher, data, config):
     cache = cache_teacher(teacher, windows, blocks, "model.encoder.layers.0", config.topk, torch.device("cpu"))
     with torch.no_grad():
         per_block = {b: sum(float(block_loss(student, b, cache, w)) for w in range(len(windows))) for b in blocks}
-        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill, torch.device("cpu")))
+        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill, torch.device("cpu"),
+                                 config.encoder_match))
                   for w in range(len(windows)))
     return per_block, e2e
 
@@ -224,3 +225,36 @@ def test_a_full_disk_skips_checkpoints_but_never_stops_training(data, tmp_path, 
     assert report.steps > 0 and report.losses and not report.stopped_early
     assert "the disk is full" in caplog.text
     assert not list((tmp_path / "state").glob("*.tmp"))  # no half-written checkpoint left behind
+
+
+def test_windows_mix_shuffled_utterances_in_varied_amounts(tmp_path):
+    """Target windows hold from one utterance up to ``fill`` of the window, in a seeded shuffled
+    order: training sees single short clips padded as at inference, not only long runs."""
+    from transformers import WhisperFeatureExtractor
+
+    data = tiny_run.write_data(tmp_path, n_target=48, n_general=4)
+    proc = tiny_run.processor()
+    proc.feature_extractor = WhisperFeatureExtractor(feature_size=16, chunk_length=4)
+    make = lambda seed: build_windows(proc, data / "target.jsonl", fill=1.0, seed=seed, replay=0.0)  # noqa: E731
+    windows = make(0)
+    texts = [proc.tokenizer.decode_ids(ids) for ids in windows.ids]
+    sizes = [len(t.split()) // 2 for t in texts]  # each utterance reads two words
+    assert sum(sizes) == 36 and min(sizes) == 1 and max(sizes) >= 4  # all 36 adapt utterances, 1 to 4+ per window
+    adapt_order = [" ".join(tiny_run.WORDS[(i + k) % len(tiny_run.WORDS)] for k in range(2))
+                   for i in range(48) if i % 4 != 3]
+    assert " ".join(texts) != " ".join(adapt_order)  # shuffled
+    assert sorted(" ".join(texts).split()) == sorted(" ".join(adapt_order).split())  # each utterance once
+    assert torch.equal(windows.features, make(0).features) and not torch.equal(windows.features[:3], make(1).features[:3])
+
+
+def test_a_time_budget_limits_the_teacher_pass_and_a_resume_keeps_its_windows(data, tmp_path):
+    teacher, student = tiny_run.models()
+    run = lambda **kw: adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",  # noqa: E731
+                              tiny_run.config(**kw), processor=tiny_run.processor(), state_dir=tmp_path)
+    first = run(time_budget=1e-3, max_steps=2)  # the budget is spent at once: the pass stops after one window
+    assert first.data["used"]["windows"] == 1 < first.data["used"]["of"] and first.stopped_early
+    again = run()  # resumed without a budget: the same single window, not all of them
+    assert again.resumed and again.data["used"] == first.data["used"]
+    fresh = adapt_(copy.deepcopy(student), teacher, data / "target.jsonl", data / "general.jsonl",
+                   tiny_run.config(max_steps=1), processor=tiny_run.processor())
+    assert fresh.data["used"]["windows"] == fresh.data["used"]["of"]

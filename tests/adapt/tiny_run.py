@@ -27,6 +27,12 @@ class FakeTokenizer:
     def __call__(self, text: str):
         return SimpleNamespace(input_ids=[1, 3] + [4 + ord(c) % 110 for c in text] + [2])
 
+    @staticmethod
+    def decode_ids(ids) -> str:
+        """The text of a teacher-forcing input (prompt dropped; lower-case letters and spaces only)."""
+        codes = [int(i) - 4 for i in ids[2:]]
+        return "".join(chr(c if c >= 32 else c + 110) for c in codes).strip()
+
 
 def processor():
     from transformers import WhisperFeatureExtractor
