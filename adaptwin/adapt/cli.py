@@ -24,6 +24,15 @@ def duration(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2) or "s"]
 
 
+def epochs(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of epochs or 'auto'") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .config import AdaptConfig
 
@@ -35,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, help="use the first N minutes of target speech (default: all)")
     p.add_argument("--time-budget", type=duration, help="stop training when this is spent, e.g. 10m")
     p.add_argument("--layerwise-epochs", type=int, default=d.layerwise_epochs)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="end-to-end epochs")
+    p.add_argument("--epochs", type=epochs, default=d.epochs,
+                   help="end-to-end epochs, or 'auto': as many as --time-budget allows (at most 50)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--layerwise-lr", type=float, default=d.layerwise_lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")

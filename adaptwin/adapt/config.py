@@ -25,7 +25,7 @@ class AdaptConfig:
     fill: float = 0.6
     layerwise_epochs: int = 1
     layerwise_lr: float = 5e-4
-    epochs: int = 2  # end-to-end epochs
+    epochs: int | None = 2  # end-to-end epochs (None: as many as the time budget allows, at most 50)
     lr: float = 3e-4  # 1e-3 made whisper-base at -50 % diverge in a 5-minute trial
     batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
     distill: float = 0.5  # weight of the teacher's soft targets (1 - distill: the transcript)
@@ -51,7 +51,11 @@ class AdaptConfig:
             raise ValueError(f"fill={self.fill} is the share of each window holding speech and must lie in (0, 1]")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill={self.distill} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
+        if self.epochs is None and self.time_budget is None:
+            raise ValueError("epochs=None trains until the time budget is spent: give time_budget too (or a number of epochs)")
         for name in ("layerwise_epochs", "epochs", "lora_rank"):
+            if name == "epochs" and self.epochs is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a non-negative integer")
         for name in ("batch_size", "topk"):

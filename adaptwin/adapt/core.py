@@ -29,6 +29,7 @@ from .train import Dist, Phase, Trainer, saved_key
 logger = logging.getLogger(__name__)
 
 TEACHER_SHARE = 0.15  # of a time budget, the most the teacher pass may take (windows past it are not used)
+AUTO_EPOCHS = 50  # the most end-to-end epochs of epochs=None (until the time budget is spent)
 LAYERWISE_SHARE = 0.35  # of what the teacher pass left, the most stage 1 may take
 
 
@@ -215,11 +216,12 @@ def adapt_(
             for i, b in enumerate(names):
                 dist.broadcast_([dict(model.named_parameters())[p].data for p in block_params[b]], src=i % dist.world)
         phases.append(Phase("share layers", [], None, after=share))
-    if config.epochs:
+    if config.epochs != 0:
         everything = [p for b in names for p in block_params[b]]
         loss = lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill,  # noqa: E731
                                   device, config.encoder_match)
-        phases.append(Phase("end-to-end", everything, loss, n, config.epochs, config.lr, sharded=True, deadline=left))
+        phases.append(Phase("end-to-end", everything, loss, n, config.epochs or AUTO_EPOCHS, config.lr, sharded=True,
+                            deadline=left, until_deadline=config.epochs is None))
 
     key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
            "blocks": names}

@@ -33,6 +33,7 @@ class Phase:
     sharded: bool = False  # windows of each batch split over ranks, gradients summed
     deadline: float | None = None  # seconds since the run started after which the phase stops
     after: Callable[[], None] | None = None  # called once the phase is complete
+    until_deadline: bool = False  # the epochs are an upper bound: stopping at the deadline is the plan
 
     def steps_per_epoch(self, batch: int) -> int:
         return math.ceil(self.windows / batch) if self.loss is not None else 0
@@ -279,8 +280,13 @@ class Trainer:
         fit = k + max(0, int(left / max(step_seconds, 1e-6)))
         fit = self.dist.min(fit) if phase.sharded else fit
         if fit < total:
-            logger.warning("%s: the time budget fits %d of %d planned steps; training for %d", phase.name, fit, total, fit)
-            self.stopped_early = True
+            if phase.until_deadline:
+                logger.info("%s: the time budget fits %d steps (%.1f epochs)", phase.name, fit,
+                            fit / max(1, phase.steps_per_epoch(self.batch)))
+            else:
+                logger.warning("%s: the time budget fits %d of %d planned steps; training for %d", phase.name, fit,
+                               total, fit)
+                self.stopped_early = True
             if bar is not None:
                 bar.total -= total - fit
                 bar.refresh()

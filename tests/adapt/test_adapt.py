@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,22 @@ def test_a_time_budget_limits_the_teacher_pass_and_a_resume_keeps_its_windows(da
     fresh = adapt_(copy.deepcopy(student), teacher, data / "target.jsonl", data / "general.jsonl",
                    tiny_run.config(max_steps=1), processor=tiny_run.processor())
     assert fresh.data["used"]["windows"] == fresh.data["used"]["of"]
+
+
+def test_auto_epochs_train_until_the_time_budget(data, monkeypatch):
+    with pytest.raises(ValueError, match="time budget"):
+        AdaptConfig(epochs=None)
+    from adaptwin.adapt.train import Trainer
+
+    step = Trainer._step
+
+    def slow_step(self, *a, **kw):  # steps of a known length: 50 epochs (the cap) cannot fit the budget
+        time.sleep(0.05)
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    teacher, student = tiny_run.models()
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
+                    tiny_run.config(epochs=None, layerwise_epochs=1, time_budget=6.0), processor=tiny_run.processor())
+    assert 2 < len(report.losses) < 50  # past the default 2 epochs, stopped by the budget before the cap
+    assert not report.stopped_early  # stopping at the budget is the plan, not a shortened one
