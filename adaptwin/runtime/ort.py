@@ -84,6 +84,9 @@ class OrtWhisper(ExportedWhisper):
 
     def reorder(self, state, rows: np.ndarray):
         cross, past = state
-        if len(rows) != cross[0].shape[0]:  # expanding inputs into beams; later reorders stay within an input
+        # One input's cross keys/values stay [1, ...]: the decoder's MatMuls broadcast them over
+        # the beams (5 copies would be ~37 MB each for base). Several inputs expand into beams
+        # once; later reorders stay within an input.
+        if cross[0].shape[0] > 1 and len(rows) != cross[0].shape[0]:
             cross = [c[rows] for c in cross]
         return cross, [p[rows] for p in past]

@@ -44,6 +44,6 @@ class TorchWhisper:
     def reorder(self, state, rows: np.ndarray):
         cross, past = state
         index = torch.as_tensor(rows, device=self.device)
-        if len(rows) != cross[0].shape[0]:
+        if cross[0].shape[0] > 1 and len(rows) != cross[0].shape[0]:  # one input's broadcast over its beams
             cross = [c.index_select(0, index) for c in cross]
         return cross, [p.index_select(0, index) for p in past]

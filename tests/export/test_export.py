@@ -151,6 +151,27 @@ def test_beam_search_through_ort(exports):
             assert b.logprob >= g.logprob - 1e-4
 
 
+@pytest.mark.parametrize("engine_kind", ["ort", "torch"])
+def test_one_input_beams_share_its_cross_keys_and_values(exports, compressed, engine_kind):
+    """A single input's cross keys/values are not copied per beam (the graphs' MatMuls
+    broadcast them); its beams must equal the same input's beams within a batch, where
+    they are copied."""
+    from adaptwin.runtime.torch_engine import TorchWhisper
+
+    folder = exports["compressed", "fp32"].out
+    engine = OrtWhisper(folder) if engine_kind == "ort" else TorchWhisper(LoadedWhisper(compressed, None, folder))
+    feats = torch.randn(2, 16, 100, generator=torch.Generator().manual_seed(7)).numpy()
+    vocab = Vocab.from_generation_config(engine.generation_config)
+    options = DecodingOptions(beam_size=4, max_new_tokens=12)
+    state = engine.encode(feats[:1])
+    cross = engine.reorder(state, np.zeros(4, dtype=np.int64))[0]
+    assert cross[0].shape[0] == 1
+    alone = decode(engine, state, 1, vocab.prompt(), vocab, options)
+    batched = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, options)
+    assert alone[0].tokens == batched[0].tokens
+    assert abs(alone[0].logprob - batched[0].logprob) < 1e-3
+
+
 @pytest.mark.parametrize("name", ["dense", "compressed"])
 def test_int8_within_stated_tolerance_and_smaller(exports, name):
     q, f = exports[name, "int8"], exports[name, "fp32"]
