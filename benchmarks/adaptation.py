@@ -3,6 +3,7 @@ after compression and after adapting on 5, 10 and 20 minutes of the target speak
 
     python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
         [--minutes 5 10 20] [--time-budget 10m] [--limit N] [--only base:0.5:5,20]
+        [--adapt-args "--lr 3e-4 --layerwise-lr 5e-4" --tag lr3e-4]
 
 DIR is the output of `adaptwin data build` (target.jsonl: Allison's prompts, adapt/test split by
 a fixed rule; general.jsonl: LibriVox + synthetic voices; calib.jsonl). Every step runs the real
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -92,14 +94,14 @@ def run(args) -> list[dict]:
             rows.append({"model": model, "budget": budget, "minutes": 0, "stage": "compressed",
                          **cell(work, comp.name, compress)})
             for minutes in only.get((model, budget), args.minutes):
-                out = work / f"{comp.name}-a{minutes:g}"
+                out = work / f"{comp.name}-a{minutes:g}{'-' + args.tag if args.tag else ''}"
 
                 def adapt():
                     report = out.with_suffix(".report.json")
                     wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target",
                                     str(data / "target.jsonl"), "--general", str(data / "general.jsonl"),
                                     "--minutes", str(minutes), "--time-budget", args.time_budget, "--out", str(out),
-                                    "--json", str(report)])
+                                    "--json", str(report), *shlex.split(args.adapt_args)])
                     r = json.loads(report.read_text())
                     return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
                             "steps": r["steps"], "stopped_early": r["stopped_early"],
@@ -167,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", default="10m")
     p.add_argument("--limit", type=int, help="score every k-th test utterance so that N remain (per set)")
     p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:MINUTES,...] (e.g. base:0.5 tiny.en:0.5:20)")
+    p.add_argument("--adapt-args", default="", help="more `adaptwin adapt` options for every cell, e.g. '--lr 3e-4'")
+    p.add_argument("--tag", help="suffix of the adapted cells' names (needed with --adapt-args: cells are cached by name)")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
     p.add_argument("--note", help="a line of provenance for the table (e.g. which commit computed cached cells)")
@@ -177,6 +181,8 @@ def main(argv=None) -> int:
         return 0
     if not args.data:
         p.error("--data DIR is required (the output of `adaptwin data build`)")
+    if args.adapt_args and not args.tag:
+        p.error("--adapt-args needs --tag NAME: adapted cells are cached by name, and another setting needs its own")
     result = {"machine": machine_info(), "rows": run(args), "note": args.note}
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
