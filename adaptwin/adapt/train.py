@@ -234,7 +234,8 @@ class Trainer:
                 state.optimizer = None
             per_epoch = phase.steps_per_epoch(self.batch)
             total = state.planned.get(phase.name, per_epoch * phase.epochs)
-            clock = None
+            clock = first = None  # start of the last step; end of this process's first step in the phase
+            ran = 0
             while state.epoch * per_epoch + state.step < total:
                 k = state.epoch * per_epoch + state.step  # step within the phase
                 if self.max_steps is not None and state.steps_done >= self.max_steps:
@@ -253,6 +254,13 @@ class Trainer:
                 state.steps_done += 1
                 state.epoch_loss += loss
                 state.epoch_steps += 1
+                ran += 1
+                first = first or time.monotonic()
+                if ran > PLAN_AFTER and phase.deadline is not None and k + 1 < total:
+                    # steps vary (window lengths, checkpoints): stop when the next one would not fit
+                    over = self.elapsed() + (time.monotonic() - first) / (ran - 1) > phase.deadline
+                    if self.dist.any(over) if phase.sharded else over:
+                        total = self._cut(phase, state, total, k + 1, bar)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{phase.name} loss {loss:.4f}")
@@ -293,6 +301,16 @@ class Trainer:
             total = fit
         state.planned[phase.name] = total
         return total
+
+    def _cut(self, phase: Phase, state: State, total: int, steps: int, bar) -> int:
+        """End ``phase`` after ``steps``: the planned steps did not fit its deadline after all."""
+        logger.warning("%s: the time budget ran out after %d of %d planned steps", phase.name, steps, total)
+        self.stopped_early = self.stopped_early or not phase.until_deadline
+        if bar is not None:
+            bar.total -= total - steps
+            bar.refresh()
+        state.planned[phase.name] = steps
+        return steps
 
     def _step(self, phase: Phase, optimizer, batch: list[int], lr: float) -> float:
         mine = batch[self.dist.rank :: self.dist.world] if phase.sharded else batch

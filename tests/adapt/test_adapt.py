@@ -1,6 +1,7 @@
 """Speaker adaptation on a tiny random model: each stage lowers its error, LoRA merges exactly,
 a killed run resumes to the same result, two gloo processes match one, bad input is refused."""
 
+import collections
 import copy
 import json
 import os
@@ -278,3 +279,22 @@ def test_auto_epochs_train_until_the_time_budget(data, monkeypatch):
                     tiny_run.config(epochs=None, layerwise_epochs=1, time_budget=6.0), processor=tiny_run.processor())
     assert 2 < len(report.losses) < 50  # past the default 2 epochs, stopped by the budget before the cap
     assert not report.stopped_early  # stopping at the budget is the plan, not a shortened one
+
+
+def test_steps_that_slow_down_after_the_plan_still_end_within_the_time_budget(data, monkeypatch):
+    from adaptwin.adapt.train import Trainer
+
+    step, calls = Trainer._step, collections.Counter()
+
+    def slowing_step(self, phase, *a, **kw):  # each step of a phase longer than the last: a plan from step 2 overruns
+        calls[phase.name] += 1
+        time.sleep(min(0.3, 0.02 * calls[phase.name]))
+        return step(self, phase, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "_step", slowing_step)
+    teacher, student = tiny_run.models()
+    budget = 5.0
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
+                    tiny_run.config(epochs=50, time_budget=budget), processor=tiny_run.processor())
+    assert report.stopped_early and report.losses
+    assert report.seconds["total"] <= budget + 0.5  # at most about one step (0.3 s) past it
