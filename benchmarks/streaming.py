@@ -205,7 +205,7 @@ def main(argv=None) -> int:
              f"sets alternating); chunk {args.chunk} s, LocalAgreement-2, VAD {args.vad}", "",
              "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
              "| stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) | peak with offline (MB) | model MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
         lines.append(f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
