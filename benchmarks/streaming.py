@@ -158,7 +158,7 @@ def worker(args) -> int:
         "matched_words": len(pairs), "reference_words": len(ref_words), "decodes": online.decodes,
         "offline_rtf": offline_seconds / info["seconds"], "stream_rtf": stream_seconds / info["seconds"],
         "peak_rss_mb": rss, "rss_loaded_mb": rss_loaded, "peak_rss_with_offline_mb": rss_offline,
-        "loops": online.loops, "model_bytes": size,
+        "loops": online.loops, "model_bytes": size, "streamed_text": streamed, "offline_text": offline,
     }
     Path(args.result).write_text(json.dumps(result))
     return 0
