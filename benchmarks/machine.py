@@ -23,6 +23,9 @@ def machine_info() -> dict:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                                 capture_output=True, text=True).stdout.strip()
+        commit += " + uncommitted changes" if changed else ""
     except OSError:
         commit = None
     return {

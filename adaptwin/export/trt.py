@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.decoding import PREFILL_CHUNK
+
 logger = logging.getLogger(__name__)
 
 ENGINE_GRAPHS = ("encoder_model", "decoder_model", "decoder_with_past_model")
@@ -61,8 +63,10 @@ def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, 
             past[f"past.{i}.{kv}"] = shape([(batch[0], heads, 1, r), (batch[1], heads, 32, r), (batch[2], heads, max_len - 1, r)])
     return {
         "encoder_model": {"input_features": shape([(b, mels, frames) for b in batch])},
-        "decoder_model": {"input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], 8)]), **cross},
-        "decoder_with_past_model": {"input_ids": shape([(b, 1) for b in batch]), **cross, **past},
+        # prompts arrive in chunks of at most PREFILL_CHUNK tokens (the runtime's prefill), later steps one token each
+        "decoder_model": {"input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], PREFILL_CHUNK)]), **cross},
+        "decoder_with_past_model": {"input_ids": shape([(batch[0], 1), (batch[1], 1), (batch[2], PREFILL_CHUNK)]),
+                                    **cross, **past},
     }
 
 

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 
 NEG = -np.inf
+PREFILL_CHUNK = 32  # prompt tokens per decoder call: only the last position's logits are used, and a
+# whole long prompt (previous text + forced prefix, up to ~300 tokens) at once would materialise
+# logits [N, T, 51865] (~60 MB for T=300, several times that inside an int8 graph)
 
 
 class Stepper(Protocol):
@@ -137,12 +140,22 @@ def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: V
     return _beam(stepper, state, batch, prompt, vocab, options, list(prefix))
 
 
+def prefill(stepper: Stepper, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Run the decoder over the prompt ``tokens`` [N, T] in chunks of ``PREFILL_CHUNK``;
+    returns the logits of the last position [N, V] and the state after the whole prompt."""
+    for start in range(0, tokens.shape[1], PREFILL_CHUNK):
+        logits, state = stepper.step(tokens[:, start:start + PREFILL_CHUNK], state)
+    return logits[:, -1], state
+
+
 def _greedy(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
     hyps = [Hypothesis(list(prefix)) for _ in range(batch)]
-    tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1))  # [B, T0]
-    for _ in range(options.max_new_tokens):
-        logits, state = stepper.step(tokens, state)
-        last = apply_rules(logits[:, -1].astype(np.float32), [h.tokens for h in hyps], vocab, options)
+    logits, state = prefill(stepper, state, np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1)))  # [B, V]
+    for i in range(options.max_new_tokens):
+        if i:
+            logits, state = stepper.step(tokens, state)
+            logits = logits[:, -1]
+        last = apply_rules(logits.astype(np.float32), [h.tokens for h in hyps], vocab, options)
         logprobs = _log_softmax(last)
         best = last.argmax(axis=-1)  # [B]
         for h, tok, lp in zip(hyps, best, logprobs[np.arange(batch), best]):
@@ -161,14 +174,18 @@ def _greedy(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypot
 
 def _beam(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
     k = options.beam_size
-    state = stepper.reorder(state, np.repeat(np.arange(batch), k))  # rows: audio-major, beam-minor
+    # the prompt runs once per input; its state and last logits are then copied to the K beams
+    logits, state = prefill(stepper, state, np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1)))  # [B, V]
+    expand = np.repeat(np.arange(batch), k)  # rows: audio-major, beam-minor
+    state, logits = stepper.reorder(state, expand), logits[expand]
     beams = [[Hypothesis(list(prefix), logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]
     done: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch * k, 1))
-    for _ in range(options.max_new_tokens):
-        logits, state = stepper.step(tokens, state)
+    for i in range(options.max_new_tokens):
+        if i:
+            logits, state = stepper.step(tokens, state)
+            logits = logits[:, -1]
         flat = [h for row in beams for h in row]
-        logprobs = _log_softmax(apply_rules(logits[:, -1].astype(np.float32), [h.tokens for h in flat], vocab, options))
+        logprobs = _log_softmax(apply_rules(logits.astype(np.float32), [h.tokens for h in flat], vocab, options))
         rows, nxt = [], []
         for b in range(batch):
             if len(done[b]) >= k:  # this audio is finished: keep feeding its first beam

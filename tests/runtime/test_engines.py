@@ -78,3 +78,34 @@ def test_online_processor_on_a_tiny_model_torch_and_ort_agree(tiny_ts, tmp_path)
     emitted_ort, _ = stream(ort_backend, audio)
     assert [e.word.text for e in emitted_ort] == [e.word.text for e in emitted_torch]
     assert len(emitted_torch) > 0
+
+
+def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatch):
+    """A prompt longer than PREFILL_CHUNK runs in several decoder calls (never logits for the
+    whole prompt at once); the last logits and the decoded tokens equal a one-call prefill."""
+    from adaptwin.runtime import decoding
+    from adaptwin.runtime.torch_engine import TorchWhisper
+
+    engine = TorchWhisper(tiny_ts)
+    rng = np.random.default_rng(1)
+    state = engine.encode(engine.features([(0.1 * rng.standard_normal(16000)).astype(np.float32)]))
+    prompt = [int(t) for t in rng.integers(3, NO_TS, decoding.PREFILL_CHUNK + 5)]
+    calls = []
+    step = engine.step
+    engine.step = lambda tokens, st: (calls.append(tokens.shape[1]), step(tokens, st))[1]
+    chunked, after = decoding.prefill(engine, state, np.asarray([prompt]))
+    assert calls == [decoding.PREFILL_CHUNK, 5] and after[1][0].shape[2] == len(prompt)
+    whole, _ = step(np.asarray([prompt]), state)
+    np.testing.assert_allclose(chunked, whole[:, -1], atol=1e-5)
+
+    vocab = decoding.Vocab(eot=2, sot_prompt=(1,), no_timestamps=NO_TS, timestamp_begin=NO_TS + 1)
+    calls.clear()
+    engine.step = lambda tokens, st: (calls.append(tokens.shape), step(tokens, st))[1]
+    decoding.decode(engine, state, 1, prompt, vocab, decoding.DecodingOptions(beam_size=3, max_new_tokens=2))
+    assert calls[:2] == [(1, decoding.PREFILL_CHUNK), (1, 5)] and calls[2] == (3, 1)  # the prompt once, then 3 beams
+    results, chunk = {}, decoding.PREFILL_CHUNK
+    for size in (chunk, 10**6):
+        monkeypatch.setattr(decoding, "PREFILL_CHUNK", size)
+        results[size] = [[h.tokens for h in decoding.decode(engine, state, 1, prompt[:-1], vocab, decoding.DecodingOptions(
+            beam_size=beams, max_new_tokens=3), prefix=prompt[-1:])] for beams in (1, 3)]
+    assert results[chunk] == results[10**6] and all(results[chunk])
