@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,12 @@ def main(argv=None) -> int:
     final = {"stream_s": round(fed, 1), "rss_mb": round(rss_mb(), 1), "buffer_s": 0.0, "words": words,
              "wall_s": round(time.perf_counter() - start, 1)}
     samples.append(final)
+    # one sample is noisy (RSS moves by a decode's activations): also the median of the samples
+    # in minutes 5-10 and in the last 5 minutes of the stream
+    early = statistics.median(s["rss_mb"] for s in samples if 300 <= s["stream_s"] <= 600)
+    late = statistics.median(s["rss_mb"] for s in samples if s["stream_s"] >= fed - 300)
     result = {"engine": args.engine, "chunk": args.chunk, "hours": args.hours, "rss_at_5min_mb": at5["rss_mb"],
+              "rss_median_5_10min_mb": early, "rss_median_last_5min_mb": late, "median_growth": late / early - 1,
               "rss_at_end_mb": final["rss_mb"], "growth": final["rss_mb"] / at5["rss_mb"] - 1,
               "peak_rss_mb": peak_rss_mb(), "longest_buffer_s": longest, "words": words, "decodes": online.decodes,
               "wall_s": final["wall_s"], "loops_caught": online.loops, "samples": samples}
@@ -105,7 +111,9 @@ def main(argv=None) -> int:
             f"(recording looped), {args.chunk} s per step, {online.decodes} decodes in {final['wall_s']:.0f} s:\n\n"
             f"| RSS after 5 min (MB) | RSS at the end (MB) | change | peak RSS (MB) | longest buffer (s) | words |\n"
             f"|---|---|---|---|---|---|\n| {at5['rss_mb']:.0f} | {final['rss_mb']:.0f} | {result['growth']:+.1%} "
-            f"| {result['peak_rss_mb']:.0f} | {longest:.1f} | {words} |\n")
+            f"| {result['peak_rss_mb']:.0f} | {longest:.1f} | {words} |\n"
+            f"\nMedian RSS of the samples (one a minute) in minutes 5-10: {early:.0f} MB; in the last 5 minutes: "
+            f"{late:.0f} MB ({result['median_growth']:+.1%}).\n")
     if "wer" in result:
         w = result["wer"]
         text += (f"\nCommitted text against the looped transcript ({w['ref_words']} words): WER {w['wer']:.2f} % "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from . import heap
 from .segments import SECONDS_PER_TIMESTAMP, Word
 
 
@@ -175,6 +176,7 @@ class OnlineProcessor:
     max_buffer: float = 28.0  # hard bound on the decoded window
     vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
+    trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -260,6 +262,8 @@ class OnlineProcessor:
         if loop is not None:
             units = units[:loop]
         self.unprocessed = 0.0
+        if self.trim_heap:
+            heap.trim()
         return units
 
     def _commit(self, units: list[Unit]) -> list[Emitted]:

@@ -276,9 +276,11 @@ def test_auto_epochs_train_until_the_time_budget(data, monkeypatch):
     monkeypatch.setattr(Trainer, "_step", slow_step)
     teacher, student = tiny_run.models()
     report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
-                    tiny_run.config(epochs=None, layerwise_epochs=1, time_budget=6.0), processor=tiny_run.processor())
+                    tiny_run.config(epochs=None, layerwise_epochs=0, time_budget=6.0), processor=tiny_run.processor())
     assert 2 < len(report.losses) < 50  # past the default 2 epochs, stopped by the budget before the cap
-    assert not report.stopped_early  # stopping at the budget is the plan, not a shortened one
+    # stopping at the budget is the plan, not a shortened one (stage 1 is left out: on a loaded
+    # machine its fixed epochs can overrun their share, and that would rightly count as shortened)
+    assert not report.stopped_early
 
 
 def test_steps_that_slow_down_after_the_plan_still_end_within_the_time_budget(data, monkeypatch):

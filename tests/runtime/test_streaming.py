@@ -159,3 +159,18 @@ def test_a_looping_hypothesis_is_never_committed():
     emitted = simulate(online, audio, chunk=1.0)
     assert committed_text(emitted) == [f"w{k}" for k in range(40)]
     assert online.loops > 0 and online.decodes > 2 * online.loops - 1  # each loop cost one extra decode
+
+
+@pytest.mark.parametrize("trim_heap", [True, False])
+def test_freed_heap_is_returned_after_every_decode(trim_heap, monkeypatch):
+    import platform
+
+    from adaptwin.runtime import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
+    online = OnlineProcessor(FakeBackend(), min_chunk=1.0, trim_heap=trim_heap)
+    simulate(online, script_audio(20, pause_every=7), chunk=1.0)
+    assert online.decodes > 3 and len(calls) == (online.decodes if trim_heap else 0)
+    monkeypatch.undo()
+    assert heap.trim() == (platform.libc_ver()[0] == "glibc")  # found where it exists, a no-op elsewhere
