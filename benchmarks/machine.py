@@ -23,7 +23,8 @@ def machine_info() -> dict:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "adaptwin", "benchmarks/*.py",
+                                  "pyproject.toml"],
                                  capture_output=True, text=True).stdout.strip()
         commit += " + uncommitted changes" if changed else ""
     except OSError:
