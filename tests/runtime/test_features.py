@@ -21,3 +21,19 @@ def test_mel_filters_shape_and_rate_check():
     assert mel_filters(80).shape == (80, 201)
     with pytest.raises(ValueError, match="16000"):
         LogMel(80)([np.zeros(100, np.float32)], sampling_rate=8000)
+
+
+def test_features_are_freed_as_soon_as_they_are_dropped():
+    """No reference cycle keeps a window's features (~1 MB) alive until a full collection:
+    in a stream, one per decode piled up between Python's rare gen-2 collections."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        features = LogMel(80)([np.zeros(16000, np.float32)]).input_features
+        alive = weakref.ref(features)
+        del features
+        assert alive() is None
+    finally:
+        gc.enable()
