@@ -286,12 +286,15 @@ def test_auto_epochs_train_until_the_time_budget(data, monkeypatch):
 def test_steps_that_slow_down_after_the_plan_still_end_within_the_time_budget(data, monkeypatch):
     from adaptwin.adapt.train import Trainer
 
-    step, calls = Trainer._step, collections.Counter()
+    step, calls, longest = Trainer._step, collections.Counter(), [0.0]
 
     def slowing_step(self, phase, *a, **kw):  # each step of a phase longer than the last: a plan from step 2 overruns
         calls[phase.name] += 1
+        start = time.perf_counter()
         time.sleep(min(0.3, 0.02 * calls[phase.name]))
-        return step(self, phase, *a, **kw)
+        out = step(self, phase, *a, **kw)
+        longest[0] = max(longest[0], time.perf_counter() - start)
+        return out
 
     monkeypatch.setattr(Trainer, "_step", slowing_step)
     teacher, student = tiny_run.models()
@@ -299,4 +302,5 @@ def test_steps_that_slow_down_after_the_plan_still_end_within_the_time_budget(da
     report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
                     tiny_run.config(epochs=50, time_budget=budget), processor=tiny_run.processor())
     assert report.stopped_early and report.losses
-    assert report.seconds["total"] <= budget + 0.5  # at most about one step (0.3 s) past it
+    # past it by at most about one step (0.3 s of sleep, more when the machine is busy)
+    assert report.seconds["total"] <= budget + longest[0] + 0.2
