@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -93,6 +94,12 @@ class TwinAttention(nn.Module):
 
         impl = getattr(self.config, "_attn_implementation", None) or "eager"
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)
+        width = max(self.r_qk, self.r_vo)
+        if impl != "eager" and self.r_qk != self.r_vo:
+            # fused kernels (SDPA's flash path) need one head width for q/k and v; else SDPA falls
+            # back to its math path, which costs ~4x (base encoder, 1500 frames, CPU). Zero columns
+            # leave q.k unchanged, and zero value columns come out as zeros, cut below.
+            query, key, value = (F.pad(t, (0, width - t.shape[-1])) for t in (query, key, value))
         out, weights = attend(
             self,
             query,
@@ -103,7 +110,8 @@ class TwinAttention(nn.Module):
             scaling=1.0,
             output_attentions=output_attentions,
             **kwargs,
-        )  # out [B, T, H, r_vo]
+        )  # out [B, T, H, r_vo] (or [B, T, H, width], padded)
+        out = out[..., : self.r_vo]
         out = self.out_proj(out.reshape(batch, q_len, -1).contiguous())  # [B, T, D]
         return out, weights
 

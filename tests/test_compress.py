@@ -38,6 +38,30 @@ def test_full_rank_reproduces_dense_logits(model, inputs, kind, batch, impl):
     assert (ref_cached - ref).abs().max() <= 1e-4  # the cache itself is consistent
 
 
+@pytest.mark.parametrize("r_qk,r_vo", [(8, 12), (12, 8)])
+def test_unequal_head_widths_sdpa_matches_eager(model, inputs, r_qk, r_vo):
+    """q/k and v heads of different widths: SDPA (q/k/v zero-padded to one width for its fused
+    kernel) gives the eager result, logits, cached logits and gradients."""
+    compress_(model, AdaPTwinConfig(scope="all", rank_qk=r_qk, rank_vo=r_vo))
+    widths = {(m.r_qk, m.r_vo) for m in model.modules() if isinstance(m, TwinAttention)}
+    assert widths == {(r_qk, r_vo)}
+    feats, ids = inputs
+
+    def run(impl):
+        model.config._attn_implementation = impl
+        model.zero_grad()
+        out = model(input_features=feats, decoder_input_ids=ids, use_cache=False).logits
+        out.pow(2).mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if "self_attn" in n and p.grad is not None}
+        return out.detach(), stepwise_logits(model, feats, ids), grads
+
+    (a, a_cached, ga), (b, b_cached, gb) = run("eager"), run("sdpa")
+    assert (a - b).abs().max() <= 1e-4 and (a_cached - b_cached).abs().max() <= 1e-4
+    assert ga.keys() == gb.keys() and len(ga) > 0
+    for n in ga:
+        assert torch.allclose(ga[n], gb[n], atol=1e-5, rtol=1e-3), n
+
+
 def test_full_rank_ffn_reproduces_dense_logits(model, inputs):
     ref = logits(model, *inputs)
     compress_(model, AdaPTwinConfig(scope="all", ffn=True, rank_ffn=64, rank_qk=16, rank_vo=16))

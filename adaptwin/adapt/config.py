@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 PRECISIONS = ("auto", "fp32", "bf16")
+AUTO_EPOCHS = 50  # the most end-to-end epochs of epochs=None with a time budget
+FIXED_EPOCHS = 2  # end-to-end epochs of epochs=None without a time budget
 
 
 @dataclass(frozen=True)
@@ -23,14 +25,21 @@ class AdaptConfig:
     # speech per 30 s window, as a fraction: the rest stays padding, as when a short clip is
     # transcribed (fully packed windows taught base at -50 % to hallucinate after short prompts)
     fill: float = 0.6
-    layerwise_epochs: int = 1
-    # Learning rates from 4-minute trials on 30 + 30 test prompts (see the README's adaptation
-    # section): 3e-4 / 5e-4 made base at -30 % worse on both test sets; 1e-3 made -50 % diverge.
+    # stage 1 is off by default: in 10-minute trials (README, "Speaker adaptation") its time
+    # did better as more end-to-end epochs
+    layerwise_epochs: int = 0
+    # Learning rates from trials (see the README's adaptation section): 3e-4 / 5e-4 made base at
+    # -30 % worse on both test sets; end to end, 2e-4 made -50 % worse on general speech than 1e-4.
     layerwise_lr: float = 5e-5
-    epochs: int | None = 2  # end-to-end epochs (None: as many as the time budget allows, at most 50)
-    lr: float = 3e-5
+    # end-to-end epochs; None: as many as time_budget allows (at most AUTO_EPOCHS), or
+    # FIXED_EPOCHS without a time budget
+    epochs: int | None = None
+    lr: float = 1e-4
     batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
-    distill: float = 0.5  # weight of the teacher's soft targets (1 - distill: the transcript)
+    # weight of the teacher's soft targets on replayed general windows (1 - distill: the transcript)
+    distill: float = 0.8
+    # the same on the target speaker's windows (None: distill); 0 learns its transcripts alone
+    target_distill: float | None = 0.0
     # stage 2 also keeps the encoder output near the dense one on every frame, padding included
     # (relative squared error, this weight), so the frozen decoder still sees where speech ends
     encoder_match: float = 1.0
@@ -51,10 +60,10 @@ class AdaptConfig:
             raise ValueError(f"replay={self.replay} is a share of the windows and must lie in [0, 1)")
         if not 0.0 < self.fill <= 1.0:
             raise ValueError(f"fill={self.fill} is the share of each window holding speech and must lie in (0, 1]")
-        if not 0.0 <= self.distill <= 1.0:
-            raise ValueError(f"distill={self.distill} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
-        if self.epochs is None and self.time_budget is None:
-            raise ValueError("epochs=None trains until the time budget is spent: give time_budget too (or a number of epochs)")
+        for name in ("distill", "target_distill"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
         for name in ("layerwise_epochs", "epochs", "lora_rank"):
             if name == "epochs" and self.epochs is None:
                 continue
@@ -78,6 +87,16 @@ class AdaptConfig:
             raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1")
+
+    def end_to_end_epochs(self) -> tuple[int, bool]:
+        """(epochs, until the time budget): what ``epochs`` means with this time budget."""
+        if self.epochs is not None:
+            return self.epochs, False
+        return (AUTO_EPOCHS, True) if self.time_budget is not None else (FIXED_EPOCHS, False)
+
+    def distill_for(self, source: str) -> float:
+        """The teacher's weight on a window of ``source`` ("target" or "general")."""
+        return self.target_distill if source == "target" and self.target_distill is not None else self.distill
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,8 +28,7 @@ from .train import Dist, Phase, Trainer, saved_key
 
 logger = logging.getLogger(__name__)
 
-TEACHER_SHARE = 0.15  # of a time budget, the most the teacher pass may take (windows past it are not used)
-AUTO_EPOCHS = 50  # the most end-to-end epochs of epochs=None (until the time budget is spent)
+TEACHER_SHARE = 0.3  # of a time budget, the most the teacher pass may take (windows past it are not used)
 LAYERWISE_SHARE = 0.35  # of what the teacher pass left, the most stage 1 may take
 
 
@@ -188,7 +187,9 @@ def adapt_(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=limit or len(windows), desc="teacher pass", unit="window")
-    cache = cache_teacher(teacher, windows, list(blocks), start_layer, config.topk, device, bar,
+    names = list(blocks)
+    mine = names[dist.rank :: dist.world] if config.layerwise_epochs else []  # this rank's stage-1 blocks
+    cache = cache_teacher(teacher, windows, mine, start_layer, config.topk, device, bar,
                           limit=limit, deadline=deadline)
     if bar is not None:
         bar.close()
@@ -204,8 +205,6 @@ def adapt_(
     phases, n = [], len(windows)
     # a time budget covers the whole call: what the teacher pass left is split between the stages
     left = None if config.time_budget is None else config.time_budget - (time.perf_counter() - start)
-    names = list(blocks)
-    mine = names[dist.rank :: dist.world] if config.layerwise_epochs else []
     for j, b in enumerate(mine):
         deadline = None if left is None else LAYERWISE_SHARE * left * (j + 1) / len(mine)
         loss = lambda w, b=b: block_loss(model, b, cache, w)  # noqa: E731
@@ -216,12 +215,14 @@ def adapt_(
             for i, b in enumerate(names):
                 dist.broadcast_([dict(model.named_parameters())[p].data for p in block_params[b]], src=i % dist.world)
         phases.append(Phase("share layers", [], None, after=share))
-    if config.epochs != 0:
+    epochs, until_deadline = config.end_to_end_epochs()
+    if epochs:
         everything = [p for b in names for p in block_params[b]]
-        loss = lambda w: e2e_loss(model, start_index, windows, cache, w, config.distill,  # noqa: E731
+        loss = lambda w: e2e_loss(model, start_index, windows, cache, w,  # noqa: E731
+                                  config.distill_for(windows.source[w]),
                                   device, config.encoder_match)
-        phases.append(Phase("end-to-end", everything, loss, n, config.epochs or AUTO_EPOCHS, config.lr, sharded=True,
-                            deadline=left, until_deadline=config.epochs is None))
+        phases.append(Phase("end-to-end", everything, loss, n, epochs, config.lr, sharded=True,
+                            deadline=left, until_deadline=until_deadline))
 
     key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
            "blocks": names}

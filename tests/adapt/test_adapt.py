@@ -37,7 +37,7 @@ def _errors(student, teacher, data, config):
     cache = cache_teacher(teacher, windows, blocks, "model.encoder.layers.0", config.topk, torch.device("cpu"))
     with torch.no_grad():
         per_block = {b: sum(float(block_loss(student, b, cache, w)) for w in range(len(windows))) for b in blocks}
-        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill, torch.device("cpu"),
+        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill_for(windows.source[w]), torch.device("cpu"),
                                  config.encoder_match))
                   for w in range(len(windows)))
     return per_block, e2e
@@ -70,6 +70,25 @@ def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
     assert record["data"]["general"]["windows"] >= 1 and record["config"]["epochs"] == 8
 
 
+def test_target_windows_take_their_own_distillation_weight(data, monkeypatch):
+    import adaptwin.adapt.core as core
+
+    seen, real = collections.defaultdict(set), core.e2e_loss
+
+    def spy(model, start, windows, cache, w, distill, *rest):
+        seen[windows.source[w]].add(distill)
+        return real(model, start, windows, cache, w, distill, *rest)
+
+    monkeypatch.setattr(core, "e2e_loss", spy)
+    teacher, student = tiny_run.models()
+    config = tiny_run.config(layerwise_epochs=0, epochs=1, distill=0.7, target_distill=0.1)
+    adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    assert seen == {"target": {0.1}, "general": {0.7}}
+    assert tiny_run.config(distill=0.4, target_distill=None).distill_for("target") == 0.4  # None: one weight for all
+    with pytest.raises(ValueError, match="target_distill=1.5"):
+        tiny_run.config(target_distill=1.5)
+
+
 def test_lora_merge_is_exact():
     torch.manual_seed(0)
     base = torch.nn.Linear(12, 7)
@@ -87,7 +106,7 @@ def test_lora_merge_is_exact():
 def test_lora_adaptation_leaves_the_compressed_structure(data):
     teacher, student = tiny_run.models()
     shapes = {n: p.shape for n, p in student.named_parameters()}
-    config = tiny_run.config(layerwise_epochs=0, epochs=2, lora_rank=2)
+    config = tiny_run.config(layerwise_epochs=0, epochs=6, lora_rank=2)
     report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
     assert report.lora_merged == sum(isinstance(m, torch.nn.Linear) for t in student.modules()
                                      if isinstance(t, (TwinAttention, LowRankLinear)) for m in t.modules())
@@ -263,8 +282,9 @@ def test_a_time_budget_limits_the_teacher_pass_and_a_resume_keeps_its_windows(da
 
 
 def test_auto_epochs_train_until_the_time_budget(data, monkeypatch):
-    with pytest.raises(ValueError, match="time budget"):
-        AdaptConfig(epochs=None)
+    assert AdaptConfig().end_to_end_epochs() == (2, False)  # no time budget: a fixed number
+    assert AdaptConfig(time_budget=60).end_to_end_epochs() == (50, True)
+    assert AdaptConfig(epochs=3, time_budget=60).end_to_end_epochs() == (3, False)
     from adaptwin.adapt.train import Trainer
 
     step = Trainer._step
