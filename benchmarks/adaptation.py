@@ -126,8 +126,8 @@ def render(result: dict, stem: Path) -> None:
              "peak RSS (MB) | steps |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         mins = "" if r["minutes"] is None else ("0" if r["stage"] == "compressed" else f"{r['target_minutes']:.1f}")
-        if r.get("used"):  # minutes given / minutes in the windows training used
-            mins += f" ({r['used']['target_minutes']:.1f} used, {r['used']['windows']}/{r['used']['of']} windows)"
+        if r.get("used"):  # windows the teacher pass reached within its share of the time budget
+            mins += f" ({r['used']['windows']}/{r['used']['of']} windows used)"
         t = f"{r['adapt_seconds']:.0f} ({r['wall_seconds']:.0f} wall)" if r["stage"] == "adapted" else ""
         if r.get("stopped_early"):
             t += ", time budget hit"
