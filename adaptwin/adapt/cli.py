@@ -52,9 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")
     p.add_argument("--replay", type=float, default=d.replay, help="share of general windows")
     p.add_argument("--fill", type=float, default=d.fill, help="share of each 30 s window holding speech (rest: padding)")
-    p.add_argument("--distill", type=float, default=d.distill, help="weight of the teacher's soft targets")
+    p.add_argument("--distill", type=float, default=d.distill,
+                   help="weight of the teacher's soft targets on general (replay) windows; the rest: transcripts")
     p.add_argument("--target-distill", type=float, default=d.target_distill,
-                   help="the teacher's weight on target-speaker windows (default: --distill)")
+                   help="the same on target-speaker windows (default 0: their transcripts alone)")
     p.add_argument("--encoder-match", type=float, default=d.encoder_match,
                    help="weight of the end-to-end stage's encoder-output match to the dense model (0: off)")
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     config = AdaptConfig(  # validate before the slow loads
         minutes=args.minutes, replay=args.replay, fill=args.fill, encoder_match=args.encoder_match,
         layerwise_epochs=args.layerwise_epochs, epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr,
-        batch_size=args.batch_size, distill=args.distill, target_distill=args.target_distill, lora_rank=args.lora_rank, time_budget=args.time_budget,
+        batch_size=args.batch_size, distill=args.distill, target_distill=args.target_distill,
+        lora_rank=args.lora_rank, time_budget=args.time_budget,
         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision, max_steps=args.max_steps,
     )
     out = Path(args.out).expanduser()
