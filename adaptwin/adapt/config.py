@@ -25,11 +25,12 @@ class AdaptConfig:
     # speech per 30 s window, as a fraction: the rest stays padding, as when a short clip is
     # transcribed (fully packed windows taught base at -50 % to hallucinate after short prompts)
     fill: float = 0.6
-    # stage 1 is off by default: in 10-minute trials (README, "Speaker adaptation") its time
-    # did better as more end-to-end epochs
+    # stage 1 is off by default: in 10-minute trials (README, "Speaker adaptation") it did no
+    # better than giving its time to end-to-end epochs
     layerwise_epochs: int = 0
     # Learning rates from trials (see the README's adaptation section): 3e-4 / 5e-4 made base at
-    # -30 % worse on both test sets; end to end, 2e-4 made -50 % worse on general speech than 1e-4.
+    # -30 % worse on both test sets; end to end, 2e-4 (with distill 1.0) left -50 % 5.7 points
+    # worse on general speech than 1e-4.
     layerwise_lr: float = 5e-5
     # end-to-end epochs; None: as many as time_budget allows (at most AUTO_EPOCHS), or
     # FIXED_EPOCHS without a time budget
