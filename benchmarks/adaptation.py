@@ -143,13 +143,18 @@ def render(result: dict, stem: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key in zip(axes, ("target", "general")):
-        for model in dict.fromkeys(r["model"] for r in result["rows"]):
+        # one colour per model; dense dotted, each budget its own line style and marker
+        for i, model in enumerate(dict.fromkeys(r["model"] for r in result["rows"])):
+            color = f"C{i}"
             dense = next(r for r in result["rows"] if r["model"] == model and r["stage"] == "dense")
-            ax.axhline(dense[key], ls="--", lw=1, color="C0" if model == "base" else "C3", label=f"{model} dense")
-            for budget in sorted({r["budget"] for r in result["rows"] if r["model"] == model and r["budget"]}):
-                pts = [r for r in result["rows"] if r["model"] == model and r["budget"] == budget]
+            ax.axhline(dense[key], ls=":", lw=1.2, color=color, label=f"{model} dense")
+            budgets = sorted({r["budget"] for r in result["rows"] if r["model"] == model and r["budget"]})
+            for j, budget in enumerate(budgets):
+                pts = sorted((r for r in result["rows"] if r["model"] == model and r["budget"] == budget),
+                             key=lambda r: 0 if r["stage"] == "compressed" else r["target_minutes"])
                 xs = [0 if r["stage"] == "compressed" else r["target_minutes"] for r in pts]
-                ax.plot(xs, [r[key] for r in pts], marker="o", label=f"{model} -{budget:.0%} encoder")
+                ax.plot(xs, [r[key] for r in pts], color=color, ls=("-", "--", "-.")[j % 3], marker="os^"[j % 3],
+                        label=f"{model} -{budget:.0%} encoder")
         ax.set_xlabel("minutes of target speech adapted on (0: compressed only)")
         ax.set_ylabel(f"WER {key} test (%)")
         ax.set_yscale("log")

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", required=True, help="the dense model it was compressed from (e.g. base)")
     p.add_argument("--target", required=True, help="target speaker: manifest or folder; its 'adapt' split is used")
     p.add_argument("--general", help="general speech to replay (manifest; its 'adapt' split), so others do not regress")
-    p.add_argument("--minutes", type=float, help="use the first N minutes of target speech (default: all)")
+    p.add_argument("--minutes", type=float, help="use N minutes of target speech, utterances spread "
+                   "evenly over its adapt split (default: all)")
     p.add_argument("--time-budget", type=duration, help="stop training when this is spent, e.g. 10m")
     p.add_argument("--layerwise-epochs", type=int, default=d.layerwise_epochs)
     p.add_argument("--epochs", type=epochs, default=d.epochs,

@@ -20,7 +20,7 @@ class AdaptConfig:
     the dense teacher, with a share of general speech replayed so other speakers keep working.
     """
 
-    minutes: float | None = None  # target-speaker audio to use (None: all of its adapt split)
+    minutes: float | None = None  # target-speaker audio to use, spread over its adapt split (None: all)
     replay: float = 0.25  # share of stage-2 windows drawn from general speech
     # speech per 30 s window, as a fraction: the rest stays padding, as when a short clip is
     # transcribed (fully packed windows taught base at -50 % to hallucinate after short prompts)

@@ -83,23 +83,35 @@ def _duration(u: Utterance) -> float:
     return len(load_audio(u.audio)) / SAMPLE_RATE
 
 
+GOLDEN = (5 ** 0.5 - 1) / 2  # 0.618...: i * GOLDEN mod 1 spreads any prefix of indices evenly
+
+
 def take_minutes(utts: list[Utterance], minutes: float | None, seconds: float = WINDOW_SECONDS) -> list[Utterance]:
-    """The first utterances (manifest order) adding up to ``minutes`` of audio; those longer
-    than a window (``seconds``) are left out."""
-    out, total = [], 0.0
+    """Utterances adding up to ``minutes`` of audio, spread evenly over the manifest (kept in
+    its order); those longer than a window (``seconds``) are left out.
+
+    They are taken in a golden-ratio stride (index i at i * 0.618 mod 1), not from the start:
+    a manifest sorted by name or topic would otherwise give five minutes of one kind of prompt.
+    Fewer minutes take a subset of what more minutes take."""
+    fits = []
     for u in utts:
         d = _duration(u)
         if d > seconds:
             logger.warning("leaving out %s: %.1f s does not fit one %.0f s training window", u.audio, d, seconds)
-            continue
-        if minutes is not None and total >= minutes * 60:
+        else:
+            fits.append((u, d))
+    if minutes is None:
+        return [u for u, _ in fits]
+    chosen, total = set(), 0.0
+    for i in sorted(range(len(fits)), key=lambda i: (i * GOLDEN) % 1.0):
+        if total >= minutes * 60:
             break
-        out.append(u)
-        total += d
-    if minutes is not None and total < minutes * 60 - 1:
+        chosen.add(i)
+        total += fits[i][1]
+    if total < minutes * 60 - 1:
         logger.warning("asked for %.1f min of target speech, the adapt split holds %.1f min: using all of it",
                        minutes, total / 60)
-    return out
+    return [u for i, (u, _) in enumerate(fits) if i in chosen]
 
 
 def fingerprint(utts: list[Utterance]) -> str:
@@ -112,7 +124,7 @@ def fingerprint(utts: list[Utterance]) -> str:
 def build_windows(processor, target, general=None, *, minutes: float | None = None, replay: float = 0.25,
                   fill: float = 1.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
                   multilingual: bool = False) -> Windows:
-    """Target windows (the first ``minutes`` of the adapt split) and general windows making up
+    """Target windows (``minutes`` of the adapt split, spread over it) and general windows making up
     ``replay`` of the total. Utterances are shuffled (seeded); each window holds a random
     amount of speech, from one utterance up to ``fill`` of its length; the rest is padding, as
     it is when a short clip is transcribed."""

@@ -223,6 +223,23 @@ def test_training_utterances_use_the_adapt_split_and_skip_non_speech_annotations
     assert [u.text for u in take_minutes(utts, 2 / 60)] == ["hello there"]
 
 
+def test_minutes_are_spread_over_the_manifest_and_nested():
+    from adaptwin.adapt.data import take_minutes
+    from adaptwin.data import Utterance
+
+    # a manifest sorted by topic: 40 prompts of kind a, then 40 of b, then 40 of c, 3 s each
+    utts = [Utterance(audio=f"{k}{i}.wav", text=f"{k} {i}", duration=3.0) for k in "abc" for i in range(40)]
+    picks = {m: take_minutes(utts, m) for m in (0.5, 1.0, 2.0)}
+    for m, picked in picks.items():
+        assert abs(sum(u.duration for u in picked) - m * 60) <= 3.0  # the minutes asked for, to one utterance
+        assert picked == [u for u in utts if u in picked]  # manifest order kept
+        for k in "abc":  # every third of the manifest gives its share, within two utterances
+            share = sum(u.text.startswith(k) for u in picked)
+            assert abs(share - len(picked) / 3) <= 2, (m, k, share, len(picked))
+    assert set(map(id, picks[0.5])) <= set(map(id, picks[1.0])) <= set(map(id, picks[2.0]))  # nested
+    assert take_minutes(utts, 100.0) == utts  # more than there is: all of it
+
+
 def test_bf16_autocast_runs(data):
     teacher, student = tiny_run.models()
     report = adapt_(student, teacher, data / "target.jsonl", None, tiny_run.config(precision="bf16", replay=0.0),
