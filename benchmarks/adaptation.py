@@ -96,8 +96,9 @@ def run(args) -> list[dict]:
             for minutes in only.get((model, budget), args.minutes):
                 out = work / f"{comp.name}-a{minutes:g}{'-' + args.tag if args.tag else ''}"
 
+                report = out.parent / f"{out.name}.report.json"  # not with_suffix: "tiny.en-c50" has a dot
+
                 def adapt():
-                    report = out.with_suffix(".report.json")
                     wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target",
                                     str(data / "target.jsonl"), "--general", str(data / "general.jsonl"),
                                     "--minutes", str(minutes), "--time-budget", args.time_budget, "--out", str(out),
@@ -106,11 +107,12 @@ def run(args) -> list[dict]:
                     return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
                             "steps": r["steps"], "stopped_early": r["stopped_early"],
                             "target_minutes": r["data"]["target"]["minutes"], "windows": r["data"]["target"]["windows"],
-                            "losses": r["losses"], **wers(str(out), data, args.limit)}
+                            # what training used of the windows (a time budget can stop the teacher pass early)
+                            "used": r["data"].get("used"), "losses": r["losses"], **wers(str(out), data, args.limit)}
 
                 row = {"model": model, "budget": budget, "minutes": minutes, "stage": "adapted", **cell(work, out.name, adapt)}
-                # what training used of the windows (a time budget can stop the teacher pass early)
-                row["used"] = json.loads(out.with_suffix(".report.json").read_text())["data"].get("used")
+                if "used" not in row and report.is_file():  # cells kept by earlier versions of this script
+                    row["used"] = json.loads(report.read_text())["data"].get("used")
                 rows.append(row)
                 print(json.dumps(rows[-1]), flush=True)
     return rows
