@@ -143,6 +143,9 @@ def render(result: dict, stem: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    from matplotlib.ticker import ScalarFormatter
+
+    every_budget = sorted({r["budget"] for r in result["rows"] if r["budget"]})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key in zip(axes, ("target", "general")):
         # one colour per model; dense dotted, each budget its own line style and marker
@@ -151,7 +154,8 @@ def render(result: dict, stem: Path) -> None:
             dense = next(r for r in result["rows"] if r["model"] == model and r["stage"] == "dense")
             ax.axhline(dense[key], ls=":", lw=1.2, color=color, label=f"{model} dense")
             budgets = sorted({r["budget"] for r in result["rows"] if r["model"] == model and r["budget"]})
-            for j, budget in enumerate(budgets):
+            for budget in budgets:
+                j = every_budget.index(budget)  # the same style for a budget in every model
                 pts = sorted((r for r in result["rows"] if r["model"] == model and r["budget"] == budget),
                              key=lambda r: 0 if r["stage"] == "compressed" else r["target_minutes"])
                 xs = [0 if r["stage"] == "compressed" else r["target_minutes"] for r in pts]
@@ -160,6 +164,8 @@ def render(result: dict, stem: Path) -> None:
         ax.set_xlabel("minutes of target speech adapted on (0: compressed only)")
         ax.set_ylabel(f"WER {key} test (%)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 5, 10, 20 rather than 2x10^1
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
