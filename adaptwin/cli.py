@@ -86,8 +86,9 @@ def _write_json(path: str, data: dict) -> None:
 def cmd_data_build(args: argparse.Namespace) -> int:
     from .data.build import build_standard_sets
 
-    report = build_standard_sets(args.out, per_voice=args.per_voice, test_per_voice=args.test_per_voice,
-                                 seed=args.seed, workers=args.workers, progress=True)
+    report = build_standard_sets(args.out, per_voice=args.per_voice, canary_per_voice=args.canary_per_voice,
+                                 test_per_voice=args.test_per_voice, fotaq_root=args.fotaq, seed=args.seed,
+                                 workers=args.workers, progress=True)
     for name, counts in report.counts.items():
         print(f"{name + '.jsonl':<14} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     for speaker, mins in sorted(report.minutes.items()):
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     twin.add_argument("--vo-only", action="store_true")
     p.add_argument("--ffn", action="store_true", help="also split FFN matrices into thin factors")
     p.add_argument("--calib", help="calibration audio: JSON-lines manifest or folder (data-aware compression)")
-    p.add_argument("--calib-windows", type=int, default=8, help="at most this many 30 s calibration windows")
+    p.add_argument("--calib-windows", type=int, default=24, help="at most this many 30 s calibration windows")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_compress)
@@ -190,10 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="speech data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    b = data_sub.add_parser("build", help="build the target-speaker, general and calibration sets")
+    b = data_sub.add_parser("build", help="build the target-speaker, general, canary, calibration and test sets")
     b.add_argument("--out", required=True)
-    b.add_argument("--per-voice", type=int, default=180, help="sentences per synthetic voice (adapt + test)")
-    b.add_argument("--test-per-voice", type=int, default=20)
+    b.add_argument("--fotaq", help="folder of the FOTAQ voice-acted clips (manifest.jsonl); default: "
+                   "$ADAPTWIN_FOTAQ or a shared/speech/fotaq nearby")
+    b.add_argument("--per-voice", type=int, default=180, help="sentences per replay voice")
+    b.add_argument("--canary-per-voice", type=int, default=30, help="sentences per canary (validation) voice")
+    b.add_argument("--test-per-voice", type=int, default=60, help="sentences per test voice")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2)
     b.set_defaults(func=cmd_data_build)

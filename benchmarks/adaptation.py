@@ -1,15 +1,20 @@
-"""Speaker adaptation: WER on the target speaker and on general speech, before compression,
-after compression and after adapting on 5, 10 and 20 minutes of the target speaker.
+"""Speaker adaptation as an outsider measures it: WER on the target speaker's test split and
+on general speakers that no step ever heard (unseen synthetic voices, unseen real speakers),
+for the dense model, faster-whisper int8, the compressed model and the adapted ones.
 
     python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
-        [--minutes 5 10 20] [--time-budget 10m] [--limit N] [--only base:0.5:5,20]
-        [--adapt-args "--lr 3e-4 --layerwise-lr 5e-4" --tag lr3e-4]
+        [--targets allison joe] [--minutes 5 10 20] [--time-budget 10m] [--limit 100]
+        [--only base:0.5 tiny.en:0.5:joe:20] [--precision-cell base:0.5:allison:20]
+        [--adapt-args "--lr 5e-5" --tag lr5e-5]
 
-DIR is the output of `adaptwin data build` (target.jsonl: Allison's prompts, adapt/test split by
-a fixed rule; general.jsonl: LibriVox + synthetic voices; calib.jsonl). Every step runs the real
-commands (`adaptwin compress`, `adaptwin adapt`) in a subprocess, so wall time and peak memory
-are those of the command a user runs; finished cells are kept in WORK and not redone.
-Writes benchmarks/results/adaptation.{json,md,png}; `--render` redraws them from the JSON.
+DIR is the output of `adaptwin data build` (allison.jsonl, joe.jsonl, general.jsonl, canary.jsonl,
+calib.jsonl, test-tts.jsonl, test-real.jsonl). Every step runs the real commands (`adaptwin
+compress`, `adaptwin adapt --canary`) in a subprocess, so wall time and peak memory are those
+of the command a user runs; finished cells are kept in WORK and not redone. "worse" is the share
+of general test utterances with more errors than under the dense model (the same utterances).
+`--precision-cell` adds fp32 and bf16 runs of one cell (bf16 with a 3x time cap, since a CPU
+without bf16 instructions emulates it). Writes benchmarks/results/adaptation.{json,md,png};
+`--render` redraws them from the JSON.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from scoring import TEST_SETS, FasterWhisper, score_sets, worse_share  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+TARGETS = ("allison", "joe")
 
 
 def cell(work: Path, name: str, make):
@@ -48,39 +55,44 @@ def command(args: list[str]) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def test_split(path: Path, limit: int | None) -> list:
-    """The manifest's test split; with ``limit``, every k-th utterance so that ``limit`` remain."""
-    from adaptwin.data import read_utterances
-
-    utts = [u for u in read_utterances(path) if u.split == "test"]
-    if limit and len(utts) > limit:
-        utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
-    return utts
+def sets_for(data: Path, targets) -> dict[str, Path]:
+    return {**{t: data / f"{t}.jsonl" for t in targets}, **{k: data / v for k, v in TEST_SETS.items()}}
 
 
-def wers(model: str, data: Path, limit: int | None) -> dict:
+def scores(model, data: Path, targets, limit: int | None) -> dict:
     import adaptwin
-    from adaptwin.evaluate import evaluate
 
-    loaded = adaptwin.load_whisper(model)
-    out = {}
-    for name in ("target", "general"):
-        utts = test_split(data / f"{name}.jsonl", limit)
-        out[name] = evaluate(loaded, utts, batch_size=8).wer
-        out[f"{name}_utterances"] = len(utts)
-    return out
+    loaded = model if not isinstance(model, str) else adaptwin.load_whisper(model)
+    return score_sets(loaded, sets_for(data, targets), limit)
+
+
+def parse_only(items: list[str] | None, args) -> dict:
+    """--only MODEL:BUDGET[:TARGET[:M1,M2]] -> {(model, budget): {target: [minutes]}}."""
+    only: dict = {}
+    for item in items or []:
+        name, b, *rest = item.split(":")
+        targets = [rest[0]] if rest else list(args.targets)
+        mins = [float(m) for m in rest[1].split(",")] if len(rest) > 1 else args.minutes
+        for t in targets:
+            only.setdefault((name, float(b)), {})[t] = mins
+    return only
 
 
 def run(args) -> list[dict]:
     data, work = Path(args.data), Path(args.work)
+    only = parse_only(args.only, args)
+    precision = tuple(args.precision_cell.split(":")) if args.precision_cell else None
     rows = []
     for model in args.models:
-        dense = cell(work, f"{model}-dense", lambda: wers(model, data, args.limit))
-        rows.append({"model": model, "budget": 0.0, "minutes": None, "stage": "dense", **dense})
-        only = {}  # (model, budget) -> minutes to run, from --only MODEL:BUDGET[:M1,M2]
-        for item in args.only or []:
-            name, b, *mins = item.split(":")
-            only[(name, float(b))] = [float(m) for m in mins[0].split(",")] if mins else args.minutes
+        dense = cell(work, f"{model}-dense", lambda: scores(model, data, args.targets, args.limit))
+        rows.append({"model": model, "budget": 0.0, "stage": "dense", "scores": dense})
+
+        def faster():
+            from adaptwin.models.builtin import builtin_ct2_dir
+
+            return score_sets(FasterWhisper(str(builtin_ct2_dir(model)), 2), sets_for(data, args.targets), args.limit)
+
+        rows.append({"model": model, "budget": 0.0, "stage": "faster-whisper int8", "scores": cell(work, f"{model}-fw", faster)})
         for budget in args.budgets:
             if only and (model, budget) not in only:
                 continue
@@ -89,53 +101,82 @@ def run(args) -> list[dict]:
             def compress():
                 secs = command(["compress", "--model", model, "--budget", str(budget), "--ffn", "--calib",
                                 str(data / "calib.jsonl"), "--out", str(comp)])
-                return {"compress_seconds": secs, **wers(str(comp), data, args.limit)}
+                return {"compress_seconds": secs, **scores(str(comp), data, args.targets, args.limit)}
 
-            rows.append({"model": model, "budget": budget, "minutes": 0, "stage": "compressed",
-                         **cell(work, comp.name, compress)})
-            for minutes in only.get((model, budget), args.minutes):
-                out = work / f"{comp.name}-a{minutes:g}{'-' + args.tag if args.tag else ''}"
-
-                report = out.parent / f"{out.name}.report.json"  # not with_suffix: "tiny.en-c50" has a dot
-
-                def adapt():
-                    wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target",
-                                    str(data / "target.jsonl"), "--general", str(data / "general.jsonl"),
-                                    "--minutes", str(minutes), "--time-budget", args.time_budget, "--out", str(out),
-                                    "--json", str(report), *shlex.split(args.adapt_args)])
-                    r = json.loads(report.read_text())
-                    return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
-                            "steps": r["steps"], "stopped_early": r["stopped_early"],
-                            "target_minutes": r["data"]["target"]["minutes"], "windows": r["data"]["target"]["windows"],
-                            # what training used of the windows (a time budget can stop the teacher pass early)
-                            "used": r["data"].get("used"), "losses": r["losses"], **wers(str(out), data, args.limit)}
-
-                row = {"model": model, "budget": budget, "minutes": minutes, "stage": "adapted", **cell(work, out.name, adapt)}
-                if "used" not in row and report.is_file():  # cells kept by earlier versions of this script
-                    row["used"] = json.loads(report.read_text())["data"].get("used")
-                rows.append(row)
-                print(json.dumps(rows[-1]), flush=True)
+            rows.append({"model": model, "budget": budget, "stage": "compressed", "scores": cell(work, comp.name, compress)})
+            plan = only.get((model, budget)) or {t: args.minutes for t in args.targets}
+            for target, minutes_list in plan.items():
+                for minutes in minutes_list:
+                    variants = [("", [], args.time_budget)]
+                    if precision == (model, f"{budget:g}", target, f"{minutes:g}"):
+                        cap = f"{3 * parse_seconds(args.time_budget):.0f}s"
+                        variants += [("fp32", ["--precision", "fp32"], args.time_budget),
+                                     ("bf16", ["--precision", "bf16"], cap)]
+                    for variant, extra, cap in variants:
+                        rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, variant, extra, cap))
+                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
     return rows
 
 
+def parse_seconds(text: str) -> float:
+    from adaptwin.adapt.cli import duration
+
+    return duration(text)
+
+
+def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, extra, cap) -> dict:
+    tag = "-".join(t for t in (variant, args.tag) if t)
+    out = work / f"{comp.name}-{target}-a{minutes:g}{'-' + tag if tag else ''}"
+    report = out.parent / f"{out.name}.report.json"  # not with_suffix: "tiny.en-c50" has a dot
+
+    def adapt():
+        wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target", str(data / f"{target}.jsonl"),
+                        "--general", str(data / "general.jsonl"), "--canary", str(data / "canary.jsonl"),
+                        "--minutes", str(minutes), "--time-budget", cap, "--out", str(out), "--json", str(report),
+                        *extra, *shlex.split(args.adapt_args)])
+        r = json.loads(report.read_text())
+        return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
+                "steps": r["steps"], "stopped_by": r["stopped_by"], "precision": r["precision"],
+                "kept": r["kept"], "validation": r["validation"], "dense_validation": r["dense"],
+                "target_minutes": r["data"]["target"]["minutes"], "used": r["data"].get("used"),
+                **scores(str(out), data, [target], args.limit)}
+
+    return {"model": model, "budget": budget, "stage": "adapted", "target": target, "minutes": minutes,
+            "variant": variant, "scores": cell(work, out.name, adapt)}
+
+
+def _wer(row, name):
+    s = row["scores"].get(name)
+    return s["wer"] if s else None
+
+
 def render(result: dict, stem: Path) -> None:
-    first = result["rows"][0]
-    lines = [f"Machine: {machine_line(result['machine'])}",
-             f"Command: `{result['machine']['command']}`",
-             f"Test utterances: target {first['target_utterances']}, general {first['general_utterances']}",
-             *([result["note"]] if result.get("note") else []), "",
-             "| model | encoder budget | stage | target minutes | WER target (%) | WER general (%) | adapt time (s) | "
-             "peak RSS (MB) | steps |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        mins = "" if r["minutes"] is None else ("0" if r["stage"] == "compressed" else f"{r['target_minutes']:.1f}")
-        if r.get("used"):  # windows the teacher pass reached within its share of the time budget
-            mins += f" ({r['used']['windows']}/{r['used']['of']} windows used)"
-        t = f"{r['adapt_seconds']:.0f} ({r['wall_seconds']:.0f} wall)" if r["stage"] == "adapted" else ""
-        if r.get("stopped_early"):
-            t += ", time budget hit"
-        lines.append(f"| {r['model']} | {r['budget']:.1f} | {r['stage']} | {mins} | {r['target']:.2f} | "
-                     f"{r['general']:.2f} | {t} | {r.get('peak_rss_mb', '')} | {r.get('steps', '')} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    rows = result["rows"]
+    dense = {r["model"]: r for r in rows if r["stage"] == "dense"}
+    first = rows[0]["scores"]
+    lines = [f"Machine: {machine_line(result['machine'])}", f"Command: `{result['machine']['command']}`",
+             "Test utterances per set: " + ", ".join(f"{k} {v['utterances']}" for k, v in first.items()),
+             *([result["note"]] if result.get("note") else []), ""]
+    for target in result.get("targets", TARGETS):
+        lines += [f"### Target speaker: {target}", "",
+                  "| model | encoder budget | stage | target minutes | WER target (%) | WER unseen TTS (%) | "
+                  "WER unseen real (%) | worse than dense, TTS / real (% of utts) | adapt wall (s) | steps (kept) | "
+                  "stopped by | precision | peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if r["stage"] == "adapted" and r["target"] != target or target not in r["scores"]:
+                continue
+            s, d = r["scores"], dense[r["model"]]["scores"]
+            worse = " / ".join(f"{worse_share(s[k], d[k])}" for k in TEST_SETS) if r["stage"] != "dense" else ""
+            adapted = r["stage"] == "adapted"
+            mins = f"{s['target_minutes']:.1f}" if adapted else ""
+            kept = f"{s['steps']} ({s['kept']['step'] if s.get('kept') else 'last'})" if adapted else ""
+            lines.append(
+                f"| {r['model']} | {r['budget']:.1f} | {r['stage']}{' ' + r['variant'] if r.get('variant') else ''} | "
+                f"{mins} | {_wer(r, target):.2f} | {_wer(r, 'test-tts'):.2f} | {_wer(r, 'test-real'):.2f} | {worse} | "
+                f"{s['wall_seconds'] if adapted else ''} | {kept} | {(s.get('stopped_by') or 'last epoch') if adapted else ''}"
+                f" | {s.get('precision', '') if adapted else ''} | {s.get('peak_rss_mb', '') if adapted else ''} |")
+        lines.append("")
+    stem.with_suffix(".md").write_text("\n".join(lines))
     try:
         import matplotlib
 
@@ -143,33 +184,28 @@ def render(result: dict, stem: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    from matplotlib.ticker import ScalarFormatter
-
-    every_budget = sorted({r["budget"] for r in result["rows"] if r["budget"]})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key in zip(axes, ("target", "general")):
-        # one colour per model; dense dotted, each budget its own line style and marker
-        for i, model in enumerate(dict.fromkeys(r["model"] for r in result["rows"])):
-            color = f"C{i}"
-            dense = next(r for r in result["rows"] if r["model"] == model and r["stage"] == "dense")
-            ax.axhline(dense[key], ls=":", lw=1.2, color=color, label=f"{model} dense")
-            budgets = sorted({r["budget"] for r in result["rows"] if r["model"] == model and r["budget"]})
-            for budget in budgets:
-                j = every_budget.index(budget)  # the same style for a budget in every model
-                pts = sorted((r for r in result["rows"] if r["model"] == model and r["budget"] == budget),
-                             key=lambda r: 0 if r["stage"] == "compressed" else r["target_minutes"])
-                xs = [0 if r["stage"] == "compressed" else r["target_minutes"] for r in pts]
-                ax.plot(xs, [r[key] for r in pts], color=color, ls=("-", "--", "-.")[j % 3], marker="os^"[j % 3],
-                        label=f"{model} -{budget:.0%} encoder")
-        ax.set_xlabel("minutes of target speech adapted on (0: compressed only)")
-        ax.set_ylabel(f"WER {key} test (%)")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())  # 5, 10, 20 rather than 2x10^1
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    targets = result.get("targets", TARGETS)
+    fig, axes = plt.subplots(len(targets), 3, figsize=(13, 3.8 * len(targets)), squeeze=False)
+    for row_axes, target in zip(axes, targets):
+        for ax, key in zip(row_axes, (target, "test-tts", "test-real")):
+            for i, model in enumerate(dense):
+                color = f"C{i}"
+                ax.axhline(dense[model]["scores"][key]["wer"], ls=":", color=color, label=f"{model} dense")
+                budgets = sorted({r["budget"] for r in rows if r["model"] == model and r["stage"] == "compressed"})
+                for j, budget in enumerate(budgets):
+                    comp = next(r for r in rows if r["model"] == model and r["budget"] == budget and r["stage"] == "compressed")
+                    pts = sorted(((r["minutes"], _wer(r, key)) for r in rows if r["model"] == model and r["budget"] == budget
+                                  and r["stage"] == "adapted" and r["target"] == target and not r.get("variant")))
+                    pts = [(0, _wer(comp, key))] + pts
+                    ax.plot(*zip(*pts), color=color, ls=("-", "--", "-.")[j % 3], marker="os^"[j % 3],
+                            label=f"{model} -{budget:.0%} encoder")
+            ax.set_title(f"{'target ' + target if key == target else key} (adapted to {target})", fontsize=9)
+            ax.set_xlabel("minutes of target speech (0: compressed only)")
+            ax.set_ylabel("WER (%)")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    fig.savefig(stem.with_suffix(".png"), dpi=100)
 
 
 def main(argv=None) -> int:
@@ -178,15 +214,17 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="adaptation-work")
     p.add_argument("--models", nargs="+", default=["base", "tiny.en"])
     p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--targets", nargs="+", default=list(TARGETS))
     p.add_argument("--minutes", nargs="+", type=float, default=[5, 10, 20])
     p.add_argument("--time-budget", default="10m")
-    p.add_argument("--limit", type=int, help="score every k-th test utterance so that N remain (per set)")
-    p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:MINUTES,...] (e.g. base:0.5 tiny.en:0.5:20)")
-    p.add_argument("--adapt-args", default="", help="more `adaptwin adapt` options for every cell, e.g. '--lr 3e-4'")
+    p.add_argument("--limit", type=int, default=100, help="score every k-th test utterance so that N remain (per set)")
+    p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:TARGET[:MINUTES,...]]")
+    p.add_argument("--precision-cell", help="MODEL:BUDGET:TARGET:MINUTES also run with --precision fp32 and bf16")
+    p.add_argument("--adapt-args", default="", help="more `adaptwin adapt` options for every cell, e.g. '--lr 5e-5'")
     p.add_argument("--tag", help="suffix of the adapted cells' names (needed with --adapt-args: cells are cached by name)")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
-    p.add_argument("--note", help="a line of provenance for the table (e.g. which commit computed cached cells)")
+    p.add_argument("--note", help="a line of provenance for the table")
     args = p.parse_args(argv)
     stem = Path(args.out)
     if args.render:
@@ -196,7 +234,7 @@ def main(argv=None) -> int:
         p.error("--data DIR is required (the output of `adaptwin data build`)")
     if args.adapt_args and not args.tag:
         p.error("--adapt-args needs --tag NAME: adapted cells are cached by name, and another setting needs its own")
-    result = {"machine": machine_info(), "rows": run(args), "note": args.note}
+    result = {"machine": machine_info(), "targets": args.targets, "rows": run(args), "note": args.note}
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     render(result, stem)

@@ -2,7 +2,7 @@
 
     python benchmarks/eval_rtf.py --data DIR [--model base] [--batch-sizes 1 8 16]
 
-DIR is the output of `adaptwin data build`; the whole `general.jsonl` test split is decoded.
+DIR is the output of `adaptwin data build`; the whole test split of `--set` (default test-real) is decoded.
 Writes benchmarks/results/eval_rtf.{json,md}.
 """
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
     p.add_argument("--model", default="base")
-    p.add_argument("--set", default="general")
+    p.add_argument("--set", default="test-real")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 16])
     p.add_argument("--out", default=str(RESULTS / "eval_rtf"))
     args = p.parse_args(argv)

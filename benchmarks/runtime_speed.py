@@ -4,7 +4,7 @@
 
 1. encoder latency on one 30 s window: PyTorch dense, ONNX Runtime dense / compressed
    (fp32 and int8), CTranslate2 int8 (faster-whisper's engine);
-2. end to end on the `general.jsonl` test split, one utterance at a time, greedy: RTF, WER
+2. end to end on the general test sets (`test-tts.jsonl`, `test-real.jsonl`), one utterance at a time, greedy: RTF, WER
    and peak RSS (each engine in its own process) for ORT compressed int8, ORT dense,
    faster-whisper int8 (the same CTranslate2 `base` weights) and PyTorch dense;
 3. exported folder sizes.
@@ -26,28 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from scoring import FasterWhisper, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-class FasterWhisper:
-    """faster-whisper as an evaluation backend (greedy, no timestamps, no fallback, no VAD)."""
-
-    name = "faster-whisper"
-
-    def __init__(self, ct2_dir: str, threads: int) -> None:
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=threads)
-
-    def transcribe_batch(self, audios, *, language="en", num_beams=1):
-        out = []
-        for audio in audios:
-            segments, _ = self.model.transcribe(audio, language=language, beam_size=num_beams, temperature=0.0,
-                                                without_timestamps=True, condition_on_previous_text=False,
-                                                vad_filter=False)
-            out.append(" ".join(s.text.strip() for s in segments))
-        return out
 
 
 def prepare(args) -> dict[str, Path]:
@@ -127,7 +108,6 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
 
 def worker(args) -> int:
     """One engine, one process: WER, RTF and peak RSS over the test split."""
-    from adaptwin.data import read_utterances
     from adaptwin.evaluate import evaluate
     from adaptwin.runtime import get_backend
 
@@ -139,7 +119,7 @@ def worker(args) -> int:
 
         torch.set_num_threads(args.threads)
         backend = get_backend(kind, where, **({"threads": args.threads} if kind in ("ort", "torch") else {}))
-    utts = [u for u in read_utterances(Path(args.data) / "general.jsonl") if u.split == "test"]
+    utts = general_test(Path(args.data))
     if args.limit:
         utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
     evaluate(backend, utts[:2], batch_size=1)  # warm-up

@@ -43,7 +43,7 @@ def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, 
 
 
 def build_recording(data: Path, minutes: float, out: Path) -> dict:
-    """Concatenate target and general test utterances (alternating) into one WAV."""
+    """Concatenate target (Allison) and unseen real-speaker test utterances (alternating) into one WAV."""
     from adaptwin.audio import load_audio
     from adaptwin.data import read_utterances
     from adaptwin.data.tts import write_wav
@@ -52,8 +52,8 @@ def build_recording(data: Path, minutes: float, out: Path) -> dict:
     meta = out.with_suffix(".json")
     if meta.is_file() and out.is_file():
         return json.loads(meta.read_text())
-    target = [u for u in read_utterances(data / "target.jsonl") if u.split == "test"]
-    general = [u for u in read_utterances(data / "general.jsonl") if u.split == "test"]
+    target = [u for u in read_utterances(data / "allison.jsonl") if u.split == "test"]
+    general = [u for u in read_utterances(data / "test-real.jsonl") if u.split == "test"]
     order = [u for pair in zip(target, general) for u in pair]
     pieces, utts, at = [], [], 0.0
     for u in order:

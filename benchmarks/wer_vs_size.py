@@ -5,7 +5,7 @@
 DIR is the output of `adaptwin data build`. Methods: dense; independent per-matrix SVD
 (+FFN, at the ranks the data-aware allocator chose); twin SVD data-free (+FFN); twin SVD
 data-aware, attention only; twin data-aware + FFN; a LiteASR re-implementation
-(benchmarks/liteasr.py). Test sets: `general.jsonl` and `target.jsonl`, split `test`
+(benchmarks/liteasr.py). Test sets: `test-tts.jsonl` + `test-real.jsonl` (general) and `allison.jsonl` (target), split `test`
 (`--limit N` keeps every k-th utterance so that N remain). Calibration: `calib.jsonl`.
 A method whose WER on both sets exceeds 100 % is not decoded again at larger budgets.
 Writes benchmarks/results/wer_vs_size_MODELS.{json,md,png}; `--render` redraws them from the JSON.
@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from liteasr import compress_liteasr_  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
+from scoring import general_test, test_split  # noqa: E402
 
 import adaptwin  # noqa: E402
 from adaptwin import factorize as fz  # noqa: E402
 from adaptwin.compress import part_parameters  # noqa: E402
-from adaptwin.data import build_calibration, read_utterances  # noqa: E402
+from adaptwin.data import build_calibration  # noqa: E402
 from adaptwin.evaluate import evaluate  # noqa: E402
 from adaptwin.targets import set_module  # noqa: E402
 
@@ -36,14 +37,6 @@ RESULTS = Path(__file__).parent / "results"
 COLLAPSE = 100.0  # WER (%) above which a method is not run at larger budgets
 METHODS = ("twin data-aware + FFN", "twin data-free + FFN", "independent SVD + FFN", "twin data-aware (attention only)",
            "LiteASR re-impl.")
-
-
-def test_set(path: Path, limit: int | None):
-    utts = [u for u in read_utterances(path) if u.split == "test"]
-    if limit and len(utts) > limit:
-        step = len(utts) / limit
-        utts = [utts[int(i * step)] for i in range(limit)]
-    return utts
 
 
 def independent_like(model, compressed):
@@ -95,7 +88,7 @@ def main(argv=None) -> int:
 
     transformers.logging.set_verbosity_error()
     data = Path(args.data)
-    sets = {"general": test_set(data / "general.jsonl", args.limit), "target": test_set(data / "target.jsonl", args.limit)}
+    sets = {"general": general_test(data, args.limit), "target": test_split(data / "allison.jsonl", args.limit)}
     rows = []
 
     def score(name, model_name, method, budget, loaded, model, extra=None):

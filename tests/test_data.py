@@ -136,29 +136,33 @@ def test_hf_datasets_reader_librispeech_columns(tmp_path):
 
 
 @pytest.mark.slow
-def test_standard_sets_are_disjoint(tmp_path):
-    """Build a small version of the standard sets (Debian packages, TTS engines) and check the splits."""
-    from adaptwin.data import read_utterances
-    from adaptwin.data.build import build_standard_sets
-    from adaptwin.data.tts import VOICES
+def test_standard_sets_build_from_debian(tmp_path, monkeypatch):
+    """Build a small version of the standard sets from the real Debian packages and TTS engines
+    (the FOTAQ corpus is left out here: the fake-source test covers it) and check the splits."""
+    from adaptwin.data import fotaq, read_utterances
+    from adaptwin.data.build import TEST_SETS, TRAINING_SETS, build_standard_sets, person_of
+    from adaptwin.data.tts import VOICES, available
 
+    monkeypatch.setattr(fotaq, "find_corpus", lambda explicit=None: None)
+    voices = tuple(v for v in VOICES if v.name in ("flite_slt", "espeak_en_us", "flite_rms", "flite_awb"))
     try:
-        report = build_standard_sets(tmp_path, voices=VOICES[:4] + VOICES[4:5] + VOICES[7:], per_voice=5, test_per_voice=2,
+        report = build_standard_sets(tmp_path, voices=voices, per_voice=5, canary_per_voice=2, test_per_voice=2,
                                      calib_per_voice=1)
     except RuntimeError as exc:
         pytest.skip(f"cannot fetch Debian packages or TTS engines here: {exc}")
-    target = read_utterances(tmp_path / "target.jsonl")
-    general = read_utterances(tmp_path / "general.jsonl")
-    calib = read_utterances(tmp_path / "calib.jsonl")
-    assert {u.speaker for u in target} == {"allison"} and len({u.split for u in target}) == 2
-    tests = {u.audio for u in target + general if u.split == "test"}
-    assert not tests & {u.audio for u in target + general if u.split != "test"}
-    assert not tests & {u.audio for u in calib}
-    test_text = {u.text.lower() for u in general if u.split == "test"}
-    assert not test_text & {u.text.lower() for u in general + calib if u.split != "test" and u.speaker != "allison"}
-    assert not {u.text.lower() for u in general if u.speaker != "librivox"} & {u.text.lower() for u in target}
-    assert len({u.speaker for u in general}) == 7 and report.counts["target"]["test"] > 100
-    assert (tmp_path / "provenance.json").is_file()
+    sets = {n: read_utterances(tmp_path / f"{n}.jsonl") for n in (*TRAINING_SETS, *TEST_SETS) if n != "joe"}
+    assert not (tmp_path / "joe.jsonl").exists()  # no FOTAQ corpus: no second target speaker
+    assert {u.speaker for u in sets["allison"]} == {"allison"} and {u.split for u in sets["allison"]} == {"adapt", "test"}
+    assert report.counts["allison"]["test"] > 100
+    heard = {person_of(u.speaker) for n in TRAINING_SETS if n in sets for u in sets[n]}
+    for name in TEST_SETS:
+        assert sets[name] and not {person_of(u.speaker) for u in sets[name]} & heard, name
+    assert {u.speaker for u in sets["test-real"]} == {"librivox"}
+    assert {u.speaker for u in sets["canary"]} == {"flite_rms"} and {u.speaker for u in sets["test-tts"]} == {"flite_awb"}
+    assert {u.speaker for u in sets["general"]} == {"flite_slt", "espeak_en_us"}
+    tests = {u.text.lower() for n in TEST_SETS for u in sets[n]}
+    assert not tests & {u.text.lower() for n in TRAINING_SETS if n in sets for u in sets[n]}
+    assert all(available(v) for v in voices) and (tmp_path / "provenance.json").is_file()
 
 
 def test_pack_windows_follows_per_window_caps(tmp_path):
@@ -169,3 +173,81 @@ def test_pack_windows_follows_per_window_caps(tmp_path):
     windows = pack_windows([Utterance(f, f"u{i}") for i, f in enumerate(files)], caps=lambda i: caps.get(i, 30.0))
     assert [t for _, t in windows] == ["u0", "u1 u2 u3", "u4 u5 u6 u7"]
     assert len(windows[1][0]) == int((3 * 2.0 + 2 * 0.3) * 16000)
+
+
+def _fake_sources(tmp_path, monkeypatch):
+    """Stand-ins for the Debian packages, the TTS engines and the FOTAQ corpus."""
+    from adaptwin.data import build
+
+    root = tmp_path / "allison"
+    root.mkdir()
+    prompts = [(write_wav(root / f"p{i}.wav", 0.5, freq=300 + 10 * i), f"press {i} now") for i in range(8)]
+    monkeypatch.setattr(build, "allison_root", lambda: root)
+    monkeypatch.setattr(build, "allison_prompts", lambda: prompts)
+    monkeypatch.setattr(build, "librivox_utterances", lambda: [(write_wav(tmp_path / "l0.wav", 0.5), "a book line")])
+    monkeypatch.setattr(build, "corpus_sentences", lambda: [("x", f"synthetic sentence {i} is here.") for i in range(400)])
+    monkeypatch.setattr(build, "_install_voices", lambda voices: None)
+    monkeypatch.setattr(build, "available", lambda voice: True)
+
+    def synthesize(voice, text, out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(out, 0.4, freq=200 + len(voice.name) * 10)
+        return 0.4
+
+    monkeypatch.setattr(build, "synthesize", synthesize)
+    corpus = tmp_path / "fotaq"
+    (corpus / "clips").mkdir(parents=True)
+    rows = []
+    for speaker, split, n in (("fotaq_joe", "adapt", 4), ("fotaq_joe", "test", 2), ("fotaq_ape", "adapt", 3),
+                              ("fotaq_bud", "adapt", 2), ("fotaq_bob", "test", 3)):
+        for i in range(n):
+            name = f"{speaker}_{split}_{i}.mp3"
+            write_wav(corpus / "clips" / name, 0.3)  # WAV bytes under an .mp3 name: load_audio reads either
+            rows.append({"audio": f"clips/{name}", "text": f"{speaker} line {i}", "speaker": speaker, "split": split,
+                         "duration": 0.3})
+    rows[-1]["text"] = "fotaq_joe line 0"  # a stock line Joe also says in his adapt split: not a test line
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return corpus
+
+
+def test_the_build_writes_speaker_disjoint_sets(tmp_path, monkeypatch):
+    from adaptwin.data.build import TEST_SETS, TRAINING_SETS, build_standard_sets, person_of
+    from adaptwin.data.tts import VOICES
+
+    corpus = _fake_sources(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    build_standard_sets(out, per_voice=3, canary_per_voice=2, test_per_voice=2, calib_per_voice=1, calib_real=2,
+                        fotaq_root=corpus)
+    sets = {name: read_utterances(out / f"{name}.jsonl") for name in (*TRAINING_SETS, *TEST_SETS)}
+    people = {name: {person_of(u.speaker) for u in utts} for name, utts in sets.items()}
+    heard = set().union(*(people[n] for n in TRAINING_SETS))
+    for name in TEST_SETS:
+        assert people[name] and not people[name] & heard, name
+    assert not people["canary"] & (people["general"] | people["calib"])
+    roles = {v.name: v.role for v in VOICES}
+    assert {u.speaker for u in sets["test-tts"]} == {n for n, r in roles.items() if r == "test"}
+    assert {u.speaker for u in sets["canary"]} == {n for n, r in roles.items() if r == "canary"} | {"fotaq_bud"}
+    assert {"flite_slt", "festival_slt_hts", "fotaq_ape"} <= {u.speaker for u in sets["general"]}
+    assert {u.speaker for u in sets["joe"]} == {"fotaq_joe"} and {u.split for u in sets["joe"]} == {"adapt", "test"}
+    assert {u.speaker for u in sets["test-real"]} == {"fotaq_bob", "librivox"}
+    assert "fotaq_joe line 0" not in {u.text for u in sets["test-real"]}  # the repeated line left the test set
+    assert {u.split for u in sets["general"]} == {"adapt"} and {u.split for u in sets["canary"]} == {"validation"}
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["test_lines_heard_in_training_left_out"] == {"test-tts": 0, "test-real": 1}
+
+
+def test_check_disjoint_refuses_a_test_speaker_heard_in_training(tmp_path):
+    from adaptwin.data import Utterance
+    from adaptwin.data.build import check_disjoint
+
+    u = lambda speaker, text="t": Utterance(tmp_path / "a.wav", text, speaker)  # noqa: E731
+    ok = {"general": [u("flite_slt", "a")], "canary": [u("flite_rms", "b")], "test-tts": [u("flite_awb", "c")]}
+    check_disjoint(ok)
+    with pytest.raises(ValueError, match="flite_awb"):
+        check_disjoint({**ok, "calib": [u("flite_awb", "d")]})
+    with pytest.raises(ValueError, match="cmu_slt"):  # the same person through another engine
+        check_disjoint({**ok, "test-tts": [u("festival_slt_hts", "e")]})
+    with pytest.raises(ValueError, match="canary"):
+        check_disjoint({**ok, "general": [u("flite_slt", "a"), u("flite_rms", "f")]})
+    with pytest.raises(ValueError, match="sentence"):
+        check_disjoint({**ok, "test-tts": [u("flite_awb", "a")]})

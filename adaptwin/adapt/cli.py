@@ -41,13 +41,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", required=True, help="the dense model it was compressed from (e.g. base)")
     p.add_argument("--target", required=True, help="target speaker: manifest or folder; its 'adapt' split is used")
     p.add_argument("--general", help="general speech to replay (manifest; its 'adapt' split), so others do not regress")
+    p.add_argument("--canary", help="general speakers for validation, never replayed or tested (manifest; its "
+                   "'validation' split): the checkpoint kept is the one that keeps them working")
     p.add_argument("--minutes", type=float, help="use N minutes of target speech, utterances spread "
                    "evenly over its adapt split (default: all)")
-    p.add_argument("--time-budget", type=duration, help="stop training when this is spent, e.g. 10m")
+    p.add_argument("--time-budget", type=duration, help="a cap on the whole command, e.g. 10m; validation decides "
+                   "how long to train, and the run warns if the cap binds first")
     p.add_argument("--layerwise-epochs", type=int, default=d.layerwise_epochs)
     p.add_argument("--epochs", type=epochs, default=d.epochs,
-                   help="end-to-end epochs, or 'auto' (default): as many as --time-budget allows (at most 50), "
-                        "2 without a time budget")
+                   help="end-to-end epochs at most, or 'auto' (default): from the amount of data")
+    p.add_argument("--holdout", type=float, default=d.holdout, help="share of the target utterances kept for validation")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many validations without improvement (0: never)")
+    p.add_argument("--canary-weight", type=float, default=d.canary_weight,
+                   help="weight of the canary loss in the selection score (target loss + weight x canary loss)")
+    p.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--layerwise-lr", type=float, default=d.layerwise_lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = AdaptConfig(  # validate before the slow loads
         minutes=args.minutes, replay=args.replay, fill=args.fill, encoder_match=args.encoder_match,
+        holdout=args.holdout, patience=args.patience, canary_weight=args.canary_weight,
+        evals_per_epoch=args.evals_per_epoch,
         layerwise_epochs=args.layerwise_epochs, epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr,
         batch_size=args.batch_size, distill=args.distill, target_distill=args.target_distill,
         lora_rank=args.lora_rank, time_budget=args.time_budget,
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
         raise ValueError(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")
-    for path in (args.target, args.general):
+    for path in (args.target, args.general, args.canary):
         if path and not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
     student = adaptwin.load_whisper(args.model)
@@ -100,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if config.time_budget is not None:  # the budget is the whole command's: loading and saving included
         left = config.time_budget - (time.perf_counter() - started) - SAVE_MARGIN
         config = dataclasses.replace(config, time_budget=max(left, 1.0))
-    report = adapt_(student, teacher, args.target, args.general, config, state_dir=state_dir, progress=True)
+    report = adapt_(student, teacher, args.target, args.general, config, canary=args.canary, state_dir=state_dir,
+                    progress=True)
     if not Dist.from_env().main:
         return 0
     print(report.format())

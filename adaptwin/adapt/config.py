@@ -6,9 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import math
+
 PRECISIONS = ("auto", "fp32", "bf16")
-AUTO_EPOCHS = 50  # the most end-to-end epochs of epochs=None with a time budget
-FIXED_EPOCHS = 2  # end-to-end epochs of epochs=None without a time budget
+# epochs=None: enough end-to-end epochs for about this many window passes, within [1, MAX_EPOCHS];
+# validation then keeps the best checkpoint and may stop sooner
+AUTO_PASSES = 400
+MAX_EPOCHS = 8
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,7 @@ class AdaptConfig:
     # -30 % worse on both test sets; end to end, 2e-4 (with distill 1.0) left -50 % 5.7 points
     # worse on general speech than 1e-4.
     layerwise_lr: float = 5e-5
-    # end-to-end epochs; None: as many as time_budget allows (at most AUTO_EPOCHS), or
-    # FIXED_EPOCHS without a time budget
+    # end-to-end epochs at most; None: from the number of windows (AUTO_PASSES / windows, at most MAX_EPOCHS)
     epochs: int | None = None
     lr: float = 1e-4
     batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
@@ -47,7 +50,15 @@ class AdaptConfig:
     topk: int = 64  # teacher logits kept per token for distillation
     lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
     lora_alpha: float = 16.0
-    time_budget: float | None = None  # seconds for the whole run; stage 2 stops early when spent
+    # validation: a share of the target utterances is held out, and up to canary_utterances of
+    # the canary speakers are scored evals_per_epoch times an epoch; the checkpoint with the lowest
+    # target CE + canary_weight * canary CE is kept; patience validations without one stop training
+    holdout: float = 0.15
+    canary_utterances: int = 48
+    evals_per_epoch: int = 2
+    patience: int = 3
+    canary_weight: float = 1.0
+    time_budget: float | None = None  # seconds for the whole run: a cap (the run warns when it binds)
     checkpoint_every: float = 120.0  # seconds between resumable checkpoints (0: after every step)
     seed: int = 0
     precision: str = "auto"  # "auto": bf16 autocast where the hardware has it, else fp32
@@ -70,7 +81,13 @@ class AdaptConfig:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a non-negative integer")
-        for name in ("batch_size", "topk"):
+        if not 0.0 <= self.holdout < 0.5:
+            raise ValueError(f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)")
+        if not self.canary_weight >= 0:
+            raise ValueError(f"canary_weight={self.canary_weight} must be >= 0")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience={self.patience!r} must be a non-negative integer (0: never stop early)")
+        for name in ("batch_size", "topk", "canary_utterances", "evals_per_epoch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
         if not self.encoder_match >= 0:
@@ -89,11 +106,12 @@ class AdaptConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1")
 
-    def end_to_end_epochs(self) -> tuple[int, bool]:
-        """(epochs, until the time budget): what ``epochs`` means with this time budget."""
+    def end_to_end_epochs(self, windows: int) -> int:
+        """The most end-to-end epochs over ``windows`` training windows (a function of the data,
+        never of the machine)."""
         if self.epochs is not None:
-            return self.epochs, False
-        return (AUTO_EPOCHS, True) if self.time_budget is not None else (FIXED_EPOCHS, False)
+            return self.epochs
+        return max(1, min(MAX_EPOCHS, math.ceil(AUTO_PASSES / max(1, windows))))
 
     def distill_for(self, source: str) -> float:
         """The teacher's weight on a window of ``source`` ("target" or "general")."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,15 +21,16 @@ from ..evaluate import peak_rss_mb
 from ..modules import LowRankLinear, TwinAttention
 from ..targets import check_whisper
 from .config import AdaptConfig
-from .data import build_windows
+from .data import build_windows, canary_utterances, validation_windows
 from .lora import inject_lora, merge_lora
 from .stages import block_loss, e2e_loss
 from .teacher import cache_teacher
 from .train import Dist, Phase, Trainer, saved_key
+from .validate import ValidationSet, Validator, score
 
 logger = logging.getLogger(__name__)
 
-TEACHER_SHARE = 0.3  # of a time budget, the most the teacher pass may take (windows past it are not used)
+TEACHER_SHARE = 0.5  # of a time budget, the most the teacher pass may take (windows past it are not used)
 LAYERWISE_SHARE = 0.35  # of what the teacher pass left, the most stage 1 may take
 
 
@@ -46,6 +48,10 @@ class AdaptReport:
     stopped_early: bool
     lora_merged: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    validation: list[dict] = field(default_factory=list)  # stage 2: step, metrics and score of each validation
+    kept: dict[str, Any] | None = None  # the validation of the checkpoint kept
+    dense: dict[str, float] = field(default_factory=dict)  # the teacher's own validation losses
+    stopped_by: str | None = None  # what ended stage 2 early: "validation", "time budget" or "steps"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,9 +65,16 @@ class AdaptReport:
             lines.append(f"  layer-wise {name:<34} rel. error {errs[0]:.4f} -> {errs[-1]:.4f} (epoch mean)")
         if self.losses:
             lines.append(f"  end-to-end loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} over {len(self.losses)} epoch(s)")
+        if self.kept:
+            start, kept = self.validation[0], self.kept
+            shown = [k for k in ("target_ce", "canary_ce") if k in kept]
+            lines.append(f"  validation: kept step {kept['step']} of {self.validation[-1]['step']} ("
+                         + ", ".join(f"{k} {start[k]:.3f} -> {kept[k]:.3f}, dense {self.dense.get(k, float('nan')):.3f}"
+                                     for k in shown) + ")")
         lines.append(f"{self.steps} steps, {self.seconds['total']:.0f} s ({self.seconds['teacher']:.0f} s teacher pass), "
                      f"peak RSS {self.peak_rss_mb:.0f} MB, {self.precision}, {self.processes} process(es)"
-                     + (", resumed" if self.resumed else "") + (", stopped early" if self.stopped_early else ""))
+                     + (", resumed" if self.resumed else "")
+                     + (f", stopped by {self.stopped_by}" if self.stopped_by else ""))
         return "\n".join(lines)
 
 
@@ -125,11 +138,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def adapt_(
-    model, teacher, target, general=None, config: AdaptConfig = AdaptConfig(), *, processor=None,
+    model, teacher, target, general=None, config: AdaptConfig = AdaptConfig(), *, canary=None, processor=None,
     state_dir: str | Path | None = None, device: str | None = None, progress: bool = False,
 ) -> AdaptReport:
     """Adapt the compressed ``model`` in place to the speaker of ``target`` (manifest, folder or
     list of ``Utterance``), distilling from the dense ``teacher`` and replaying ``general`` speech.
+
+    Validation decides which checkpoint is kept and when training stops: ``config.holdout`` of
+    the target utterances are held out, and ``canary`` (general speakers that are neither in
+    ``general`` nor tested on) shows whether other voices still work.
 
     With ``state_dir``, a checkpoint is written there every ``config.checkpoint_every`` seconds
     and an interrupted run continues from it. Under ``torchrun`` the layer-wise stage is split
@@ -154,11 +171,27 @@ def adapt_(
     model.to(device)
     teacher.to(device)
     precision = resolve_precision(config.precision, device)
-    windows = build_windows(
-        processor, target, general, minutes=config.minutes, replay=config.replay, fill=config.fill, seed=config.seed,
-        language=config.language, max_tokens=model.config.max_target_positions,
-        multilingual=bool(getattr(model.generation_config, "is_multilingual", False)),
-    )
+    text = dict(language=config.language, max_tokens=model.config.max_target_positions,
+                multilingual=bool(getattr(model.generation_config, "is_multilingual", False)))
+    windows = build_windows(processor, target, general, minutes=config.minutes, replay=config.replay, fill=config.fill,
+                            holdout=config.holdout, seed=config.seed, **text)
+    speech = config.fill * float(getattr(processor.feature_extractor, "chunk_length", 30.0))
+    held = []
+    if windows.held_out:
+        held.append(("target", validation_windows(processor, windows.held_out, "target", speech=speech, **text)))
+    elif config.holdout:
+        logger.warning("too few target utterances to hold %.0f %% out for validation", 100 * config.holdout)
+    if canary is not None:
+        canary_utts, _ = canary_utterances(canary, config.canary_utterances)
+        heard = set(windows.record["target"]["speakers"]) | set((windows.record["general"] or {}).get("speakers", []))
+        clash = sorted({u.speaker for u in canary_utts if u.speaker} & heard - {"unknown"})
+        if clash:
+            raise ValueError(f"canary speaker(s) {clash} are also in the target or replay data: the canary must be "
+                             "speakers training never hears")
+        held.append(("canary", validation_windows(processor, canary_utts, "canary", speech=speech, **text)))
+    if not held:
+        logger.warning("no validation data (no --canary, no held-out target utterances): the last step is kept, "
+                       "and nothing checks that other speakers still work")
     order = list(range(len(windows)))
     random.Random(config.seed).shuffle(order)  # target and replay windows mixed: any prefix is a fair sample
     windows = windows.subset(order)
@@ -200,6 +233,8 @@ def adapt_(
         u = windows.record["used"]
         logger.warning("the time budget lets the teacher pass cover %d of %d windows (%.1f min of target speech): "
                        "training uses those", used, u["of"], u["target_minutes"])
+    valsets = [ValidationSet(name, w, cache_teacher(teacher, w, [], start_layer, config.topk, device))
+               for name, w in held]
     teacher_seconds = time.perf_counter() - teacher_start
 
     phases, n = [], len(windows)
@@ -215,14 +250,19 @@ def adapt_(
             for i, b in enumerate(names):
                 dist.broadcast_([dict(model.named_parameters())[p].data for p in block_params[b]], src=i % dist.world)
         phases.append(Phase("share layers", [], None, after=share))
-    epochs, until_deadline = config.end_to_end_epochs()
+    epochs = config.end_to_end_epochs(n)
+    autocast = _autocast(precision, device)
+    validator = Validator(model, start_index, valsets, device, autocast, dist) if valsets else None
     if epochs:
         everything = [p for b in names for p in block_params[b]]
         loss = lambda w: e2e_loss(model, start_index, windows, cache, w,  # noqa: E731
                                   config.distill_for(windows.source[w]),
                                   device, config.encoder_match)
-        phases.append(Phase("end-to-end", everything, loss, n, epochs, config.lr, sharded=True,
-                            deadline=left, until_deadline=until_deadline))
+        per_epoch = math.ceil(n / config.batch_size)
+        phases.append(Phase("end-to-end", everything, loss, n, epochs, config.lr, sharded=True, deadline=left,
+                            validate=validator, score=lambda m: score(m, config.canary_weight),
+                            eval_every=max(1, math.ceil(per_epoch / config.evals_per_epoch)),
+                            patience=config.patience))
 
     key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
            "blocks": names}
@@ -231,7 +271,7 @@ def adapt_(
     model.eval()  # no dropout: training is deterministic for a seed
     trainer = Trainer(model, phases, batch=config.batch_size, seed=config.seed, dist=dist, key=key,
                       state_path=state_path, checkpoint_every=config.checkpoint_every, max_steps=config.max_steps,
-                      autocast=_autocast(precision, device), progress=progress)
+                      autocast=autocast, progress=progress)
     state = trainer.run()
     merged = merge_lora(model) if config.lora_rank else 0
     for n, p in model.named_parameters():
@@ -241,17 +281,25 @@ def adapt_(
 
     seconds = {"teacher": round(teacher_seconds, 1), "train": round(trainer.elapsed(), 1)}
     seconds["total"] = round(time.perf_counter() - start, 1)
+    evals = state.history.get("end-to-end validation", [])
+    kept_step = (state.history.get("end-to-end kept") or [None])[0]
+    kept = next((e for e in evals if e["step"] == kept_step), None)
+    record = {**windows.record, "validation": {name: w.record for name, w in held}}
     report = AdaptReport(
-        data=windows.record,
-        blocks={k.removeprefix("layer "): v for k, v in state.history.items() if k.startswith("layer ")},
+        data=record,
+        blocks={k.removeprefix("layer "): v for k, v in state.history.items()
+                if k.startswith("layer ") and not k.endswith((" validation", " kept"))},
         losses=state.history.get("end-to-end", []), steps=state.steps_done, seconds=seconds,
         peak_rss_mb=round(peak_rss_mb(), 1), precision=precision, processes=dist.world,
         resumed=trainer.resumed, stopped_early=trainer.stopped_early, lora_merged=merged, config=config.to_dict(),
+        validation=evals, kept=kept, dense=validator.dense() if validator else {},
+        stopped_by=state.stopped_by.get("end-to-end"),
     )
     meta = dict(getattr(model.config, "adaptwin", None) or {})
     meta["adaptation"] = {
-        "config": config.to_dict(), "data": windows.record, "teacher": teacher_path, "steps": state.steps_done,
-        "stopped_early": trainer.stopped_early, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(), "data": record, "teacher": teacher_path, "steps": state.steps_done,
+        "kept": kept, "stopped_by": report.stopped_by,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     model.config.adaptwin = meta
     return report

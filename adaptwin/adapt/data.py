@@ -8,7 +8,7 @@ import json
 import logging
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class Windows:
     source: list[str]  # "target" or "general"
     seconds: list[float]  # audio per window (speech and the gaps between utterances)
     record: dict[str, Any]  # what the windows were made of (stored with the adapted model)
+    held_out: list[Utterance] = field(default_factory=list)  # target utterances kept for validation
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -44,7 +45,7 @@ class Windows:
         used = {"windows": len(index), "of": len(self), "target_windows": source.count("target"),
                 "target_minutes": round(sum(t for t, s in zip(seconds, source) if s == "target") / 60, 2)}
         return Windows(self.features[index], [self.ids[i] for i in index], [self.labels[i] for i in index], source,
-                       seconds, {**self.record, "used": used})
+                       seconds, {**self.record, "used": used}, self.held_out)
 
 
 def _utterances(source) -> tuple[list[Utterance], str]:
@@ -114,6 +115,33 @@ def take_minutes(utts: list[Utterance], minutes: float | None, seconds: float = 
     return [u for i, (u, _) in enumerate(fits) if i in chosen]
 
 
+def hold_out(utts: list[Utterance], share: float) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, validation): about ``share`` of the utterances, spread over the list in the same
+    golden-ratio stride as ``take_minutes`` (index i is held out when i * 0.618 + 0.5 mod 1 < share)."""
+    if share <= 0 or len(utts) < 2:
+        return list(utts), []
+    val = [i for i in range(len(utts)) if (i * GOLDEN + 0.5) % 1.0 < share]
+    if not val or len(val) == len(utts):
+        return list(utts), []
+    keep = set(val)
+    return [u for i, u in enumerate(utts) if i not in keep], [utts[i] for i in val]
+
+
+def canary_utterances(source, limit: int) -> tuple[list[Utterance], str]:
+    """At most ``limit`` transcribed utterances of the canary set (its ``validation`` split when
+    the manifest has splits), every k-th so that each speaker keeps its share."""
+    utts, label = _utterances(source)
+    if any(u.split for u in utts):
+        utts = [u for u in utts if u.split == "validation"]
+    utts = [u for u in utts if (u.text or "").strip() and not NON_SPEECH.match(u.text)]
+    if not utts:
+        raise ValueError(f"the canary set {label} has no transcribed utterances (in a 'validation' split when it has "
+                         "splits): give general speakers that are neither replayed nor tested, with transcripts")
+    if len(utts) > limit:
+        utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
+    return utts, label
+
+
 def fingerprint(utts: list[Utterance]) -> str:
     h = hashlib.sha256()
     for u in utts:
@@ -122,15 +150,17 @@ def fingerprint(utts: list[Utterance]) -> str:
 
 
 def build_windows(processor, target, general=None, *, minutes: float | None = None, replay: float = 0.25,
-                  fill: float = 1.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
+                  fill: float = 1.0, holdout: float = 0.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
                   multilingual: bool = False) -> Windows:
-    """Target windows (``minutes`` of the adapt split, spread over it) and general windows making up
-    ``replay`` of the total. Utterances are shuffled (seeded); each window holds a random
-    amount of speech, from one utterance up to ``fill`` of its length; the rest is padding, as
-    it is when a short clip is transcribed."""
+    """Target windows (``minutes`` of the adapt split, spread over it, less a ``holdout`` share kept
+    for validation in ``Windows.held_out``) and general windows making up ``replay`` of the total.
+    Utterances are shuffled (seeded); each window holds a random amount of speech, from one
+    utterance up to ``fill`` of its length; the rest is padding, as it is when a short clip is
+    transcribed."""
     target_utts, target_label = training_utterances(target, "target")
     seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
-    target_utts = take_minutes(target_utts, minutes, seconds)
+    chosen = take_minutes(target_utts, minutes, seconds)
+    target_utts, held_out = hold_out(chosen, holdout)
     if not target_utts:
         raise ValueError(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
     rng = random.Random(seed)
@@ -158,6 +188,35 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
     elif replay > 0:
         logger.warning("no general speech given: adapting without replay (other speakers may regress)")
 
+    feats, ids, labels = _encode(processor, packed, language, max_tokens, multilingual)
+    target_seconds = sum(_duration(u) for u in chosen)
+    record = {
+        "target": {"source": target_label, "utterances": len(chosen), "minutes": round(target_seconds / 60, 2),
+                   "speakers": sorted({u.speaker or "unknown" for u in chosen}),
+                   "fingerprint": fingerprint(chosen), "windows": sum(s == "target" for *_, s in packed),
+                   "held_out": len(held_out)},
+        "general": None if not general_label else {
+            "source": general_label, "windows": sum(s == "general" for *_, s in packed), "seed": seed,
+            "speakers": sorted({u.speaker or "unknown" for u in general_utts})},
+    }
+    return Windows(feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record,
+                   held_out)
+
+
+def validation_windows(processor, utts: list[Utterance], source: str, *, speech: float, language: str = "en",
+                       max_tokens: int = 448, multilingual: bool = False) -> Windows:
+    """Validation utterances in manifest order, packed into windows of at most ``speech`` seconds
+    of audio each (fixed, so every evaluation sees the same windows)."""
+    seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
+    packed = [(a, t, source) for a, t in pack_windows(utts, seconds=seconds, caps=lambda _: speech)]
+    feats, ids, labels = _encode(processor, packed, language, max_tokens, multilingual)
+    record = {"utterances": len(utts), "minutes": round(sum(_duration(u) for u in utts) / 60, 2),
+              "speakers": sorted({u.speaker or "unknown" for u in utts})}
+    return Windows(feats, ids, labels, [source] * len(packed), [len(a) / SAMPLE_RATE for a, _, _ in packed], record)
+
+
+def _encode(processor, packed, language: str, max_tokens: int, multilingual: bool):
+    """Log-mel features [N, n_mels, frames] and teacher-forcing ids/labels of packed windows."""
     feats = processor.feature_extractor([a for a, _, _ in packed], sampling_rate=SAMPLE_RATE,
                                         return_tensors="pt").input_features  # [N, n_mels, 3000]
     tok = processor.tokenizer
@@ -175,15 +234,7 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
         y[: prompt_len - 1] = IGNORE  # the language/task tokens are given, not learned
         ids.append(x)
         labels.append(y)
-    target_seconds = sum(_duration(u) for u in target_utts)
-    record = {
-        "target": {"source": target_label, "utterances": len(target_utts), "minutes": round(target_seconds / 60, 2),
-                   "speakers": sorted({u.speaker or "unknown" for u in target_utts}),
-                   "fingerprint": fingerprint(target_utts), "windows": sum(s == "target" for *_, s in packed)},
-        "general": None if not general_label else {
-            "source": general_label, "windows": sum(s == "general" for *_, s in packed), "seed": seed},
-    }
-    return Windows(feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record)
+    return feats, ids, labels
 
 
 def pad_batch(seqs: list[torch.Tensor], value: int) -> torch.Tensor:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .data import Windows
+from .data import IGNORE, Windows
 
 
 @dataclass
@@ -29,6 +30,7 @@ class TeacherCache:
     topk_values: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
     topk_index: list[torch.Tensor] = field(default_factory=list)  # per window [T, k]
     encoder: list[torch.Tensor] = field(default_factory=list)  # per window [1, S, D]: the dense encoder output
+    nll: list[tuple[float, int]] = field(default_factory=list)  # per window: the teacher's summed CE, tokens
 
     def __len__(self) -> int:
         return len(self.start)
@@ -37,7 +39,7 @@ class TeacherCache:
         """Keep the first ``n`` windows."""
         for name, per_window in self.blocks.items():
             self.blocks[name] = per_window[:n]
-        for name in ("start", "topk_values", "topk_index", "encoder"):
+        for name in ("start", "topk_values", "topk_index", "encoder", "nll"):
             setattr(self, name, getattr(self, name)[:n])
 
 
@@ -94,9 +96,14 @@ def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start
             else:
                 cache.start.append(current.pop(start_layer)[0][0])
             cache.encoder.append(out.encoder_last_hidden_state.detach())
-            values, index = out.logits[0].float().topk(min(topk, out.logits.shape[-1]), dim=-1)  # [T, k]
+            logits = out.logits[0].float()  # [T, V]
+            values, index = logits.topk(min(topk, logits.shape[-1]), dim=-1)  # [T, k]
             cache.topk_values.append(values)
             cache.topk_index.append(index)
+            labels = windows.labels[i].to(device)  # [T]
+            keep = labels != IGNORE
+            nll = F.cross_entropy(logits[keep], labels[keep], reduction="sum") if keep.any() else logits.new_zeros(())
+            cache.nll.append((float(nll), int(keep.sum())))
             if progress is not None:
                 progress.update(1)
     finally:

@@ -1,5 +1,9 @@
 """A small deterministic training loop shared by both stages: phases of per-window losses,
-resumable atomic checkpoints, and data parallelism over ``torch.distributed`` ranks."""
+validation every few steps keeping the best checkpoint, resumable atomic checkpoints, and data
+parallelism over ``torch.distributed`` ranks.
+
+How long a phase trains is decided by its steps and its validation, never by the clock: a
+deadline only caps it (and the run then says that the result depends on the machine)."""
 
 from __future__ import annotations
 
@@ -18,8 +22,7 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
-PLAN_AFTER = 2  # a time budget is planned from the duration of this step (the first ones warm up)
+STATE_VERSION = 2
 
 
 @dataclass
@@ -33,7 +36,10 @@ class Phase:
     sharded: bool = False  # windows of each batch split over ranks, gradients summed
     deadline: float | None = None  # seconds since the run started after which the phase stops
     after: Callable[[], None] | None = None  # called once the phase is complete
-    until_deadline: bool = False  # the epochs are an upper bound: stopping at the deadline is the plan
+    validate: Callable[[], dict[str, float]] | None = None  # validation metrics of the current weights
+    score: Callable[[dict[str, float]], float] | None = None  # lower is better: the checkpoint kept
+    eval_every: int = 0  # steps between validations (the starting point is validated too)
+    patience: int = 0  # stop after this many validations without a better score (0: never)
 
     def steps_per_epoch(self, batch: int) -> int:
         return math.ceil(self.windows / batch) if self.loss is not None else 0
@@ -106,10 +112,14 @@ class State:
     steps_done: int = 0  # optimizer steps of this process, all phases
     epoch_loss: float = 0.0  # running sum over the current epoch
     epoch_steps: int = 0
-    planned: dict[str, int] = field(default_factory=dict)  # phase -> steps, when a time budget shortened it
+    planned: dict[str, int] = field(default_factory=dict)  # phase -> steps, when a time budget cut it
     history: dict[str, list[float]] = field(default_factory=dict)  # phase -> mean loss per epoch
     elapsed: float = 0.0  # training seconds before this process started (resumed runs)
     optimizer: dict | None = None
+    evals: list[dict] = field(default_factory=list)  # validations of the current phase: step, metrics, score
+    best: int | None = None  # index into evals of the checkpoint kept
+    best_params: dict | None = None  # its trained parameters
+    stopped_by: dict[str, str] = field(default_factory=dict)  # phase -> "validation" | "time budget" | "steps"
 
 
 def lr_at(step: int, total: int, peak: float) -> float:
@@ -234,78 +244,91 @@ class Trainer:
                 state.optimizer = None
             per_epoch = phase.steps_per_epoch(self.batch)
             total = state.planned.get(phase.name, per_epoch * phase.epochs)
-            clock = first = None  # start of the last step; end of this process's first step in the phase
+            full = per_epoch * phase.epochs  # the schedule: a cut phase ends early, its rates unchanged
+            if phase.validate is not None and not state.evals:
+                self._validate(phase, state, 0, params)  # the starting point is a candidate too
+            first = None  # end of this process's first step in the phase
             ran = 0
             while state.epoch * per_epoch + state.step < total:
                 k = state.epoch * per_epoch + state.step  # step within the phase
                 if self.max_steps is not None and state.steps_done >= self.max_steps:
                     self.stopped_early = True
+                    state.stopped_by[phase.name] = "steps"
                     self.save(state, optimizer)
+                    self._restore_best(state)
                     return True
-                if clock is not None and k >= PLAN_AFTER and phase.deadline is not None and phase.name not in state.planned:
-                    total = self._plan(phase, state, total, k, time.monotonic() - clock, bar)
-                    if k >= total:
-                        break
                 order = epoch_order(phase.windows, self.seed, phase.name, state.epoch)
                 batch = order[state.step * self.batch : (state.step + 1) * self.batch]
-                clock = time.monotonic()
-                loss = self._step(phase, optimizer, batch, lr_at(k, total, phase.lr))
+                loss = self._step(phase, optimizer, batch, lr_at(k, full, phase.lr))
                 state.step += 1
                 state.steps_done += 1
                 state.epoch_loss += loss
                 state.epoch_steps += 1
                 ran += 1
                 first = first or time.monotonic()
-                if ran > PLAN_AFTER and phase.deadline is not None and k + 1 < total:
-                    # steps vary (window lengths, checkpoints): stop when the next one would not fit
-                    over = self.elapsed() + (time.monotonic() - first) / (ran - 1) > phase.deadline
-                    if self.dist.any(over) if phase.sharded else over:
-                        total = self._cut(phase, state, total, k + 1, bar)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix_str(f"{phase.name} loss {loss:.4f}")
-                if state.step == per_epoch or state.epoch * per_epoch + state.step >= total:
+                if state.step == per_epoch or k + 1 >= total:
                     state.history.setdefault(phase.name, []).append(state.epoch_loss / state.epoch_steps)
                     state.epoch_loss, state.epoch_steps = 0.0, 0
                     if state.step == per_epoch:
                         state.epoch, state.step = state.epoch + 1, 0
+                if phase.validate is not None and ((k + 1) % phase.eval_every == 0 or k + 1 >= total):
+                    self._validate(phase, state, k + 1, params)
+                    since = len(state.evals) - 1 - state.best
+                    if phase.patience and since >= phase.patience and k + 1 < total:
+                        logger.info("%s: %d validations without improvement: stopping after step %d, keeping step %d",
+                                    phase.name, since, k + 1, state.evals[state.best]["step"])
+                        total = self._cut(phase, state, total, k + 1, bar, "validation")
+                if ran > 1 and phase.deadline is not None and k + 1 < total:
+                    # steps vary (window lengths, checkpoints, validations): stop when the next one would not fit
+                    over = self.elapsed() + (time.monotonic() - first) / (ran - 1) > phase.deadline
+                    if self.dist.any(over) if phase.sharded else over:
+                        logger.warning("%s: the time budget ran out after %d of %d steps: the result now depends on "
+                                       "this machine's speed (give a larger --time-budget to let validation decide)",
+                                       phase.name, k + 1, total)
+                        total = self._cut(phase, state, total, k + 1, bar, "time budget")
+                        self.stopped_early = True
                 due = self.every == 0 or time.monotonic() - self.last_save >= self.every
                 if self.dist.any(due) if phase.sharded else due:
                     self.save(state, optimizer)
+            self._restore_best(state)
         if phase.after is not None:
             phase.after()
         state.phase += 1
         state.epoch = state.step = state.epoch_steps = 0
         state.epoch_loss = 0.0
-        if phase.loss is None:
-            self.save(state, None)  # after a synchronisation point: never redo it on resume
+        state.evals, state.best, state.best_params = [], None, None
+        if phase.loss is None or phase.validate is not None:
+            self.save(state, None)  # after a synchronisation point or a restored best: never redo it on resume
         return False
 
-    def _plan(self, phase: Phase, state: State, total: int, k: int, step_seconds: float, bar) -> int:
-        """With a time budget: after ``PLAN_AFTER`` steps, shorten the phase to the steps that fit
-        (the learning-rate schedule then still completes). Fixed once, kept on resume."""
-        left = phase.deadline - self.elapsed()
-        fit = k + max(0, int(left / max(step_seconds, 1e-6)))
-        fit = self.dist.min(fit) if phase.sharded else fit
-        if fit < total:
-            if phase.until_deadline:
-                logger.info("%s: the time budget fits %d steps (%.1f epochs)", phase.name, fit,
-                            fit / max(1, phase.steps_per_epoch(self.batch)))
-            else:
-                logger.warning("%s: the time budget fits %d of %d planned steps; training for %d", phase.name, fit,
-                               total, fit)
-                self.stopped_early = True
-            if bar is not None:
-                bar.total -= total - fit
-                bar.refresh()
-            total = fit
-        state.planned[phase.name] = total
-        return total
+    def _validate(self, phase: Phase, state: State, step: int, params: list[torch.Tensor]) -> None:
+        metrics = phase.validate()
+        value = phase.score(metrics)
+        state.evals.append({"step": step, "epoch": round(step / max(1, phase.steps_per_epoch(self.batch)), 2),
+                            **metrics, "score": round(value, 5)})
+        if state.best is None or value < state.evals[state.best]["score"]:
+            state.best = len(state.evals) - 1
+            state.best_params = {n: self.params[n].detach().clone() for n in phase.params}
+        state.history[f"{phase.name} validation"] = list(state.evals)
+        state.history[f"{phase.name} kept"] = [state.evals[state.best]["step"]]
+        logger.info("%s validation at step %d: %s (score %.4f%s)", phase.name, step,
+                    ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), value,
+                    ", best" if state.best == len(state.evals) - 1 else "")
 
-    def _cut(self, phase: Phase, state: State, total: int, steps: int, bar) -> int:
-        """End ``phase`` after ``steps``: the planned steps did not fit its deadline after all."""
-        logger.warning("%s: the time budget ran out after %d of %d planned steps", phase.name, steps, total)
-        self.stopped_early = self.stopped_early or not phase.until_deadline
+    def _restore_best(self, state: State) -> None:
+        """Put the kept checkpoint's weights back (no-op without validation)."""
+        if state.best_params is None:
+            return
+        with torch.no_grad():
+            for name, value in state.best_params.items():
+                self.params[name].copy_(value)
+
+    def _cut(self, phase: Phase, state: State, total: int, steps: int, bar, why: str) -> int:
+        """End ``phase`` after ``steps`` (validation stopped improving, or the time budget ran out)."""
+        state.stopped_by[phase.name] = why
         if bar is not None:
             bar.total -= total - steps
             bar.refresh()

@@ -1,4 +1,18 @@
-"""``adaptwin data build``: the standard target-speaker, general and calibration sets."""
+"""``adaptwin data build``: the standard target-speaker, general, canary, calibration and test sets.
+
+Speakers have one role each, so a test voice is never heard in replay, calibration or
+validation (``check_disjoint`` refuses a build that breaks this):
+
+| file | speakers | split | used for |
+|---|---|---|---|
+| ``allison.jsonl`` | Allison Smith (Asterisk prompts) | adapt / test | target speaker 1 |
+| ``joe.jsonl`` | Joe King (FOTAQ) | adapt / test | target speaker 2 |
+| ``general.jsonl`` | replay voices and characters | adapt | replay during adaptation |
+| ``calib.jsonl`` | replay voices and characters | calib | data-aware compression |
+| ``canary.jsonl`` | canary voices and characters | validation | choosing the checkpoint |
+| ``test-tts.jsonl`` | test voices | test | general WER, unseen synthetic voices |
+| ``test-real.jsonl`` | FOTAQ test characters, LibriVox | test | general WER, unseen real speakers |
+"""
 
 from __future__ import annotations
 
@@ -11,16 +25,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ..audio import SAMPLE_RATE, load_audio
+from . import fotaq
 from .debian import allison_prompts, allison_root, apt_install, librivox_utterances, package_version
 from .manifest import Utterance, write_manifest
 from .text import corpus_sentences
-from .tts import VOICES, Voice, synthesize, write_wav
+from .tts import VOICES, Voice, available, synthesize, write_wav
 
 logger = logging.getLogger(__name__)
 
 TEST_EVERY = 4  # target speaker: every 4th prompt in sorted file-name order is a test prompt
+TRAINING_SETS = ("allison", "joe", "general", "calib", "canary")  # heard by training, calibration or validation
+TEST_SETS = ("test-tts", "test-real")
 
 
 @dataclass
@@ -36,83 +54,163 @@ def target_split(index: int) -> str:
     return "test" if index % TEST_EVERY == TEST_EVERY - 1 else "adapt"
 
 
+def person_of(speaker: str, voices: tuple[Voice, ...] = VOICES) -> str:
+    """The person behind a speaker id: synthetic voices of one human share one."""
+    return next((v.person for v in voices if v.name == speaker), speaker)
+
+
+def check_disjoint(sets: dict[str, list[Utterance]], person: Callable[[str], str] = person_of) -> None:
+    """Refuse sets in which a test speaker is also heard in training, replay, calibration or
+    validation, a canary speaker is replayed or calibrated on, or a test sentence is read elsewhere."""
+    def people(names) -> dict[str, set[str]]:  # person -> the speaker ids it appears as
+        out: dict[str, set[str]] = {}
+        for n in names:
+            for u in sets.get(n, []):
+                out.setdefault(person(u.speaker or "unknown"), set()).add(u.speaker or "unknown")
+        return out
+
+    def clash(a: dict, b: dict) -> list[str]:
+        return sorted(f"{p} ({', '.join(sorted(a[p] | b[p]))})" for p in a.keys() & b.keys())
+
+    def texts(names):
+        return {u.text.strip().lower() for n in names for u in sets.get(n, []) if u.text}
+
+    seen = people(TRAINING_SETS)
+    for name in TEST_SETS:
+        both = clash(people([name]), seen)
+        if both:
+            raise ValueError(f"{name}: speaker(s) {both} are also used for training, calibration or validation; "
+                             "a test speaker must be unseen")
+        shared = texts([name]) & texts(TRAINING_SETS)
+        if shared:
+            raise ValueError(f"{name}: {len(shared)} sentence(s) are also read in training data (e.g. {min(shared)!r})")
+    both = clash(people(["canary"]), people(["general", "calib"]))
+    if both:
+        raise ValueError(f"canary speaker(s) {both} are also replayed or calibrated on: the canary must be unseen")
+
+
 def build_standard_sets(
-    out: str | Path, voices: tuple[Voice, ...] = VOICES, per_voice: int = 180, test_per_voice: int = 20,
-    calib_per_voice: int = 4, calib_target: int = 16, seed: int = 0, workers: int = 2, progress: bool = False,
+    out: str | Path, voices: tuple[Voice, ...] = VOICES, per_voice: int = 180, canary_per_voice: int = 30,
+    test_per_voice: int = 60, calib_per_voice: int = 8, calib_real: int = 48, fotaq_root: str | Path | None = None,
+    seed: int = 0, workers: int = 2, progress: bool = False,
 ) -> BuildReport:
-    """Write ``target.jsonl``, ``general.jsonl`` and ``calib.jsonl`` (with audio) under ``out``."""
+    """Write the manifests above (with 16 kHz WAV audio) and ``provenance.json`` under ``out``.
+
+    ``fotaq_root``: the FOTAQ corpus folder (default: ``fotaq.find_corpus()``); without it
+    there is no second target speaker and the real test speakers are LibriVox's alone."""
     start = time.perf_counter()
     out = Path(out)
     report = BuildReport(str(out))
+    missing = [v.name for v in voices if not available(v)]
+    if missing:
+        logger.warning("leaving out voice(s) %s: pip install 'adaptwin[data]' for Piper", ", ".join(missing))
+        voices = tuple(v for v in voices if v.name not in missing)
     _install_voices(voices)
+    sets: dict[str, list[Utterance]] = {}
 
-    # Target speaker: Allison's prompts, converted from G.722 to 16 kHz WAV.
-    target = []
-    prompts = allison_prompts()
+    # Target speaker 1: Allison's prompts, converted from G.722 to 16 kHz WAV.
     root = allison_root()
-    for i, (path, text) in enumerate(_bar(prompts, progress, "target speaker")):
+    allison = []
+    for i, (path, text) in enumerate(_bar(allison_prompts(), progress, "allison")):
         name = "_".join(path.relative_to(root).with_suffix(".wav").parts)  # digits/1 -> digits_1.wav: unique
-        wav = out / "target" / name
-        try:
-            audio = load_audio(path)
-        except ValueError as exc:
-            report.failed.append(str(exc))
-            continue
-        write_wav(wav, audio)
-        target.append(Utterance(wav, text, "allison", target_split(i), len(audio) / SAMPLE_RATE))
-    write_manifest(target, out / "target.jsonl")
+        utt = _convert(path, out / "allison" / name, text, "allison", target_split(i), report)
+        if utt:
+            allison.append(utt)
+    sets["allison"] = allison
 
-    # General speakers: LibriVox (test only) + synthetic voices on disjoint sentences.
-    general = []
+    # Real speech: FOTAQ (target 2, replay, canary and test characters) and LibriVox (test).
+    real = {"joe": [], "general": [], "canary": [], "test-real": []}
+    corpus = fotaq.find_corpus(fotaq_root)
+    if corpus is None:
+        logger.warning("no FOTAQ corpus found (give --fotaq DIR or set %s): no second target speaker, and the "
+                       "real test speakers are LibriVox's five utterances alone", fotaq.ENV)
+    else:
+        clips = fotaq.fotaq_utterances(corpus)
+        split = {"target": "joe", "replay": "general", "canary": "canary", "test": "test-real"}
+        renamed = {"replay": "adapt", "canary": "validation"}
+
+        def convert(u: Utterance):
+            r = fotaq.role(u)
+            return split[r], _convert(u.audio, out / "fotaq" / f"{u.audio.stem}.wav", u.text, u.speaker,
+                                      renamed.get(r, u.split), report)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for name, utt in _bar(pool.map(convert, clips), progress, "fotaq", total=len(clips)):
+                if utt:
+                    real[name].append(utt)
     for path, text in librivox_utterances():
-        wav = out / "general" / "librivox" / path.name
-        audio = load_audio(path)
-        write_wav(wav, audio)
-        general.append(Utterance(wav, text, "librivox", "test", len(audio) / SAMPLE_RATE))
+        utt = _convert(path, out / "librivox" / path.name, text, "librivox", "test", report)
+        if utt:
+            real["test-real"].append(utt)
+
+    # Synthetic voices, each reading its own sentences: replay voices many, canary and test voices fewer.
     sentences = [s for _, s in corpus_sentences()]
     random.Random(seed).shuffle(sentences)
-    jobs = []
-    take = per_voice + calib_per_voice
-    for k, voice in enumerate(voices):
-        mine = sentences[k * take : (k + 1) * take]
-        for j, text in enumerate(mine):
-            split = "test" if j < test_per_voice else "calib" if j >= per_voice else "adapt"
-            jobs.append((voice, text, split, out / "general" / voice.name / f"{j:04d}.wav"))
+    counts = {"replay": per_voice + calib_per_voice, "canary": canary_per_voice, "test": test_per_voice}
+    jobs, k = [], 0
+    # test voices take their sentences first, so resizing replay or calibration never changes a test set
+    for voice in sorted(voices, key=lambda v: ("test", "canary", "replay").index(v.role)):
+        for j, text in enumerate(sentences[k : k + counts[voice.role]]):
+            kind = {"canary": "validation", "test": "test"}.get(voice.role, "calib" if j >= per_voice else "adapt")
+            jobs.append((voice, text, kind, out / "tts" / voice.name / f"{j:04d}.wav"))
+        k += counts[voice.role]
+    if k > len(sentences):
+        raise ValueError(f"the voices need {k} sentences, the corpora give {len(sentences)}: lower --per-voice")
     synthesized: list[Utterance | None] = [None] * len(jobs)
 
     def run(i: int) -> None:
-        voice, text, split, wav = jobs[i]
+        voice, text, kind, wav = jobs[i]
         try:
-            synthesized[i] = Utterance(wav, text, voice.name, split, synthesize(voice, text, wav))
+            synthesized[i] = Utterance(wav, text, voice.name, kind, synthesize(voice, text, wav))
         except Exception as exc:  # one bad sentence never stops the build
             report.failed.append(f"{voice.name}: {exc}")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(_bar(pool.map(run, range(len(jobs))), progress, "synthetic voices", total=len(jobs)))
-    general.extend(u for u in synthesized if u is not None)
-    write_manifest([u for u in general if u.split != "calib"], out / "general.jsonl")
+    tts = [u for u in synthesized if u is not None]
 
-    # Calibration: a few minutes, mixed speakers, disjoint from every test split.
-    calib = [u for u in general if u.split == "calib"]
-    target_adapt = [u for u in target if u.split == "adapt"]
-    calib += target_adapt[:: max(1, len(target_adapt) // calib_target)][:calib_target]
-    write_manifest([Utterance(u.audio, u.text, u.speaker, "calib", u.duration) for u in calib], out / "calib.jsonl")
+    sets["joe"] = real["joe"]
+    sets["general"] = [u for u in tts if u.split == "adapt"] + real["general"]
+    sets["canary"] = [u for u in tts if u.split == "validation"] + real["canary"]
+    sets["test-tts"] = [u for u in tts if u.split == "test"]
+    sets["test-real"] = real["test-real"]
+    # calibration: a few minutes of replay speakers only (synthetic and real), never a target or test speaker
+    replay_real = real["general"]
+    sets["calib"] = [u for u in tts if u.split == "calib"] + replay_real[:: max(1, len(replay_real) // calib_real)][:calib_real]
+    sets["calib"] = [Utterance(u.audio, u.text, u.speaker, "calib", u.duration) for u in sets["calib"]]
+    # a game repeats stock lines across characters: a test line heard in training is not a test
+    heard = {u.text.strip().lower() for n in TRAINING_SETS for u in sets.get(n, []) if u.text}
+    repeated = {}
+    for name in TEST_SETS:
+        keep = [u for u in sets[name] if (u.text or "").strip().lower() not in heard]
+        repeated[name] = len(sets[name]) - len(keep)
+        sets[name] = keep
+    if any(repeated.values()):
+        logger.info("left out test utterances whose sentence is also in training data: %s", repeated)
+    check_disjoint(sets, lambda s: person_of(s, voices))
+    for name, utts in sets.items():
+        if utts:
+            write_manifest(utts, out / f"{name}.jsonl")
 
-    for name, utts in (("target", target), ("general", [u for u in general if u.split != "calib"]), ("calib", calib)):
+    for name, utts in sets.items():
         report.counts[name] = {}
         for u in utts:
-            split = "calib" if name == "calib" else u.split
-            report.counts[name][split] = report.counts[name].get(split, 0) + 1
+            report.counts[name][u.split] = report.counts[name].get(u.split, 0) + 1
             m = report.minutes.setdefault(u.speaker, {})
-            m[split] = round(m.get(split, 0.0) + (u.duration or 0) / 60, 2)
+            m[u.split] = round(m.get(u.split, 0.0) + (u.duration or 0) / 60, 2)
     report.seconds = round(time.perf_counter() - start, 1)
+    roles = {v.name: {"person": v.person, "role": v.role, "engine": v.engine} for v in voices}
     provenance = {
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rule": f"target: Allison prompts in sorted file-name order, every {TEST_EVERY}th is test; general: "
-                f"sentences shuffled with seed {seed}, each read by one voice only, first {test_per_voice} per voice test",
+        "rule": f"allison: prompts in sorted file-name order, every {TEST_EVERY}th is test; joe and the FOTAQ "
+                f"characters: the corpus's own splits, canary characters {list(fotaq.CANARY)}; synthetic voices: "
+                f"one role per person, sentences shuffled with seed {seed}, each read by one voice only",
+        "speakers": {name: sorted({u.speaker for u in utts}) for name, utts in sets.items()},
+        "voices": roles,
+        "fotaq": str(corpus) if corpus else None,
+        "test_lines_heard_in_training_left_out": repeated,
         "debian_packages": {p: package_version(p) for p in ("asterisk-core-sounds-en-g722", "asterisk-core-sounds-en",
                             "pocketsphinx-testdata", "r-cran-janeaustenr", "r-cran-stringr")},
-        "voices": [asdict(v) for v in voices],
         "report": asdict(report),
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=1))
@@ -121,10 +219,22 @@ def build_standard_sets(
     return report
 
 
+def _convert(src: Path, wav: Path, text: str | None, speaker: str, split: str, report: BuildReport) -> Utterance | None:
+    try:
+        audio = load_audio(src)
+    except ValueError as exc:
+        report.failed.append(str(exc))
+        return None
+    write_wav(wav, audio)
+    return Utterance(wav, text, speaker, split, len(audio) / SAMPLE_RATE)
+
+
 def _install_voices(voices: tuple[Voice, ...]) -> None:
     """apt-get install the engines and festival voices that are missing."""
     missing = set()
     for v in voices:
+        if v.engine == "piper":
+            continue
         binary = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}[v.engine]
         if shutil.which(binary) is None:
             missing.add("festival" if v.engine == "festival" else v.package)

@@ -164,7 +164,7 @@ def pack_windows(
     return windows
 
 
-def build_calibration(loaded, source: str | Path | list[Utterance], max_windows: int = 8, language: str = "en"):
+def build_calibration(loaded, source: str | Path | list[Utterance], max_windows: int = 24, language: str = "en"):
     """``Calibration`` windows for ``loaded`` from a manifest/folder (token ids too when every
     utterance has a transcript, so decoder statistics are teacher-forced on the truth)."""
     import torch

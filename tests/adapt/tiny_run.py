@@ -41,11 +41,12 @@ def processor():
                            tokenizer=FakeTokenizer())
 
 
-def write_data(root: Path, n_target: int = 12, n_general: int = 8) -> Path:
-    """target.jsonl (adapt + test splits) and general.jsonl with short noisy tones."""
+def write_data(root: Path, n_target: int = 12, n_general: int = 8, n_canary: int = 6) -> Path:
+    """target.jsonl (adapt + test splits), general.jsonl and canary.jsonl (a third speaker, its
+    'validation' split) with short noisy tones."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for name, n, base in (("target", n_target, 220.0), ("general", n_general, 330.0)):
+    for name, n, base in (("target", n_target, 220.0), ("general", n_general, 330.0), ("canary", n_canary, 440.0)):
         rows = []
         for i in range(n):
             secs = 0.3 + 0.05 * (i % 4)
@@ -56,8 +57,8 @@ def write_data(root: Path, n_target: int = 12, n_general: int = 8) -> Path:
                 w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
                 w.writeframes((x * 20000).astype("<i2").tobytes())
             text = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(2))
-            rows.append({"audio": path.name, "text": text, "speaker": name, "split": "test" if i % 4 == 3 else "adapt",
-                         "duration": round(secs, 3)})
+            split = "validation" if name == "canary" else "test" if i % 4 == 3 else "adapt"
+            rows.append({"audio": path.name, "text": text, "speaker": name, "split": split, "duration": round(secs, 3)})
         (root / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return root
 
@@ -81,7 +82,8 @@ def models():
 def config(**kw):
     from adaptwin.adapt import AdaptConfig
 
-    base = dict(layerwise_epochs=2, epochs=2, batch_size=2, lr=3e-3, layerwise_lr=3e-3, checkpoint_every=0, replay=0.3)
+    base = dict(layerwise_epochs=2, epochs=2, batch_size=2, lr=3e-3, layerwise_lr=3e-3, checkpoint_every=0, replay=0.3,
+                holdout=0.0)
     base.update(kw)
     return AdaptConfig(**base)
 
@@ -110,8 +112,9 @@ def main(argv=None) -> int:
         Trainer._step = killing_step
     teacher, student = models()
     data = Path(args.data)
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config(), processor=processor(),
-                    state_dir=args.state)
+    # validation on: a resumed or two-process run must also agree on every validation and the kept step
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config(holdout=0.25),
+                    canary=data / "canary.jsonl", processor=processor(), state_dir=args.state)
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save({"params": student.state_dict(), "report": report.to_dict()}, args.out)
     return 0

@@ -1,0 +1,67 @@
+"""Scoring shared by the adaptation benchmarks: WER of a model on test splits, per-utterance
+errors, and the share of utterances a model gets worse on than a reference model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# general test sets written by `adaptwin data build`: speakers never used in training,
+# replay, calibration or validation
+TEST_SETS = {"test-tts": "test-tts.jsonl", "test-real": "test-real.jsonl"}
+
+
+def test_split(path: Path, limit: int | None) -> list:
+    """The manifest's test split; with ``limit``, every k-th utterance so that ``limit`` remain."""
+    from adaptwin.data import read_utterances
+
+    utts = [u for u in read_utterances(path) if u.split == "test"]
+    if limit and len(utts) > limit:
+        utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
+    return utts
+
+
+def general_test(data: Path, limit: int | None = None) -> list:
+    """Both general test sets (unseen synthetic voices, then unseen real speakers), each limited."""
+    return [u for path in TEST_SETS.values() for u in test_split(Path(data) / path, limit)]
+
+
+def score_sets(loaded, sets: dict[str, Path], limit: int | None) -> dict[str, dict]:
+    """{set: {"wer", "utterances", "errors": [per utterance], "words": [per utterance]}}."""
+    from adaptwin.evaluate import evaluate
+
+    out = {}
+    for name, path in sets.items():
+        results = []
+        report = evaluate(loaded, test_split(path, limit), batch_size=8, results=results)
+        out[name] = {"wer": report.wer, "utterances": report.n_utterances,
+                     "errors": [r.errors for r in results], "words": [r.words for r in results],
+                     "audio": [Path(r.audio).name for r in results]}
+    return out
+
+
+def worse_share(scored: dict, reference: dict) -> float | None:
+    """Percent of utterances with more errors than under ``reference`` (same utterances)."""
+    if scored.get("audio") != reference.get("audio") or not scored.get("errors"):
+        return None
+    worse = sum(a > b for a, b in zip(scored["errors"], reference["errors"]))
+    return round(100.0 * worse / len(scored["errors"]), 1)
+
+
+class FasterWhisper:
+    """faster-whisper as an evaluation backend (greedy, no timestamps, no fallback, no VAD)."""
+
+    name = "faster-whisper"
+
+    def __init__(self, ct2_dir: str, threads: int) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def transcribe_batch(self, audios, *, language="en", num_beams=1):
+        out = []
+        for audio in audios:
+            segments, _ = self.model.transcribe(audio, language=language, beam_size=num_beams, temperature=0.0,
+                                                without_timestamps=True, condition_on_previous_text=False,
+                                                vad_filter=False)
+            out.append(" ".join(s.text.strip() for s in segments))
+        return out
