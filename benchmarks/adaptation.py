@@ -5,15 +5,17 @@ for the dense model, faster-whisper int8, the compressed model and the adapted o
     python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
         [--targets allison joe] [--minutes 5 10 20] [--time-budget 10m] [--limit 100]
         [--only base:0.5 tiny.en:0.5:joe:20] [--precision-cell base:0.5:allison:20]
-        [--adapt-args "--lr 5e-5" --tag lr5e-5]
+        [--adapt-args "--lr 5e-5" --tag lr5e-5] [--heal 40]
 
 DIR is the output of `adaptwin data build` (allison.jsonl, joe.jsonl, general.jsonl, canary.jsonl,
 calib.jsonl, test-tts.jsonl, test-real.jsonl). Every step runs the real commands (`adaptwin
 compress`, `adaptwin adapt --canary`) in a subprocess, so wall time and peak memory are those
 of the command a user runs; finished cells are kept in WORK and not redone. "worse" is the share
 of general test utterances with more errors than under the dense model (the same utterances).
-`--precision-cell` adds fp32 and bf16 runs of one cell (bf16 with a 3x time cap, since a CPU
-without bf16 instructions emulates it). Writes benchmarks/results/adaptation.{json,md,png};
+`--precision-cell` adds a run of one cell at the other precision than the one `--precision
+auto` chose on this machine (bf16 gets a 3x time cap, since a CPU without bf16 instructions
+emulates it). `--heal N` first distils each compressed model on N minutes of the replay
+speakers (no target) and adapts from that. Writes benchmarks/results/adaptation.{json,md,png};
 `--render` redraws them from the JSON.
 """
 
@@ -104,18 +106,47 @@ def run(args) -> list[dict]:
                 return {"compress_seconds": secs, **scores(str(comp), data, args.targets, args.limit)}
 
             rows.append({"model": model, "budget": budget, "stage": "compressed", "scores": cell(work, comp.name, compress)})
+            if args.heal:
+                comp = heal(args, data, work, model, comp, rows)
             plan = only.get((model, budget)) or {t: args.minutes for t in args.targets}
             for target, minutes_list in plan.items():
                 for minutes in minutes_list:
-                    variants = [("", [], args.time_budget)]
-                    if precision == (model, f"{budget:g}", target, f"{minutes:g}"):
-                        cap = f"{3 * parse_seconds(args.time_budget):.0f}s"
-                        variants += [("fp32", ["--precision", "fp32"], args.time_budget),
-                                     ("bf16", ["--precision", "bf16"], cap)]
-                    for variant, extra, cap in variants:
-                        rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, variant, extra, cap))
-                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
+                    rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, "", [],
+                                          args.time_budget))
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
+                    if precision != (model, f"{budget:g}", target, f"{minutes:g}"):
+                        continue
+                    # the default row ran at the precision "auto" chose here; add the other one
+                    other = "fp32" if rows[-1]["scores"]["precision"] == "bf16" else "bf16"
+                    # a CPU without bf16 instructions emulates it: give it three times the cap
+                    cap = args.time_budget if other == "fp32" else f"{3 * parse_seconds(args.time_budget):.0f}s"
+                    rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, other,
+                                          ["--precision", other], cap))
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
     return rows
+
+
+def heal(args, data: Path, work: Path, model: str, comp: Path, rows: list) -> Path:
+    """Distil the compressed model on ``--heal`` minutes of the replay speakers (no target
+    speaker: `adaptwin adapt` with the general set as its target, the teacher's weight on it),
+    once per compressed model; speaker adaptation then starts from the result."""
+    healed = work / f"{comp.name}-heal{args.heal:g}"
+    report = work / f"{healed.name}.report.json"
+
+    def run_heal():
+        wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target", str(data / "general.jsonl"),
+                        "--canary", str(data / "canary.jsonl"), "--minutes", str(args.heal),
+                        "--target-distill", str(args.heal_distill), "--time-budget", args.heal_budget,
+                        "--out", str(healed), "--json", str(report)])
+        r = json.loads(report.read_text())
+        return {"wall_seconds": wall, "steps": r["steps"], "stopped_by": r["stopped_by"], "precision": r["precision"],
+                "peak_rss_mb": r["peak_rss_mb"], "kept": r["kept"], "validation": r["validation"],
+                "general_minutes": r["data"]["target"]["minutes"],
+                **scores(str(healed), data, args.targets, args.limit)}
+
+    rows.append({"model": model, "budget": rows[-1]["budget"], "stage": f"healed ({args.heal:g} min general)",
+                 "scores": cell(work, healed.name, run_heal)})
+    return healed
 
 
 def parse_seconds(text: str) -> float:
@@ -141,8 +172,9 @@ def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, e
                 "target_minutes": r["data"]["target"]["minutes"], "used": r["data"].get("used"),
                 **scores(str(out), data, [target], args.limit)}
 
+    label = " ".join(v for v in (variant, "after heal" if args.heal else "") if v)
     return {"model": model, "budget": budget, "stage": "adapted", "target": target, "minutes": minutes,
-            "variant": variant, "scores": cell(work, out.name, adapt)}
+            "variant": label, "scores": cell(work, out.name, adapt)}
 
 
 def _wer(row, name):
@@ -168,13 +200,14 @@ def render(result: dict, stem: Path) -> None:
             s, d = r["scores"], dense[r["model"]]["scores"]
             worse = " / ".join(f"{worse_share(s[k], d[k])}" for k in TEST_SETS) if r["stage"] != "dense" else ""
             adapted = r["stage"] == "adapted"
+            trained = "wall_seconds" in s  # adapted, or healed
             mins = f"{s['target_minutes']:.1f}" if adapted else ""
-            kept = f"{s['steps']} ({s['kept']['step'] if s.get('kept') else 'last'})" if adapted else ""
+            kept = f"{s['steps']} ({s['kept']['step'] if s.get('kept') else 'last'})" if trained else ""
             lines.append(
                 f"| {r['model']} | {r['budget']:.1f} | {r['stage']}{' ' + r['variant'] if r.get('variant') else ''} | "
                 f"{mins} | {_wer(r, target):.2f} | {_wer(r, 'test-tts'):.2f} | {_wer(r, 'test-real'):.2f} | {worse} | "
-                f"{s['wall_seconds'] if adapted else ''} | {kept} | {(s.get('stopped_by') or 'last epoch') if adapted else ''}"
-                f" | {s.get('precision', '') if adapted else ''} | {s.get('peak_rss_mb', '') if adapted else ''} |")
+                f"{s['wall_seconds'] if trained else ''} | {kept} | {(s.get('stopped_by') or 'last epoch') if trained else ''}"
+                f" | {s.get('precision', '') if trained else ''} | {s.get('peak_rss_mb', '') if trained else ''} |")
         lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
     try:
@@ -219,9 +252,13 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", default="10m")
     p.add_argument("--limit", type=int, default=100, help="score every k-th test utterance so that N remain (per set)")
     p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:TARGET[:MINUTES,...]]")
-    p.add_argument("--precision-cell", help="MODEL:BUDGET:TARGET:MINUTES also run with --precision fp32 and bf16")
+    p.add_argument("--precision-cell", help="MODEL:BUDGET:TARGET:MINUTES also run at the precision auto did not choose")
     p.add_argument("--adapt-args", default="", help="more `adaptwin adapt` options for every cell, e.g. '--lr 5e-5'")
     p.add_argument("--tag", help="suffix of the adapted cells' names (needed with --adapt-args: cells are cached by name)")
+    p.add_argument("--heal", type=float, default=0.0,
+                   help="first distil each compressed model on N minutes of the replay speakers (0: off)")
+    p.add_argument("--heal-distill", type=float, default=0.8, help="the teacher's weight during --heal")
+    p.add_argument("--heal-budget", default="15m", help="time cap of the --heal run")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
     p.add_argument("--note", help="a line of provenance for the table")

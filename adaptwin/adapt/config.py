@@ -6,12 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import math
-
 PRECISIONS = ("auto", "fp32", "bf16")
-# epochs=None: enough end-to-end epochs for about this many window passes, within [1, MAX_EPOCHS];
+# epochs=None: the whole epochs nearest to this many window passes, within [1, MAX_EPOCHS];
 # validation then keeps the best checkpoint and may stop sooner
-AUTO_PASSES = 400
+AUTO_PASSES = 300
 MAX_EPOCHS = 8
 
 
@@ -25,16 +23,15 @@ class AdaptConfig:
     """
 
     minutes: float | None = None  # target-speaker audio to use, spread over its adapt split (None: all)
-    replay: float = 0.25  # share of stage-2 windows drawn from general speech
+    # share of stage-2 windows drawn from general speech: half kept unseen voices better than a
+    # quarter in trials (docs/experiments/adaptation.md)
+    replay: float = 0.5
     # speech per 30 s window, as a fraction: the rest stays padding, as when a short clip is
-    # transcribed (fully packed windows taught base at -50 % to hallucinate after short prompts)
+    # transcribed (fully packed windows taught the model to hallucinate after short prompts)
     fill: float = 0.6
-    # stage 1 is off by default: in 10-minute trials (README, "Speaker adaptation") it did no
-    # better than giving its time to end-to-end epochs
+    # stage 1 is off by default: in trials it did no better than giving its time to
+    # end-to-end epochs (docs/experiments/adaptation.md, as are the learning-rate trials)
     layerwise_epochs: int = 0
-    # Learning rates from trials (see the README's adaptation section): 3e-4 / 5e-4 made base at
-    # -30 % worse on both test sets; end to end, 2e-4 (with distill 1.0) left -50 % 5.7 points
-    # worse on general speech than 1e-4.
     layerwise_lr: float = 5e-5
     # end-to-end epochs at most; None: from the number of windows (AUTO_PASSES / windows, at most MAX_EPOCHS)
     epochs: int | None = None
@@ -45,8 +42,9 @@ class AdaptConfig:
     # the same on the target speaker's windows (None: distill); 0 learns its transcripts alone
     target_distill: float | None = 0.0
     # stage 2 also keeps the encoder output near the dense one on every frame, padding included
-    # (relative squared error, this weight), so the frozen decoder still sees where speech ends
-    encoder_match: float = 1.0
+    # (relative squared error, this weight): the frozen decoder reads that output, so matching
+    # it on every voice is what keeps other voices working
+    encoder_match: float = 5.0
     topk: int = 64  # teacher logits kept per token for distillation
     lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
     lora_alpha: float = 16.0
@@ -111,7 +109,7 @@ class AdaptConfig:
         never of the machine)."""
         if self.epochs is not None:
             return self.epochs
-        return max(1, min(MAX_EPOCHS, math.ceil(AUTO_PASSES / max(1, windows))))
+        return max(1, min(MAX_EPOCHS, round(AUTO_PASSES / max(1, windows))))
 
     def distill_for(self, source: str) -> float:
         """The teacher's weight on a window of ``source`` ("target" or "general")."""
