@@ -246,7 +246,7 @@ class Trainer:
             total = state.planned.get(phase.name, per_epoch * phase.epochs)
             full = per_epoch * phase.epochs  # the schedule: a cut phase ends early, its rates unchanged
             if phase.validate is not None and not state.evals:
-                self._validate(phase, state, 0, params)  # the starting point is a candidate too
+                self._validate(phase, state, 0)  # the starting point is a candidate too
             first = None  # end of this process's first step in the phase
             ran = 0
             while state.epoch * per_epoch + state.step < total:
@@ -275,7 +275,7 @@ class Trainer:
                     if state.step == per_epoch:
                         state.epoch, state.step = state.epoch + 1, 0
                 if phase.validate is not None and ((k + 1) % phase.eval_every == 0 or k + 1 >= total):
-                    self._validate(phase, state, k + 1, params)
+                    self._validate(phase, state, k + 1)
                     since = len(state.evals) - 1 - state.best
                     if phase.patience and since >= phase.patience and k + 1 < total:
                         logger.info("%s: %d validations without improvement: stopping after step %d, keeping step %d",
@@ -304,7 +304,7 @@ class Trainer:
             self.save(state, None)  # after a synchronisation point or a restored best: never redo it on resume
         return False
 
-    def _validate(self, phase: Phase, state: State, step: int, params: list[torch.Tensor]) -> None:
+    def _validate(self, phase: Phase, state: State, step: int) -> None:
         metrics = phase.validate()
         value = phase.score(metrics)
         state.evals.append({"step": step, "epoch": round(step / max(1, phase.steps_per_epoch(self.batch)), 2),

@@ -73,9 +73,9 @@ def test_a_later_epoch_made_worse_on_purpose_is_not_kept(data, monkeypatch):
                     p.add_(torch.randn_like(p), alpha=float(p.abs().mean()) * 4 + 0.1)
         return loss
 
-    def recording(self, phase, state, k, params):
+    def recording(self, phase, state, k):
         seen[k] = {n: self.params[n].detach().clone() for n in phase.params}
-        return validate(self, phase, state, k, params)
+        return validate(self, phase, state, k)
 
     monkeypatch.setattr(Trainer, "_step", sabotaged)
     monkeypatch.setattr(Trainer, "_validate", recording)
