@@ -13,9 +13,9 @@ import numpy as np
 SAMPLE_RATE = 16000
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to mono float32 in [-1, 1] at ``sample_rate``; clear errors for bad files
-    (missing, empty, silent unless ``allow_silent``, corrupt, not audio)."""
+    (missing, empty, corrupt, not audio). Silence is valid audio: its transcript is empty."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
@@ -27,8 +27,6 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, allow_silent: b
         raise ValueError(f"{path} holds no audio samples (empty or zero-length file)")
     if not np.isfinite(audio).all():
         raise ValueError(f"{path} contains NaN or infinite samples: the file is corrupt")
-    if not allow_silent and float(np.abs(audio).max()) < 1e-4:
-        raise ValueError(f"{path} is silent (peak amplitude below 1e-4): nothing to transcribe")
     return resample(audio, rate, sample_rate)
 
 

@@ -51,6 +51,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_utterances
     from .evaluate import evaluate
+    from .runtime.commands import gate_from
 
     utterances = read_utterances(args.data)
     if args.split:
@@ -62,7 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, args.model)
     per_utt = [] if args.per_utterance else None
     report = evaluate(backend, utterances, batch_size=args.batch_size, num_beams=args.beams,
-                      language=args.language, progress=True, results=per_utt)
+                      language=args.language, progress=True, results=per_utt, gate=gate_from(args))
     print(f"WER {report.wer:.2f} % on {report.n_utterances} utterances, {report.n_words} words "
           f"(S {report.substitutions}, D {report.deletions}, I {report.insertions}); RTF {report.rtf:.3f}, "
           f"peak RSS {report.peak_rss_mb:.0f} MB" + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default="en", help="language for multilingual models")
     p.add_argument("--json", help="write the report (wer in percent, per speaker, rtf, ...) here")
     p.add_argument("--per-utterance", help="write one JSON line per utterance here")
+    from .runtime.commands import add_gate_args
+
+    add_gate_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("data", help="speech data sets")

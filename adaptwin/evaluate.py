@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
+from .runtime.gate import NoSpeechGate
 
 logger = logging.getLogger(__name__)
 
@@ -159,11 +160,11 @@ def _batches(utterances: list[Utterance], size: int, skipped: list[str]) -> Iter
 
 def evaluate(
     backend, utterances: Iterable[Utterance], *, batch_size: int = 8, num_beams: int = 1, language: str | None = "en",
-    progress: bool = False, results: list[UtteranceResult] | None = None,
+    progress: bool = False, results: list[UtteranceResult] | None = None, gate: NoSpeechGate | None = NoSpeechGate(),
 ) -> EvalReport:
     """Decode every utterance with ``backend`` (a ``Backend``, or a ``LoadedWhisper`` for the
     PyTorch one; batched greedy by default) and score it; unreadable files are skipped and
-    listed in the report, never fatal."""
+    listed in the report, never fatal. ``gate``: the no-speech gate (None: off)."""
     from .checkpoint import LoadedWhisper
     from .runtime import get_backend
 
@@ -181,7 +182,7 @@ def evaluate(
         bar = tqdm(total=len(utterances), desc="evaluating", unit="utt")
     for batch in _batches(utterances, batch_size, skipped):
         start = time.perf_counter()
-        hyps = backend.transcribe_batch([a for _, a in batch], language=language, num_beams=num_beams)
+        hyps = backend.transcribe_batch([a for _, a in batch], language=language, num_beams=num_beams, gate=gate)
         wall += time.perf_counter() - start
         for (u, audio), hyp in zip(batch, hyps):
             a = wer_counts(u.text, hyp)

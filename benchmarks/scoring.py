@@ -25,14 +25,16 @@ def general_test(data: Path, limit: int | None = None) -> list:
     return [u for path in TEST_SETS.values() for u in test_split(Path(data) / path, limit)]
 
 
-def score_sets(loaded, sets: dict[str, Path], limit: int | None) -> dict[str, dict]:
-    """{set: {"wer", "utterances", "errors": [per utterance], "words": [per utterance]}}."""
+def score_sets(loaded, sets: dict[str, Path], limit: int | None, gate=None) -> dict[str, dict]:
+    """{set: {"wer", "utterances", "errors": [per utterance], "words": [per utterance]}}.
+    The no-speech gate is off by default: these sets hold only speech, and cached cells
+    scored before the gate existed stay comparable (benchmarks/no_speech.py measures it)."""
     from adaptwin.evaluate import evaluate
 
     out = {}
     for name, path in sets.items():
         results = []
-        report = evaluate(loaded, test_split(path, limit), batch_size=8, results=results)
+        report = evaluate(loaded, test_split(path, limit), batch_size=8, results=results, gate=gate)
         out[name] = {"wer": report.wer, "utterances": report.n_utterances,
                      "errors": [r.errors for r in results], "words": [r.words for r in results],
                      "audio": [Path(r.audio).name for r in results]}
@@ -57,7 +59,7 @@ class FasterWhisper:
 
         self.model = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=threads)
 
-    def transcribe_batch(self, audios, *, language="en", num_beams=1):
+    def transcribe_batch(self, audios, *, language="en", num_beams=1, gate=None):  # its own no-speech rule is on
         out = []
         for audio in audios:
             segments, _ = self.model.transcribe(audio, language=language, beam_size=num_beams, temperature=0.0,

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..audio import SAMPLE_RATE, load_audio
 from . import fotaq
 from .debian import allison_prompts, allison_root, apt_install, librivox_utterances, package_version
@@ -224,6 +226,9 @@ def _convert(src: Path, wav: Path, text: str | None, speaker: str, split: str, r
         audio = load_audio(src)
     except ValueError as exc:
         report.failed.append(str(exc))
+        return None
+    if float(np.abs(audio).max()) < 1e-4:  # a transcript over silence would teach hallucination
+        report.failed.append(f"{src} is silent")
         return None
     write_wav(wav, audio)
     return Utterance(wav, text, speaker, split, len(audio) / SAMPLE_RATE)

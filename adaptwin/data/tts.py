@@ -84,6 +84,8 @@ def synthesize(voice: Voice, text: str, out: Path) -> float:
         if proc.returncode != 0 or not raw.is_file():
             raise RuntimeError(f"{voice.engine} ({voice.voice}) failed: {proc.stderr.strip()[-200:]}")
         audio = load_audio(raw)
+    if float(np.abs(audio).max(initial=0.0)) < 1e-4:
+        raise RuntimeError(f"{voice.name} produced silence for {text!r}")
     seconds = len(audio) / SAMPLE_RATE
     if seconds < MIN_SECONDS_PER_WORD * len(text.split()):
         raise RuntimeError(f"{voice.name} truncated {text!r} ({seconds:.1f} s)")

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
 
@@ -15,8 +16,9 @@ TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast spe
 class Backend(Protocol):
     name: str
 
-    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1) -> list[str]:
-        """Text of each (<= 30 s, 16 kHz mono) clip."""
+    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
+                         gate: NoSpeechGate | None = NoSpeechGate()) -> list[str]:
+        """Text of each (<= 30 s, 16 kHz mono) clip; "" for a clip without speech."""
         ...
 
 
@@ -49,10 +51,31 @@ class StepperBackend:
         state = self.engine.encode(self.engine.features(audios))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
-    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1) -> list[str]:
-        hyps = self.generate(audios, language=language, num_beams=num_beams)
+    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
+                         gate: NoSpeechGate | None = NoSpeechGate()) -> list[str]:
+        """Text of each clip. With a ``gate``, clips that are silent or hold no VAD speech
+        frame are not decoded, and hypotheses the gate rejects are ""."""
+        texts = [""] * len(audios)
+        keep = list(range(len(audios)))
+        if gate is not None:
+            vad = self.vad_for(gate)
+            keep = [i for i in keep if not gate.silent(audios[i]) and (vad is None or speech_mask(vad, audios[i]).any())]
+        if not keep:
+            return texts
+        hyps = self.generate([audios[i] for i in keep], language=language, num_beams=num_beams)
         tok = self.engine.processor.tokenizer
-        return [t.strip() for t in tok.batch_decode([h.tokens for h in hyps], skip_special_tokens=True)]
+        for i, hyp in zip(keep, hyps):
+            text = tok.decode(hyp.tokens, skip_special_tokens=True).strip()
+            if gate is None or (has_words(text) and not gate.no_speech(hyp)):
+                texts[i] = text
+        return texts
+
+    def vad_for(self, gate: NoSpeechGate):
+        """One VAD per backend and kind (Silero loads an ONNX session)."""
+        cache = self.__dict__.setdefault("_vads", {})
+        if gate.vad not in cache:
+            cache[gate.vad] = load_gate_vad(gate)
+        return cache[gate.vad]
 
 
 def get_backend(name: str, model, **engine_kwargs) -> Backend:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("adaptwin")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -12,6 +17,21 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--language", default="en", help="language of multilingual models")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
+    add_gate_args(p)
+
+
+def add_gate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-speech-gate", default="on", choices=["on", "off"],
+                   help="drop text the model produces from silence or noise (docs/robustness.md)")
+    p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy", "none"],
+                   help="voice activity detector that skips non-speech (auto: Silero if installed)")
+
+
+def gate_from(args: argparse.Namespace):
+    """The ``NoSpeechGate`` the options ask for (None when --no-speech-gate off)."""
+    from .gate import NoSpeechGate
+
+    return None if args.no_speech_gate == "off" else NoSpeechGate(vad=args.vad)
 
 
 def _backend(args):
@@ -39,6 +59,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .output import format_segments
 
     audios = [(f, load_audio(f)) for f in args.files]  # every file is checked before minutes of decoding
+    gate = gate_from(args)
+    for path, audio in audios:
+        if not np.abs(audio).max(initial=0.0) >= 1e-4:
+            logger.warning("%s is silent: its transcript is empty", path)
     backend = _backend(args)
     for path, audio in audios:
         target = None
@@ -55,7 +79,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 
-        segments = transcribe(backend, audio, language=args.language, num_beams=args.beams, progress=progress)
+        segments = transcribe(backend, audio, language=args.language, num_beams=args.beams, progress=progress,
+                              gate=gate)
         chunks = format_segments(segments, args.output, str(path))
         if target is None:
             for chunk in chunks:
@@ -84,7 +109,6 @@ def add_stream(sub) -> None:
     pace.add_argument("--realtime", action="store_true", help="--simulate at the recording's own pace")
     pace.add_argument("--fast", action="store_true", help="--simulate as fast as possible (default)")
     p.add_argument("--agreement", type=int, default=2, help="LocalAgreement-n: hypotheses that must agree")
-    p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy", "none"])
     p.set_defaults(func=cmd_stream)
 
 
@@ -95,13 +119,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from .vad import load_vad
 
     audio = load_audio(args.simulate) if args.simulate else None
+    if audio is not None and not np.abs(audio).max(initial=0.0) >= 1e-4:
+        logger.warning("%s is silent: nothing will be transcribed", args.simulate)
     sd = None
     if args.mic:
         from .mic import import_sounddevice
 
         sd = import_sounddevice()  # before loading the model: a missing library fails fast
     online = OnlineProcessor(_backend(args), language=args.language, agreement=args.agreement,
-                             min_chunk=args.chunk, vad=load_vad(args.vad))
+                             min_chunk=args.chunk, vad=load_vad(args.vad), gate=gate_from(args))
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         print("listening; Ctrl-C to stop", file=sys.stderr)

@@ -38,6 +38,7 @@ class Vocab:
     timestamp_begin: int | None  # id of <|0.00|>
     suppress: tuple[int, ...] = ()
     begin_suppress: tuple[int, ...] = ()
+    no_speech: int | None = None  # <|nospeech|> (<|nocaptions|> in older vocabularies)
 
     def prompt(self, timestamps: bool = False, previous: list[int] | None = None, prev_token: int | None = None) -> list[int]:
         """Decoder prompt: optional previous-text context, the start sequence, <|notimestamps|>."""
@@ -60,8 +61,11 @@ class Vocab:
                 start.append(task_ids[task])
         no_ts = getattr(gen, "no_timestamps_token_id", None)
         eot = gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0]
+        # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers
+        # finds it the same way)
         return cls(eot=eot, sot_prompt=tuple(start), no_timestamps=no_ts,
                    timestamp_begin=None if no_ts is None else no_ts + 1,
+                   no_speech=None if no_ts is None else no_ts - 1,
                    suppress=tuple(getattr(gen, "suppress_tokens", None) or ()),
                    begin_suppress=tuple(getattr(gen, "begin_suppress_tokens", None) or ()))
 
@@ -86,6 +90,12 @@ class Hypothesis:
     tokens: list[int] = field(default_factory=list)  # generated tokens, without the prompt or EOT
     logprob: float = 0.0
     finished: bool = False
+    no_speech_prob: float = 0.0  # P(<|nospeech|>) right after <|startoftranscript|>, as openai/whisper
+
+    @property
+    def avg_logprob(self) -> float:
+        """Mean log-probability per generated token, EOT included (openai/whisper's measure)."""
+        return self.logprob / (len(self.tokens) + 1)
 
 
 def apply_rules(logits: np.ndarray, generated: list[list[int]], vocab: Vocab, options: DecodingOptions) -> np.ndarray:
@@ -133,24 +143,41 @@ def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: V
            prefix: list[int] | tuple[int, ...] = ()) -> list[Hypothesis]:
     """Best hypothesis per input row (``state`` holds ``batch`` rows of encoder output).
     ``prefix``: tokens forced at the start of every hypothesis (already decided text);
-    they are fed with the prompt in one step and count as generated for the rules."""
+    they are fed with the prompt in one step and count as generated for the rules.
+    Each hypothesis carries its ``no_speech_prob`` for the caller's gate."""
     prompt = list(prompt) + list(prefix)
-    if options.beam_size == 1:
-        return _greedy(stepper, state, batch, prompt, vocab, options, list(prefix))
-    return _beam(stepper, state, batch, prompt, vocab, options, list(prefix))
+    tokens = np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1))  # [B, T]
+    no_speech = np.zeros(batch)
+    if vocab.no_speech is not None and vocab.sot_prompt[0] in prompt:
+        logits, state, at_sot = prefill(stepper, state, tokens, at=prompt.index(vocab.sot_prompt[0]))  # [B, V] each
+        if vocab.no_speech < at_sot.shape[-1]:
+            no_speech = np.exp(_log_softmax(at_sot)[:, vocab.no_speech])  # [B]
+    else:
+        logits, state = prefill(stepper, state, tokens)
+    search = _greedy if options.beam_size == 1 else _beam
+    hyps = search(stepper, state, logits, batch, vocab, options, list(prefix))
+    for h, p in zip(hyps, no_speech):
+        h.no_speech_prob = float(p)
+    return hyps
 
 
-def prefill(stepper: Stepper, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, Any]:
-    """Run the decoder over the prompt ``tokens`` [N, T] in chunks of ``PREFILL_CHUNK``;
-    returns the logits of the last position [N, V] and the state after the whole prompt."""
+def prefill(stepper: Stepper, state: Any, tokens: np.ndarray, at: int | None = None):
+    """Run the decoder over the prompt ``tokens`` [N, T] in chunks of ``PREFILL_CHUNK``.
+    Returns the logits of the last position [N, V] and the state after the whole prompt,
+    and with ``at`` also the logits at position ``at`` [N, V]."""
+    kept = None
     for start in range(0, tokens.shape[1], PREFILL_CHUNK):
         logits, state = stepper.step(tokens[:, start:start + PREFILL_CHUNK], state)
-    return logits[:, -1], state
+        if at is not None and start <= at < start + PREFILL_CHUNK:
+            kept = logits[:, at - start]
+    if at is None:
+        return logits[:, -1], state
+    return logits[:, -1], state, kept
 
 
-def _greedy(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
+def _greedy(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypothesis]:
+    """``logits`` [B, V]: the prompt's last position (already prefilled into ``state``)."""
     hyps = [Hypothesis(list(prefix)) for _ in range(batch)]
-    logits, state = prefill(stepper, state, np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1)))  # [B, V]
     for i in range(options.max_new_tokens):
         if i:
             logits, state = stepper.step(tokens, state)
@@ -172,10 +199,9 @@ def _greedy(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypot
     return hyps
 
 
-def _beam(stepper, state, batch, prompt, vocab, options, prefix) -> list[Hypothesis]:
+def _beam(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypothesis]:
     k = options.beam_size
-    # the prompt runs once per input; its state and last logits are then copied to the K beams
-    logits, state = prefill(stepper, state, np.tile(np.asarray(prompt, dtype=np.int64), (batch, 1)))  # [B, V]
+    # the prompt ran once per input; its state and last logits are copied to the K beams
     expand = np.repeat(np.arange(batch), k)  # rows: audio-major, beam-minor
     state, logits = stepper.reorder(state, expand), logits[expand]
     beams = [[Hypothesis(list(prefix), logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .segments import Segment, parse_window
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 30.0
 MIN_WINDOW_SECONDS = 0.1  # a shorter tail is padding, not speech
+VAD_FRAME = 512  # samples per VAD decision (Silero's 32 ms frame)
+SPEECH_PAD = 0.4  # seconds kept before the first speech frame after skipped silence
 # openai/whisper's thresholds for a failed window: repetitive text or an unlikely one
 MAX_COMPRESSION_RATIO, MIN_AVG_LOGPROB = 2.4, -1.0
 
@@ -24,17 +30,19 @@ def compression_ratio(text: str) -> float:
 
 
 def _failed(hyp, text: str) -> bool:
-    avg = hyp.logprob / max(1, len(hyp.tokens) + 1)
-    return compression_ratio(text) > MAX_COMPRESSION_RATIO or avg < MIN_AVG_LOGPROB
+    return compression_ratio(text) > MAX_COMPRESSION_RATIO or hyp.avg_logprob < MIN_AVG_LOGPROB
 
 
 def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_beams: int = 1,
-               condition_on_previous_text: bool = True, progress: Callable[[float], None] | None = None) -> Iterator[Segment]:
+               condition_on_previous_text: bool = True, progress: Callable[[float], None] | None = None,
+               gate: NoSpeechGate | None = NoSpeechGate()) -> Iterator[Segment]:
     """Segments of ``audio`` (16 kHz mono) as they are decoded. ``backend``: a ``StepperBackend``.
 
     Each window starts where the last complete segment ended; an open segment at the window
     edge is decoded again in the next window, so no word is doubled or dropped at seams.
     The previous text is the prompt of the next window (``condition_on_previous_text``).
+    With a ``gate``, stretches without speech are skipped before decoding and windows the
+    model calls silent yield nothing.
     """
     from .decoding import Vocab
 
@@ -44,15 +52,28 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
         raise ValueError("this model has no timestamp tokens: long-form transcription needs them")
     tokenizer = engine.processor.tokenizer
     seek, total = 0, len(audio)
+    speech = _speech_frames(backend, audio, gate)
     previous: list[int] = []
     while total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE:
+        if speech is not None:  # jump over silence to just before the next speech frame
+            ahead = np.flatnonzero(speech[seek // VAD_FRAME:])
+            if not len(ahead):
+                break
+            seek = max(seek, (seek // VAD_FRAME + int(ahead[0])) * VAD_FRAME - int(SPEECH_PAD * SAMPLE_RATE))
+            if total - seek <= MIN_WINDOW_SECONDS * SAMPLE_RATE:
+                break
         window = audio[seek: seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
-        hyp = _decode_window(backend, window, language, num_beams, previous if condition_on_previous_text else None,
-                             tokenizer)
-        if hyp is None:  # every attempt looked like a hallucination: drop the prompt that may feed it
+        hyp, failed = _decode_window(backend, window, language, num_beams,
+                                     previous if condition_on_previous_text else None, tokenizer)
+        if failed:  # drop the prompt that may feed a hallucination
             previous = []
-            hyp = backend.generate([window], language=language, num_beams=num_beams, timestamps=True)[0]
+        if gate is not None and gate.no_speech(hyp, failed):
+            logger.debug("no speech at %.1f-%.1f s (p=%.2f, avg log-prob %.2f)", seek / SAMPLE_RATE,
+                         seek / SAMPLE_RATE + seconds, hyp.no_speech_prob, hyp.avg_logprob)
+            seek += len(window)
+            _report(progress, seek, total)
+            continue
         result = parse_window(hyp.tokens, vocab.timestamp_begin, seconds)
         consumed = result.consumed
         if consumed <= 0:  # the model re-opened at 0: take what it said and move on
@@ -62,25 +83,44 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
             if start >= consumed and not result.complete:
                 continue  # starts in the part that is decoded again
             text = tokenizer.decode(text_tokens, skip_special_tokens=True)
-            if text.strip():
+            if has_words(text) if gate is not None else text.strip():
                 yield Segment(round(offset + start, 3), round(offset + min(end, seconds), 3), text.strip(),
                               tuple(text_tokens))
             previous = (previous + text_tokens)[-223:]
         seek += max(int(consumed * SAMPLE_RATE), 1)
-        if progress is not None:
-            progress(min(seek, total) / SAMPLE_RATE)
+        _report(progress, seek, total)
+
+
+def _report(progress, seek: int, total: int) -> None:
+    if progress is not None:
+        progress(min(seek, total) / SAMPLE_RATE)
+
+
+def _speech_frames(backend, audio: np.ndarray, gate: NoSpeechGate | None) -> np.ndarray | None:
+    """Per-``VAD_FRAME`` speech flags of the whole file (None: no VAD, decode everything)."""
+    if gate is None:
+        return None
+    vad = backend.vad_for(gate) if hasattr(backend, "vad_for") else load_gate_vad(gate)
+    if gate.silent(audio):
+        return np.zeros(-(-len(audio) // VAD_FRAME), dtype=bool)
+    if vad is None:
+        return None
+    return speech_mask(vad, audio, VAD_FRAME)
 
 
 def _decode_window(backend, window, language, num_beams, previous, tokenizer):
     """Greedy with the previous text as prompt; if the result loops or is unlikely, again
     without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
-    temperature fallback). None when every attempt failed."""
+    temperature fallback). Returns (hypothesis, failed): when every attempt failed, the
+    unprompted greedy one."""
     attempts = [(num_beams, previous), (num_beams, None), (max(num_beams, 5), None)]
     if not previous:
         attempts = attempts[1:]
+    tried = []
     for beams, prompt in attempts:
         hyp = backend.generate([window], language=language, num_beams=beams, timestamps=True, previous=prompt or None,
                                max_new_tokens=220)[0]
         if not _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True)):
-            return hyp
-    return None
+            return hyp, False
+        tried.append((beams, prompt, hyp))
+    return next(h for b, p, h in tried if b == num_beams and p is None), True

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from . import heap
+from .gate import NoSpeechGate
 from .segments import SECONDS_PER_TIMESTAMP, Word
 
 
@@ -177,6 +178,7 @@ class OnlineProcessor:
     vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
+    gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -205,7 +207,10 @@ class OnlineProcessor:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         seconds = len(chunk) / SAMPLE_RATE
         self.received += seconds
-        speech = True if self.vad is None else bool(self.vad.speech(chunk))
+        if self.gate is not None and self.gate.silent(chunk):
+            speech = False  # digital silence, whatever the VAD
+        else:
+            speech = True if self.vad is None else bool(self.vad.speech(chunk))
         self.silence = 0.0 if speech else self.silence + seconds
         if not speech and len(self.buffer) == 0:
             self.buffer_start = self.received  # leading silence is never decoded
@@ -261,6 +266,8 @@ class OnlineProcessor:
             self.loops += 1
         if loop is not None:
             units = units[:loop]
+        if self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None):
+            units = []  # the model hears no speech: nothing to agree on
         self.unprocessed = 0.0
         if self.trim_heap:
             heap.trim()

@@ -51,8 +51,22 @@ class FakeTokenizer:
         return [10 + int(w[1:]) for w in text.split()]
 
 
+HALLUCINATION = 10 + 9999  # the word " w9999", said (unsurely) where the fake hears no word
+
+
+class NonzeroVAD:
+    """The fake's speech is its nonzero samples."""
+
+    def speech(self, chunk: np.ndarray) -> bool:
+        return bool(np.any(np.asarray(chunk) != 0))
+
+
 class FakeBackend:
-    def __init__(self):
+    """``hallucinate``: where it hears no word, answer " w9999" like Whisper on silence: a
+    high no-speech probability and an unlikely text."""
+
+    def __init__(self, hallucinate: bool = False):
+        self.hallucinate = hallucinate
         gen = SimpleNamespace(decoder_start_token_id=SOT, eos_token_id=EOT, no_timestamps_token_id=NO_TS,
                               suppress_tokens=[], begin_suppress_tokens=[], is_multilingual=False,
                               prev_sot_token_id=3)
@@ -72,8 +86,16 @@ class FakeBackend:
                     seen += tokens[i] < NO_TS
                     i += 1
                 tokens = list(prefix) + tokens[i:]
-            out.append(Hypothesis(tokens=tokens))
+            heard = any(t < NO_TS for t in tokens[len(prefix or []):])
+            if self.hallucinate and not heard:
+                tokens = list(prefix or []) + ([TS0, HALLUCINATION, TS0 + 50] if timestamps else [HALLUCINATION])
+                out.append(Hypothesis(tokens=tokens, logprob=-2.0 * (len(tokens) + 1), no_speech_prob=0.9))
+            else:
+                out.append(Hypothesis(tokens=tokens, logprob=-0.1 * (len(tokens) + 1), no_speech_prob=0.01))
         return out
+
+    def vad_for(self, gate):
+        return None if gate.vad == "none" else NonzeroVAD()
 
     def _hear(self, audio, timestamps):
         seconds = len(audio) / SAMPLE_RATE

@@ -97,6 +97,9 @@ def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatc
     assert calls == [decoding.PREFILL_CHUNK, 5] and after[1][0].shape[2] == len(prompt)
     whole, _ = step(np.asarray([prompt]), state)
     np.testing.assert_allclose(chunked, whole[:, -1], atol=1e-5)
+    at = decoding.PREFILL_CHUNK + 2  # the logits of one position inside a later chunk (the no-speech probability's)
+    _, _, kept = decoding.prefill(engine, state, np.asarray([prompt]), at=at)
+    np.testing.assert_allclose(kept, whole[:, at], atol=1e-5)
 
     vocab = decoding.Vocab(eot=2, sot_prompt=(1,), no_timestamps=NO_TS, timestamp_begin=NO_TS + 1)
     calls.clear()

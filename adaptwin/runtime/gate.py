@@ -1,0 +1,73 @@
+"""No text from silence or noise: a model-free gate applied by every transcription path.
+
+Whisper hallucinates on non-speech ("you", "I'm going to go to the next room." in a loop).
+Three checks, cheapest first:
+
+1. **level**: audio whose peak is below ``silence_peak`` is digital silence and is never decoded;
+2. **VAD**: a window in which the voice activity detector finds no speech frame is never
+   decoded (Silero when faster-whisper's wheel is installed, else an energy threshold);
+3. **the decoder's own evidence** (openai/whisper's rule): a hypothesis is dropped when the
+   probability of ``<|nospeech|>`` after ``<|startoftranscript|>`` is above
+   ``no_speech_threshold`` and the text is unlikely (mean log-probability below
+   ``logprob_threshold``) or failed every fallback (a loop). Text without a single letter or
+   digit ("." or ". . .") is no text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NoSpeechGate:
+    no_speech_threshold: float = 0.6  # openai/whisper and faster-whisper's default
+    logprob_threshold: float = -1.0  # idem
+    silence_peak: float = 1e-4  # about -80 dBFS: below any microphone's noise floor
+    vad: str = "auto"  # auto | silero | energy | none
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.no_speech_threshold <= 1.0:
+            raise ValueError(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}")
+        if self.logprob_threshold > 0:
+            raise ValueError(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
+        if self.vad not in ("auto", "silero", "energy", "none"):
+            raise ValueError(f"unknown VAD {self.vad!r}: choose auto, silero, energy or none")
+
+    def silent(self, audio: np.ndarray) -> bool:
+        """Digital silence (or an empty clip): nothing to decode."""
+        return len(audio) == 0 or float(np.abs(audio).max()) < self.silence_peak
+
+    def no_speech(self, hyp: Any, failed: bool = False) -> bool:
+        """Drop ``hyp`` (a ``decoding.Hypothesis``): the model says no speech and its text is
+        unlikely, or a loop that survived every fallback."""
+        if hyp.no_speech_prob <= self.no_speech_threshold:
+            return False
+        return failed or hyp.avg_logprob < self.logprob_threshold
+
+
+def has_words(text: str) -> bool:
+    """At least one letter or digit: punctuation alone (". . .") is no text."""
+    return any(ch.isalnum() for ch in text)
+
+
+def speech_mask(vad: Any, audio: np.ndarray, frame: int = 512) -> np.ndarray:
+    """Per-frame speech flags [ceil(len / frame)] of ``audio`` from a fresh VAD pass."""
+    if hasattr(vad, "reset"):
+        vad.reset()
+    if hasattr(vad, "probabilities"):
+        probs = vad.probabilities(np.concatenate([audio, np.zeros(-len(audio) % frame, np.float32)]))
+        return probs >= vad.threshold
+    n = -(-len(audio) // frame)
+    return np.array([vad.speech(audio[i * frame:(i + 1) * frame]) for i in range(n)], dtype=bool)
+
+
+def load_gate_vad(gate: NoSpeechGate | None):
+    """The VAD a gate asks for (None: no VAD)."""
+    if gate is None or gate.vad == "none":
+        return None
+    from .vad import load_vad
+
+    return load_vad(gate.vad)
