@@ -1,7 +1,8 @@
 """A scripted stand-in for a Whisper backend, for testing windowing and streaming logic.
 
 The "audio" encodes words: word k of the script is a run of samples with value
-``(k + 1) / 1000`` lasting ``WORD`` seconds, separated by short zero gaps. The fake model
+``(k + 1) / 1000`` lasting ``WORD`` seconds, separated by short zero gaps; negative
+samples are sound without words (noise). The fake model
 "hears" every word run inside the window and answers like Whisper: segments of up to
 three words between timestamp tokens, and a word cut by the window edge is left in an
 open segment (no closing timestamp).
@@ -51,7 +52,7 @@ class FakeTokenizer:
         return [10 + int(w[1:]) for w in text.split()]
 
 
-HALLUCINATION = 10 + 9999  # the word " w9999", said (unsurely) where the fake hears no word
+HALLUCINATION = 10 + 900  # the word " w900", said (unsurely) where the fake hears no word
 
 
 class NonzeroVAD:

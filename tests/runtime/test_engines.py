@@ -112,3 +112,24 @@ def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatc
         results[size] = [[h.tokens for h in decoding.decode(engine, state, 1, prompt[:-1], vocab, decoding.DecodingOptions(
             beam_size=beams, max_new_tokens=3), prefix=prompt[-1:])] for beams in (1, 3)]
     assert results[chunk] == results[10**6] and all(results[chunk])
+
+
+def test_no_speech_probability_is_read_after_the_start_token(tiny_ts):
+    """openai/whisper's measure: softmax of the logits at <|startoftranscript|>'s position,
+    wherever the previous-text prompt puts it, at P(<|nospeech|>) = id of <|notimestamps|> - 1."""
+    from adaptwin.runtime import decoding
+    from adaptwin.runtime.torch_engine import TorchWhisper
+
+    engine = TorchWhisper(tiny_ts)
+    vocab = decoding.Vocab.from_generation_config(engine.generation_config)
+    assert vocab.no_speech == NO_TS - 1
+    rng = np.random.default_rng(2)
+    state = engine.encode(engine.features([(0.1 * rng.standard_normal(16000)).astype(np.float32)] * 2))
+    prompt = vocab.prompt(False, [int(t) for t in rng.integers(3, NO_TS - 1, decoding.PREFILL_CHUNK - 1)], 0)
+    hyps = decoding.decode(engine, state, 2, prompt, vocab, decoding.DecodingOptions(max_new_tokens=3))
+    logits, _ = engine.step(np.tile(np.asarray(prompt), (2, 1)), state)
+    sot = prompt.index(vocab.sot_prompt[0])
+    assert sot >= decoding.PREFILL_CHUNK  # read from a later prefill chunk
+    expect = np.exp(decoding._log_softmax(logits[:, sot])[:, vocab.no_speech])
+    np.testing.assert_allclose([h.no_speech_prob for h in hyps], expect, rtol=1e-4)
+    assert hyps[0].avg_logprob == pytest.approx(hyps[0].logprob / (len(hyps[0].tokens) + 1))

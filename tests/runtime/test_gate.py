@@ -1,0 +1,109 @@
+"""The no-speech gate: level, VAD and the decoder's no-speech probability, on every path."""
+
+import numpy as np
+import pytest
+from fake_whisper import HALLUCINATION, FakeBackend, script_audio
+
+from adaptwin.audio import SAMPLE_RATE
+from adaptwin.runtime.decoding import Hypothesis
+from adaptwin.runtime.gate import NoSpeechGate, has_words
+from adaptwin.runtime.longform import transcribe
+from adaptwin.runtime.mic import simulate
+from adaptwin.runtime.streaming import OnlineProcessor
+
+HALLUCINATED = f"w{HALLUCINATION - 10}"
+
+
+def test_gate_rule_is_openai_whispers():
+    gate = NoSpeechGate()
+    sure_silence = Hypothesis([5], logprob=-4.0, no_speech_prob=0.9)  # avg -2.0
+    confident = Hypothesis([5], logprob=-0.4, no_speech_prob=0.9)  # avg -0.2: kept, as in openai/whisper
+    speech = Hypothesis([5], logprob=-4.0, no_speech_prob=0.1)
+    assert gate.no_speech(sure_silence) and not gate.no_speech(confident) and not gate.no_speech(speech)
+    assert gate.no_speech(confident, failed=True)  # a loop that survived every fallback, on "no speech"
+    assert not gate.no_speech(speech, failed=True)
+    assert gate.silent(np.zeros(100, np.float32)) and gate.silent(np.zeros(0, np.float32))
+    assert not gate.silent(np.full(100, 1e-3, np.float32))
+    assert not has_words(" . . .") and not has_words("") and has_words(" 42") and has_words(" you")
+
+
+@pytest.mark.parametrize("kwargs", [{"no_speech_threshold": 1.5}, {"logprob_threshold": 0.5}, {"vad": "webrtc"}])
+def test_gate_options_are_validated(kwargs):
+    with pytest.raises(ValueError):
+        NoSpeechGate(**kwargs)
+
+
+def _with_silence(words: int, seconds: float, noise: float = 0.0) -> np.ndarray:
+    rest = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+    if noise:  # negative samples: sound the fake hears as no word
+        rest[:] = -noise
+    return np.concatenate([script_audio(words), rest, script_audio(words)])
+
+
+def test_long_form_skips_silence_and_drops_what_the_model_calls_silent():
+    audio = _with_silence(4, 100.0)
+    gated = FakeBackend(hallucinate=True)
+    words = " ".join(s.text for s in transcribe(gated, audio)).split()
+    assert words == [f"w{k}" for k in range(4)] * 2
+    open_ = FakeBackend(hallucinate=True)
+    ungated = " ".join(s.text for s in transcribe(open_, audio, gate=None)).split()
+    assert HALLUCINATED in ungated  # the test can fail: without the gate the fake hallucinates
+    assert sum(gated.calls) < 0.5 * sum(open_.calls)  # 100 s of silence were never decoded
+
+
+def test_long_form_without_vad_relies_on_the_no_speech_probability():
+    audio = _with_silence(3, 70.0, noise=0.5)  # not silent, VAD off: every window is decoded
+    backend = FakeBackend(hallucinate=True)
+    words = " ".join(s.text for s in transcribe(backend, audio, gate=NoSpeechGate(vad="none"))).split()
+    assert HALLUCINATED not in words and words.count("w0") == 2
+
+
+def test_silent_file_is_an_empty_transcript():
+    backend = FakeBackend(hallucinate=True)
+    assert list(transcribe(backend, np.zeros(10 * 60 * SAMPLE_RATE, np.float32))) == []
+    assert backend.calls == []  # 10 minutes of digital silence cost no decode
+
+
+def test_stream_commits_nothing_during_silence_or_noise():
+    audio = np.full(20 * SAMPLE_RATE, -0.5, np.float32)  # "noise": loud, but no word
+    for vad in (None, "energy"):
+        from adaptwin.runtime.vad import EnergyVAD
+
+        online = OnlineProcessor(FakeBackend(hallucinate=True), vad=None if vad is None else EnergyVAD())
+        assert simulate(online, audio, chunk=0.5) == []
+    online = OnlineProcessor(FakeBackend(hallucinate=True), gate=None)
+    assert [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]  # ungated, the fake's words get in
+    online = OnlineProcessor(FakeBackend(hallucinate=True))
+    assert simulate(online, np.zeros(20 * SAMPLE_RATE, np.float32), chunk=0.5) == [] and online.decodes == 0
+
+
+def test_stream_keeps_speech_around_noise():
+    audio = np.concatenate([script_audio(6), np.full(5 * SAMPLE_RATE, -0.5, np.float32), script_audio(6)])
+    online = OnlineProcessor(FakeBackend(hallucinate=True))
+    keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+    assert HALLUCINATED not in keys and keys.count("w5") == 2
+
+
+def test_batch_transcription_skips_silent_clips_without_decoding():
+    backend = FakeBackend(hallucinate=True)
+    from adaptwin.runtime import StepperBackend
+
+    batch = [script_audio(3), np.zeros(SAMPLE_RATE, np.float32), np.full(SAMPLE_RATE, -0.5, np.float32)]
+    texts = StepperBackend.transcribe_batch(_AsStepper(backend), batch)
+    assert texts[0].split() == ["w0", "w1", "w2"] and texts[1:] == ["", ""]
+    assert len(backend.calls) == 2  # the digital silence was not decoded
+    open_ = StepperBackend.transcribe_batch(_AsStepper(FakeBackend(hallucinate=True)), batch, gate=None)
+    assert open_[1] == open_[2] == HALLUCINATED
+
+
+class _AsStepper:
+    """The fake as a StepperBackend: its generate and VAD, StepperBackend's batch logic."""
+
+    def __init__(self, fake):
+        self.fake, self.engine, self.name = fake, fake.engine, "fake"
+
+    def generate(self, audios, **kw):
+        return self.fake.generate(audios, **kw)
+
+    def vad_for(self, gate):
+        return self.fake.vad_for(gate)
