@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidInput, MissingFile
+
 SAMPLE_RATE = 16000
 
 
@@ -18,15 +20,15 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     (missing, empty, corrupt, not audio). Silence is valid audio: its transcript is empty."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"audio file {path} does not exist")
+        raise MissingFile(f"audio file {path} does not exist")
     try:
         audio, rate = _read_wav(path)
     except (wave.Error, EOFError, ValueError):
         audio, rate = _read_ffmpeg(path, sample_rate)
     if audio.size == 0:
-        raise ValueError(f"{path} holds no audio samples (empty or zero-length file)")
+        raise InvalidInput(f"{path} holds no audio samples (empty or zero-length file)")
     if not np.isfinite(audio).all():
-        raise ValueError(f"{path} contains NaN or infinite samples: the file is corrupt")
+        raise InvalidInput(f"{path} contains NaN or infinite samples: the file is corrupt")
     return resample(audio, rate, sample_rate)
 
 
@@ -44,7 +46,7 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
     elif width == 4:
         data = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648
     else:
-        raise ValueError(f"unsupported sample width {width}")
+        raise InvalidInput(f"unsupported sample width {width}")
     return data.reshape(-1, channels).mean(axis=1), rate
 
 
@@ -63,7 +65,7 @@ def ffmpeg_binary() -> str | None:
 def _read_ffmpeg(path: Path, rate: int) -> tuple[np.ndarray, int]:
     exe = ffmpeg_binary()
     if exe is None:
-        raise ValueError(
+        raise InvalidInput(
             f"{path} is not a PCM WAV file and no ffmpeg is available to decode it: "
             "install ffmpeg (apt-get install ffmpeg) or pip install imageio-ffmpeg"
         )
@@ -71,7 +73,7 @@ def _read_ffmpeg(path: Path, rate: int) -> tuple[np.ndarray, int]:
     cmd = [exe, "-nostdin", "-v", "error", *fmt, "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
-        raise ValueError(f"{path} is corrupt or not audio: ffmpeg said {proc.stderr.decode(errors='replace')[-300:].strip()}")
+        raise InvalidInput(f"{path} is corrupt or not audio: ffmpeg said {proc.stderr.decode(errors='replace')[-300:].strip()}")
     return np.frombuffer(proc.stdout, np.float32).copy(), rate
 
 

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .errors import InvalidInput
 from .targets import Site
 
 
@@ -21,11 +22,11 @@ class Calibration:
 
     def __post_init__(self) -> None:
         if self.features.ndim != 3 or self.features.shape[0] == 0:
-            raise ValueError(
+            raise InvalidInput(
                 f"calibration features must be [N, n_mels, frames] with N >= 1, got {tuple(self.features.shape)}"
             )
         if self.decoder_input_ids is not None and len(self.decoder_input_ids) != self.features.shape[0]:
-            raise ValueError("calibration needs one decoder id sequence per feature window")
+            raise InvalidInput("calibration needs one decoder id sequence per feature window")
 
     def __len__(self) -> int:
         return self.features.shape[0]

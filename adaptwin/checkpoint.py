@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .compress import rebuild_structure
+from .errors import InvalidInput, MissingFile
 from .models.assets import cache_dir
 from .models.builtin import BUILTINS, builtin_dir
 
@@ -45,11 +46,11 @@ def resolve(source: str | os.PathLike) -> Path:
             return path
         if (path / "model.bin").is_file():
             return _converted_ct2(path)
-        raise ValueError(
+        raise InvalidInput(
             f"{path} is neither a Hugging Face model folder (config.json) nor a CTranslate2 folder (model.bin)"
         )
     if path.exists():
-        raise ValueError(f"{path} is a file; give the model's folder, a built-in name ({', '.join(BUILTINS)}) or a hub id")
+        raise InvalidInput(f"{path} is a file; give the model's folder, a built-in name ({', '.join(BUILTINS)}) or a hub id")
     if str(source) in BUILTINS:
         return builtin_dir(str(source))
     try:
@@ -57,7 +58,7 @@ def resolve(source: str | os.PathLike) -> Path:
 
         return Path(snapshot_download(str(source)))
     except Exception as exc:  # offline, unknown id, ...
-        raise ValueError(
+        raise InvalidInput(
             f"could not find model {source!r}: not a folder, not a built-in name ({', '.join(BUILTINS)}), and the "
             f"Hugging Face hub did not provide it ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
@@ -99,17 +100,22 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | None = None) -> LoadedWhisper:
     """Load a dense or AdaPTwin-compressed Whisper model and its processor, without remote code."""
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
 
     path = resolve(source)
     config = WhisperConfig.from_pretrained(str(path))
     if config.model_type != "whisper":
-        raise ValueError(f"{path} holds a {config.model_type!r} model, not Whisper")
+        raise InvalidInput(f"{path} holds a {config.model_type!r} model, not Whisper")
     meta = getattr(config, "adaptwin", None)
     state = _state_dict(path)
     if not state:
         if meta:
-            raise FileNotFoundError(f"{path} has no model.safetensors: the compressed checkpoint is incomplete")
+            raise MissingFile(f"{path} has no model.safetensors: the compressed checkpoint is incomplete")
         model = WhisperForConditionalGeneration.from_pretrained(str(path))
     else:
         with torch.device("meta"):
@@ -119,7 +125,7 @@ def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None,
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         missing = [k for k in missing if not (k == "proj_out.weight" and config.tie_word_embeddings)]
         if missing or unexpected:
-            raise ValueError(
+            raise InvalidInput(
                 f"{path} does not match its config: missing {missing[:4]}, unexpected {unexpected[:4]} "
                 "(was it saved by a different adaptwin version?)"
             )
@@ -128,7 +134,7 @@ def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None,
             model.generation_config = GenerationConfig.from_pretrained(str(path))
     left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
     if left:
-        raise ValueError(f"{path}: these tensors were never loaded: {left[:4]}")
+        raise InvalidInput(f"{path}: these tensors were never loaded: {left[:4]}")
     if dtype is not None or device is not None:
         model = model.to(device=device, dtype=dtype)
     model.eval()

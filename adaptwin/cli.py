@@ -30,6 +30,7 @@ def _config_from(args: argparse.Namespace):
 
 def cmd_compress(args: argparse.Namespace) -> int:
     import adaptwin
+
     from .data import build_calibration
 
     config = _config_from(args)  # validate before the slow load
@@ -102,6 +103,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     import adaptwin
+
     from .compress import part_parameters
 
     loaded = adaptwin.load_whisper(args.model)
@@ -129,6 +131,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Import real weights, transcribe a bundled clip, compress, transcribe again, report sizes."""
     import adaptwin
+
     from .audio import load_audio
     from .compress import part_parameters
     from .data import build_calibration, bundled_clips
@@ -234,18 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(prog: str, args: argparse.Namespace, func) -> int:
-    """Logging setup and the error policy shared by every command: clear message, exit code 2."""
+    """Logging setup and the error policy shared by every command: a problem the user can fix
+    (``AdaptwinError``, or the OS refusing a file) is one line and exit code 2; anything else
+    is a bug: one line asking for ``-v``, and under ``-v`` the traceback."""
+    from .errors import AdaptwinError
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # transformers reads this when (and if) it is imported: the ONNX Runtime path never imports it
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError, NotImplementedError, ImportError) as exc:
+    except (AdaptwinError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was overwritten", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"{prog}: internal error ({type(exc).__name__}: {exc}); this is a bug: rerun with -v for the "
+              "traceback and report it", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,18 @@ from . import surgery
 from .allocate import Option, Unit, allocate, max_savings
 from .calibrate import Calibration, relative_error, run, second_moments, swapped
 from .config import FORMAT_VERSION, AdaPTwinConfig
+from .errors import InvalidInput
 from .factorize import Factorization
 from .modules import LowRankLinear, TwinAttention
-from .targets import Site, check_whisper, count_parameters, find_attention, find_ffn, scope_modules, set_module
+from .targets import (
+    Site,
+    check_whisper,
+    count_parameters,
+    find_attention,
+    find_ffn,
+    scope_modules,
+    set_module,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +92,7 @@ def compress_(
     FFN), data-aware when ``calibration`` is given, ranks explicit or allocated to a budget."""
     check_whisper(model)
     if is_compressed(model):
-        raise ValueError("this model is already compressed: start again from the dense model")
+        raise InvalidInput("this model is already compressed: start again from the dense model")
     start = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -171,7 +180,7 @@ def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, 
             if not config.ffn
             else " Lower the budget or widen the scope."
         )
-        raise ValueError(
+        raise InvalidInput(
             f"budget {config.budget:.0%} of the {part} ({target:,} parameters) cannot be met: even at the "
             f"smallest ranks the selected modules ({', '.join(config.attention)}{', ffn' if config.ffn else ''}; "
             f"twins {'/'.join(config.twins)}) free at most {possible:,} ({possible / before[part]:.1%}).{hint}"
@@ -197,16 +206,16 @@ def _explicit_ranks(config, sites, facts):
     for key, per_twin in config.ranks.items():
         matches = [n for n in names if n == key or n.endswith("." + key)]
         if not matches:
-            raise ValueError(f"ranks names {key!r}, which matches no selected module; candidates: {names[:6]} ...")
+            raise InvalidInput(f"ranks names {key!r}, which matches no selected module; candidates: {names[:6]} ...")
         for n in matches:
             for twin, r in per_twin.items():
                 if (n, twin) not in facts:
-                    raise ValueError(f"ranks[{key!r}] sets {twin!r}, which is not selected for {n}")
+                    raise InvalidInput(f"ranks[{key!r}] sets {twin!r}, which is not selected for {n}")
                 ranks[(n, twin)] = r
     for (name, twin), r in ranks.items():
         full = facts[(name, twin)].full_rank
         if r is not None and not 1 <= r <= full:
-            raise ValueError(
+            raise InvalidInput(
                 f"rank {r} for {twin} of {name} is impossible: it must lie in 1..{full} "
                 f"({'the head width' if twin != 'ffn' else 'min(in, out)'})"
             )
@@ -245,7 +254,7 @@ def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
     (``config.adaptwin``), so that a saved state dict loads into them exactly."""
     version = meta.get("format_version", 0)
     if version > FORMAT_VERSION:
-        raise ValueError(f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin")
+        raise InvalidInput(f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin")
     for name, r in meta.get("attention", {}).items():
         attn = model.get_submodule(name)
         if r.get("qk") is None and r.get("vo") is None:

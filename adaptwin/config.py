@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .errors import InvalidInput
+
 FORMAT_VERSION = 1
 
 SCOPES = ("encoder", "decoder", "all")
@@ -45,7 +47,7 @@ class AdaPTwinConfig:
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
-            raise ValueError(f"unknown scope {self.scope!r}: choose one of {', '.join(SCOPES)}")
+            raise InvalidInput(f"unknown scope {self.scope!r}: choose one of {', '.join(SCOPES)}")
         if self.attention is None:
             object.__setattr__(self, "attention", _default_attention(self.scope))
         object.__setattr__(self, "attention", tuple(self.attention))
@@ -53,34 +55,34 @@ class AdaPTwinConfig:
         object.__setattr__(self, "ranks", {k: dict(v) for k, v in dict(self.ranks).items()})
         bad = [a for a in self.attention if a not in ATTENTION_KINDS]
         if bad:
-            raise ValueError(f"unknown attention kind(s) {bad}: choose from {', '.join(ATTENTION_KINDS)}")
+            raise InvalidInput(f"unknown attention kind(s) {bad}: choose from {', '.join(ATTENTION_KINDS)}")
         bad = [t for t in self.twins if t not in TWINS]
         if bad or not self.twins:
-            raise ValueError(f"twins must be a non-empty subset of {TWINS}, got {self.twins}")
+            raise InvalidInput(f"twins must be a non-empty subset of {TWINS}, got {self.twins}")
         if self.budget is not None:
             if not (0.0 < float(self.budget) < 1.0):
-                raise ValueError(
+                raise InvalidInput(
                     f"budget={self.budget} is the fraction of parameters to remove and must lie in (0, 1), "
                     "e.g. 0.3 to remove 30 %"
                 )
             if self.rank_qk is not None or self.rank_vo is not None or self.rank_ffn is not None or self.ranks:
-                raise ValueError("give either a budget or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both")
+                raise InvalidInput("give either a budget or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both")
         elif self.rank_qk is None and self.rank_vo is None and self.rank_ffn is None and not self.ranks:
-            raise ValueError("nothing to do: give a budget (e.g. 0.3) or explicit ranks (rank_qk=/rank_vo=)")
+            raise InvalidInput("nothing to do: give a budget (e.g. 0.3) or explicit ranks (rank_qk=/rank_vo=)")
         if self.rank_ffn is not None and not self.ffn:
-            raise ValueError("rank_ffn was given but ffn=False: pass ffn=True (--ffn) to split the FFN matrices")
+            raise InvalidInput("rank_ffn was given but ffn=False: pass ffn=True (--ffn) to split the FFN matrices")
         for name, value in (("rank_qk", self.rank_qk), ("rank_vo", self.rank_vo), ("rank_ffn", self.rank_ffn)):
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}={value!r} must be a positive integer (at most the head width)")
+                raise InvalidInput(f"{name}={value!r} must be a positive integer (at most the head width)")
         for module, r in self.ranks.items():
             for twin, value in r.items():
                 if twin not in TWINS + ("ffn",) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn, rank >= 1")
+                    raise InvalidInput(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn, rank >= 1")
         for name in ("rank_step", "ffn_rank_step"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise InvalidInput(f"{name} must be >= 1")
         if not self.damping >= 0:
-            raise ValueError(f"damping={self.damping} must be >= 0")
+            raise InvalidInput(f"damping={self.damping} must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -94,7 +96,7 @@ class AdaPTwinConfig:
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
-            raise ValueError(
+            raise InvalidInput(
                 f"this checkpoint uses adaptwin format {version}, newer than this install understands "
                 f"({FORMAT_VERSION}): upgrade adaptwin"
             )

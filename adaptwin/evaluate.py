@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 
 from .audio import SAMPLE_RATE, load_audio
 from .data.manifest import Utterance
+from .errors import InvalidInput
 from .runtime.gate import NoSpeechGate
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def evaluate(
         backend = get_backend("torch", backend)
     utterances = list(utterances)
     if not utterances:
-        raise ValueError("nothing to evaluate: the manifest lists no utterances")
+        raise InvalidInput("nothing to evaluate: the manifest lists no utterances")
     total, speakers, skipped = Score(), {}, []
     audio_seconds = wall = 0.0
     bar = None
@@ -199,7 +200,7 @@ def evaluate(
     if skipped:
         logger.warning("skipped %d of %d utterances (see the report's 'skipped')", len(skipped), len(utterances))
     if total.utterances == 0:
-        raise ValueError(f"none of the {len(utterances)} utterances could be scored: {skipped[:3]}")
+        raise InvalidInput(f"none of the {len(utterances)} utterances could be scored: {skipped[:3]}")
     return EvalReport(
         wer=round(total.wer, 3), n_utterances=total.utterances, n_words=total.words,
         substitutions=total.substitutions, deletions=total.deletions, insertions=total.insertions,

@@ -63,7 +63,10 @@ class TwinAttention(nn.Module):
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         from transformers.cache_utils import EncoderDecoderCache
-        from transformers.models.whisper.modeling_whisper import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
+        from transformers.models.whisper.modeling_whisper import (
+            ALL_ATTENTION_FUNCTIONS,
+            eager_attention_forward,
+        )
 
         for old_name in ("past_key_values", "past_key_value"):  # older keyword names of `cache`
             old_cache = kwargs.pop(old_name, None)

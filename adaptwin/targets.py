@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import InvalidInput
+
 _PATTERNS = {
     "encoder_self": re.compile(r"(^|\.)encoder\.layers\.(\d+)\.self_attn$"),
     "decoder_self": re.compile(r"(^|\.)decoder\.layers\.(\d+)\.self_attn$"),
@@ -26,7 +28,7 @@ class Site:
 def check_whisper(model: nn.Module) -> None:
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "whisper":
-        raise ValueError(
+        raise InvalidInput(
             f"{type(model).__name__} is not a Whisper model (config.model_type="
             f"{getattr(config, 'model_type', None)!r}); adaptwin compresses WhisperForConditionalGeneration "
             "and WhisperModel: load one with adaptwin.load_whisper(...)"
@@ -43,7 +45,7 @@ def find_attention(model: nn.Module, kinds: tuple[str, ...]) -> list[Site]:
                 sites.append(Site(name, kind, side, int(m.group(2))))
     if not sites:
         candidates = [n for n, mod in model.named_modules() if n.endswith(("self_attn", "encoder_attn"))][:8]
-        raise ValueError(f"no attention module matched kinds {kinds}; attention-like modules found: {candidates}")
+        raise InvalidInput(f"no attention module matched kinds {kinds}; attention-like modules found: {candidates}")
     return sites
 
 
@@ -54,7 +56,7 @@ def find_ffn(model: nn.Module, sides: tuple[str, ...]) -> list[Site]:
         if m and m.group(2) in sides:
             sites.append(Site(name, "ffn", m.group(2), int(m.group(3))))
     if not sites:
-        raise ValueError(f"no FFN layer (fc1/fc2) found in {sides}")
+        raise InvalidInput(f"no FFN layer (fc1/fc2) found in {sides}")
     return sites
 
 

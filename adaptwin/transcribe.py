@@ -10,6 +10,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .checkpoint import LoadedWhisper
+from .errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Transcript:
 def log_mel(loaded: LoadedWhisper, audio: np.ndarray | list[np.ndarray]) -> torch.Tensor:
     """[N, n_mels, 3000] log-mel windows (audio longer than 30 s is cut by the extractor)."""
     if loaded.processor is None:
-        raise ValueError(f"{loaded.path} has no processor files (preprocessor/tokenizer): cannot compute features")
+        raise InvalidInput(f"{loaded.path} has no processor files (preprocessor/tokenizer): cannot compute features")
     batch = audio if isinstance(audio, list) else [audio]
     feats = loaded.processor.feature_extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
     return feats.to(next(loaded.model.parameters()).dtype)

@@ -11,6 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
+from ..errors import InvalidInput, MissingFile
+
 logger = logging.getLogger(__name__)
 
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
@@ -101,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
-        raise ValueError(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")
+        raise InvalidInput(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")
     for path in (args.target, args.general, args.canary):
         if path and not Path(path).exists():
-            raise FileNotFoundError(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
+            raise MissingFile(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
     student = adaptwin.load_whisper(args.model)
     teacher = adaptwin.load_whisper(args.teacher)
     if config.time_budget is not None:  # the budget is the whole command's: loading and saving included

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..errors import InvalidInput
+
 PRECISIONS = ("auto", "fp32", "bf16")
 # epochs=None: the whole epochs nearest to this many window passes, within [1, MAX_EPOCHS];
 # validation then keeps the best checkpoint and may stop sooner
@@ -65,44 +67,44 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"minutes={self.minutes} must be > 0 (or None to use all target audio)")
+            raise InvalidInput(f"minutes={self.minutes} must be > 0 (or None to use all target audio)")
         if not 0.0 <= self.replay < 1.0:
-            raise ValueError(f"replay={self.replay} is a share of the windows and must lie in [0, 1)")
+            raise InvalidInput(f"replay={self.replay} is a share of the windows and must lie in [0, 1)")
         if not 0.0 < self.fill <= 1.0:
-            raise ValueError(f"fill={self.fill} is the share of each window holding speech and must lie in (0, 1]")
+            raise InvalidInput(f"fill={self.fill} is the share of each window holding speech and must lie in (0, 1]")
         for name in ("distill", "target_distill"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}={v} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
+                raise InvalidInput(f"{name}={v} must lie in [0, 1] (0: transcripts only, 1: teacher only)")
         for name in ("layerwise_epochs", "epochs", "lora_rank"):
             if name == "epochs" and self.epochs is None:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a non-negative integer")
+                raise InvalidInput(f"{name}={getattr(self, name)!r} must be a non-negative integer")
         if not 0.0 <= self.holdout < 0.5:
-            raise ValueError(f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)")
+            raise InvalidInput(f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)")
         if not self.canary_weight >= 0:
-            raise ValueError(f"canary_weight={self.canary_weight} must be >= 0")
+            raise InvalidInput(f"canary_weight={self.canary_weight} must be >= 0")
         if not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience={self.patience!r} must be a non-negative integer (0: never stop early)")
+            raise InvalidInput(f"patience={self.patience!r} must be a non-negative integer (0: never stop early)")
         for name in ("batch_size", "topk", "canary_utterances", "evals_per_epoch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+                raise InvalidInput(f"{name}={getattr(self, name)!r} must be a positive integer")
         if not self.encoder_match >= 0:
-            raise ValueError(f"encoder_match={self.encoder_match} is a loss weight and must be >= 0")
+            raise InvalidInput(f"encoder_match={self.encoder_match} is a loss weight and must be >= 0")
         for name in ("lr", "layerwise_lr", "lora_alpha"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+                raise InvalidInput(f"{name}={getattr(self, name)} must be > 0")
         if self.layerwise_epochs == 0 and self.epochs == 0:
-            raise ValueError("nothing to do: layerwise_epochs and epochs are both 0")
+            raise InvalidInput("nothing to do: layerwise_epochs and epochs are both 0")
         if self.time_budget is not None and not self.time_budget > 0:
-            raise ValueError(f"time_budget={self.time_budget} seconds must be > 0")
+            raise InvalidInput(f"time_budget={self.time_budget} seconds must be > 0")
         if self.checkpoint_every < 0:
-            raise ValueError("checkpoint_every must be >= 0 seconds")
+            raise InvalidInput("checkpoint_every must be >= 0 seconds")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+            raise InvalidInput(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("max_steps must be >= 1")
+            raise InvalidInput("max_steps must be >= 1")
 
     def end_to_end_epochs(self, windows: int) -> int:
         """The most end-to-end epochs over ``windows`` training windows (a function of the data,

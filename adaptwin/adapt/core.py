@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..compress import is_compressed
+from ..errors import InvalidInput
 from ..evaluate import peak_rss_mb
 from ..modules import LowRankLinear, TwinAttention
 from ..targets import check_whisper
@@ -104,18 +105,18 @@ def check_teacher(model: nn.Module, teacher: nn.Module, compressed: list[str]) -
     part compression left alone equal."""
     check_whisper(teacher)
     if is_compressed(teacher):
-        raise ValueError("the teacher is itself compressed: give the dense model the student was compressed from")
+        raise InvalidInput("the teacher is itself compressed: give the dense model the student was compressed from")
     for key in ("d_model", "encoder_layers", "decoder_layers", "vocab_size", "num_mel_bins"):
         a, b = getattr(model.config, key), getattr(teacher.config, key)
         if a != b:
-            raise ValueError(f"the teacher does not match the model: {key} is {b} vs {a}; give the dense model "
+            raise InvalidInput(f"the teacher does not match the model: {key} is {b} vs {a}; give the dense model "
                              "the compressed one was made from")
     theirs = dict(teacher.named_parameters())
     for name, p in model.named_parameters():
         if any(name.startswith(c + ".") for c in compressed) or name not in theirs:
             continue
         if theirs[name].shape != p.shape or not torch.allclose(theirs[name].to(p.device, p.dtype), p, atol=1e-5):
-            raise ValueError(f"the teacher is not the model this one was compressed from ({name} differs): "
+            raise InvalidInput(f"the teacher is not the model this one was compressed from ({name} differs): "
                              "give the dense model the compressed one was made from")
 
 
@@ -157,10 +158,10 @@ def adapt_(
     teacher, teacher_proc, teacher_path = _unwrap(teacher, "teacher")
     processor = processor or proc or teacher_proc
     if processor is None:
-        raise ValueError("no processor (feature extractor + tokenizer): pass processor= or LoadedWhisper models")
+        raise InvalidInput("no processor (feature extractor + tokenizer): pass processor= or LoadedWhisper models")
     check_whisper(model)
     if not is_compressed(model):
-        raise ValueError("the model is not compressed: there is nothing to adapt; compress it first (adaptwin compress)")
+        raise InvalidInput("the model is not compressed: there is nothing to adapt; compress it first (adaptwin compress)")
     blocks = compressed_blocks(model)
     check_teacher(model, teacher, [m for ms in blocks.values() for m in ms])
 
@@ -186,7 +187,7 @@ def adapt_(
         heard = set(windows.record["target"]["speakers"]) | set((windows.record["general"] or {}).get("speakers", []))
         clash = sorted({u.speaker for u in canary_utts if u.speaker} & heard - {"unknown"})
         if clash:
-            raise ValueError(f"canary speaker(s) {clash} are also in the target or replay data: the canary must be "
+            raise InvalidInput(f"canary speaker(s) {clash} are also in the target or replay data: the canary must be "
                              "speakers training never hears")
         held.append(("canary", validation_windows(processor, canary_utts, "canary", speech=speech, **text)))
     if not held:

@@ -16,6 +16,7 @@ import torch
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..data.manifest import WINDOW_SECONDS, Utterance, pack_windows, read_utterances
+from ..errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def training_utterances(source, name: str) -> tuple[list[Utterance], str]:
         splits = sorted({u.split or "none" for u in utts})
         utts = [u for u in utts if u.split == "adapt"]
         if not utts:
-            raise ValueError(f"the {name} set {label} has splits {splits} but no 'adapt' split to train on; "
+            raise InvalidInput(f"the {name} set {label} has splits {splits} but no 'adapt' split to train on; "
                              "mark training utterances with \"split\": \"adapt\" (test ones are never used)")
     annotations = [u for u in utts if u.text and NON_SPEECH.match(u.text)]
     if annotations:
@@ -71,10 +72,10 @@ def training_utterances(source, name: str) -> tuple[list[Utterance], str]:
         utts = [u for u in utts if u not in annotations]
     missing = [str(u.audio) for u in utts if not (u.text or "").strip()]
     if missing:
-        raise ValueError(f"{len(missing)} {name} utterance(s) have no transcript (e.g. {missing[0]}): "
+        raise InvalidInput(f"{len(missing)} {name} utterance(s) have no transcript (e.g. {missing[0]}): "
                          "adaptation trains on transcripts; add a \"text\" field to every row")
     if not utts:
-        raise ValueError(f"the {name} set {label} is empty: nothing to adapt on")
+        raise InvalidInput(f"the {name} set {label} is empty: nothing to adapt on")
     return utts, label
 
 
@@ -135,7 +136,7 @@ def canary_utterances(source, limit: int) -> tuple[list[Utterance], str]:
         utts = [u for u in utts if u.split == "validation"]
     utts = [u for u in utts if (u.text or "").strip() and not NON_SPEECH.match(u.text)]
     if not utts:
-        raise ValueError(f"the canary set {label} has no transcribed utterances (in a 'validation' split when it has "
+        raise InvalidInput(f"the canary set {label} has no transcribed utterances (in a 'validation' split when it has "
                          "splits): give general speakers that are neither replayed nor tested, with transcripts")
     if len(utts) > limit:
         utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
@@ -162,7 +163,7 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
     chosen = take_minutes(target_utts, minutes, seconds)
     target_utts, held_out = hold_out(chosen, holdout)
     if not target_utts:
-        raise ValueError(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
+        raise InvalidInput(f"no target utterance of {target_label} fits a {seconds:.0f} s window: nothing to adapt on")
     rng = random.Random(seed)
     speech = fill * seconds
 

@@ -20,6 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 2
@@ -142,7 +144,7 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated or foreign file
-        raise ValueError(f"cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); delete it to start over") from None
+        raise InvalidInput(f"cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); delete it to start over") from None
 
 
 def saved_key(path: Path | None) -> dict | None:
@@ -171,7 +173,7 @@ class Trainer:
             return State()
         saved = _read_checkpoint(self.state_path)
         if saved.get("version") != STATE_VERSION or saved.get("key") != self.key:
-            raise ValueError(
+            raise InvalidInput(
                 f"{self.state_path} was written by a different adaptation run (other model, data, options or "
                 "number of processes): resume with the same ones, or delete it to start again"
             )

@@ -30,8 +30,15 @@ from typing import Callable
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..errors import InvalidInput
 from . import fotaq
-from .debian import allison_prompts, allison_root, apt_install, librivox_utterances, package_version
+from .debian import (
+    allison_prompts,
+    allison_root,
+    apt_install,
+    librivox_utterances,
+    package_version,
+)
 from .manifest import Utterance, write_manifest
 from .text import corpus_sentences
 from .tts import VOICES, Voice, available, synthesize, write_wav
@@ -81,14 +88,14 @@ def check_disjoint(sets: dict[str, list[Utterance]], person: Callable[[str], str
     for name in TEST_SETS:
         both = clash(people([name]), seen)
         if both:
-            raise ValueError(f"{name}: speaker(s) {both} are also used for training, calibration or validation; "
+            raise InvalidInput(f"{name}: speaker(s) {both} are also used for training, calibration or validation; "
                              "a test speaker must be unseen")
         shared = texts([name]) & texts(TRAINING_SETS)
         if shared:
-            raise ValueError(f"{name}: {len(shared)} sentence(s) are also read in training data (e.g. {min(shared)!r})")
+            raise InvalidInput(f"{name}: {len(shared)} sentence(s) are also read in training data (e.g. {min(shared)!r})")
     both = clash(people(["canary"]), people(["general", "calib"]))
     if both:
-        raise ValueError(f"canary speaker(s) {both} are also replayed or calibrated on: the canary must be unseen")
+        raise InvalidInput(f"canary speaker(s) {both} are also replayed or calibrated on: the canary must be unseen")
 
 
 def build_standard_sets(
@@ -157,7 +164,7 @@ def build_standard_sets(
             jobs.append((voice, text, kind, out / "tts" / voice.name / f"{j:04d}.wav"))
         k += counts[voice.role]
     if k > len(sentences):
-        raise ValueError(f"the voices need {k} sentences, the corpora give {len(sentences)}: lower --per-voice")
+        raise InvalidInput(f"the voices need {k} sentences, the corpora give {len(sentences)}: lower --per-voice")
     synthesized: list[Utterance | None] = [None] * len(jobs)
 
     def run(i: int) -> None:

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import gzip
-import re
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from ..errors import ExternalFailure
 from ..models.assets import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -19,10 +20,10 @@ logger = logging.getLogger(__name__)
 
 def _run(cmd: list[str], what: str) -> str:
     if shutil.which(cmd[0]) is None:
-        raise RuntimeError(f"{cmd[0]} is not available, needed to {what}: run on Debian/Ubuntu or install it")
+        raise ExternalFailure(f"{cmd[0]} is not available, needed to {what}: run on Debian/Ubuntu or install it")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({what}): {proc.stderr.strip()[-400:]}")
+        raise ExternalFailure(f"{' '.join(cmd)} failed ({what}): {proc.stderr.strip()[-400:]}")
     return proc.stdout
 
 
@@ -39,10 +40,10 @@ def unpacked(package: str) -> Path:
                 subprocess.run(["apt-get", "update"], capture_output=True)
                 proc = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
         except FileNotFoundError:
-            raise RuntimeError(f"apt-get is needed to fetch the Debian package {package}") from None
+            raise ExternalFailure(f"apt-get is needed to fetch the Debian package {package}") from None
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or not debs:
-            raise RuntimeError(f"apt-get download {package} failed: {proc.stderr.strip()[-300:]}")
+            raise ExternalFailure(f"apt-get download {package} failed: {proc.stderr.strip()[-300:]}")
         staging = Path(tmp) / "root"
         _run(["dpkg", "-x", str(debs[0]), str(staging)], f"unpack {package}")
         (staging / ".complete").write_text(debs[0].name)
@@ -69,7 +70,7 @@ def apt_install(packages: list[str]) -> None:
         subprocess.run(["apt-get", "update"], capture_output=True, env=env)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"could not install {' '.join(packages)} (run as root, or apt-get install them yourself): "
+        raise ExternalFailure(f"could not install {' '.join(packages)} (run as root, or apt-get install them yourself): "
                            f"{proc.stderr.strip()[-300:]}")
 
 
@@ -92,7 +93,7 @@ def allison_prompts() -> list[tuple[Path, str]]:
         if text and not re.search(r"[\[(]", text) and path.is_file():  # "[beep]", "(5 seconds of silence)"
             prompts.append((path, text))
     if not prompts:
-        raise RuntimeError(f"no Allison prompts found under {audio_root}")
+        raise ExternalFailure(f"no Allison prompts found under {audio_root}")
     return sorted(prompts, key=lambda p: str(p[0].relative_to(audio_root)))
 
 
@@ -116,7 +117,7 @@ def r_package_data(package: str, r_name: str) -> dict:
     try:
         from rdata import conversion, parser
     except ImportError:
-        raise RuntimeError("reading R data needs the rdata package: pip install 'adaptwin[data]'") from None
+        raise ExternalFailure("reading R data needs the rdata package: pip install 'adaptwin[data]'") from None
     base = unpacked(package) / f"usr/lib/R/site-library/{r_name}/data/Rdata"
     index = conversion.convert(parser.parse_data(gzip.decompress(base.with_suffix(".rdx").read_bytes())))
     blob = base.with_suffix(".rdb").read_bytes()

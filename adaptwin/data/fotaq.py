@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import InvalidInput, MissingFile
 from .manifest import Utterance, read_utterances
 
 TARGET = "fotaq_joe"
@@ -26,7 +27,7 @@ def find_corpus(explicit: str | Path | None = None) -> Path | None:
     if explicit is not None:
         root = Path(explicit).expanduser()
         if not (root / "manifest.jsonl").is_file():
-            raise FileNotFoundError(f"{root} has no manifest.jsonl: give the folder of the FOTAQ clips and manifest")
+            raise MissingFile(f"{root} has no manifest.jsonl: give the folder of the FOTAQ clips and manifest")
         return root
     if os.environ.get(ENV):
         return find_corpus(os.environ[ENV])
@@ -50,6 +51,6 @@ def fotaq_utterances(root: Path) -> list[Utterance]:
     utts = read_utterances(root / "manifest.jsonl")
     bad = [u for u in utts if u.split not in ("adapt", "test") or not u.speaker or not u.text]
     if bad:
-        raise ValueError(f"{root}/manifest.jsonl: {len(bad)} row(s) lack a speaker, a text or an adapt/test split "
+        raise InvalidInput(f"{root}/manifest.jsonl: {len(bad)} row(s) lack a speaker, a text or an adapt/test split "
                          f"(e.g. {bad[0].audio})")
     return utts

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..errors import InvalidInput, MissingFile
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +46,11 @@ def read_utterances(source: str | Path) -> list[Utterance]:
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
-            raise ValueError(f"{source} contains no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            raise InvalidInput(f"{source} contains no audio files ({', '.join(AUDIO_SUFFIXES)})")
         return [Utterance(p, p.with_suffix(".txt").read_text().strip() if p.with_suffix(".txt").is_file() else None)
                 for p in files]
     if not source.is_file():
-        raise FileNotFoundError(f"{source} is neither a manifest file nor a folder of audio")
+        raise MissingFile(f"{source} is neither a manifest file nor a folder of audio")
     out = []
     for n, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -58,11 +59,11 @@ def read_utterances(source: str | Path) -> list[Utterance]:
             row = json.loads(line)
             audio = Path(row["audio"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{source}:{n} is not a manifest row with an 'audio' field ({exc})") from None
+            raise InvalidInput(f"{source}:{n} is not a manifest row with an 'audio' field ({exc})") from None
         audio = audio if audio.is_absolute() else source.parent / audio
         out.append(Utterance(audio, row.get("text"), row.get("speaker"), row.get("split"), row.get("duration")))
     if not out:
-        raise ValueError(f"{source} lists no utterances")
+        raise InvalidInput(f"{source} lists no utterances")
     return out
 
 
@@ -92,7 +93,7 @@ def from_hf_dataset(
 
     missing = [c for c in (audio_column, text_column) if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"dataset lacks column(s) {missing}; it has {dataset.column_names}: pass audio_column=/text_column=")
+        raise InvalidInput(f"dataset lacks column(s) {missing}; it has {dataset.column_names}: pass audio_column=/text_column=")
     dataset = dataset.cast_column(audio_column, Audio(decode=False))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def from_hf_dataset(
         elif audio.get("path") and Path(audio["path"]).is_file():
             shutil.copyfile(audio["path"], target)
         else:
-            raise ValueError(f"row {i} of the dataset has neither audio bytes nor a readable path")
+            raise InvalidInput(f"row {i} of the dataset has neither audio bytes nor a readable path")
         speaker = row.get(speaker_column)
         utterances.append(Utterance(target, row[text_column], None if speaker is None else str(speaker), split))
     return utterances
@@ -160,7 +161,7 @@ def pack_windows(
     if skipped:
         logger.warning("skipped %d unreadable file(s) of %d", skipped, len(utterances))
     if not windows:
-        raise ValueError("no readable audio among the calibration files")
+        raise InvalidInput("no readable audio among the calibration files")
     return windows
 
 

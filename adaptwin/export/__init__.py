@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidInput
 from .names import GRAPHS, PRECISIONS
 
 logger = logging.getLogger(__name__)
@@ -29,15 +30,15 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+            raise InvalidInput(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise InvalidInput(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 14 <= self.opset <= 21:
-            raise ValueError(f"opset {self.opset} is not supported: use 14..21 (17 is TensorRT's safest choice)")
+            raise InvalidInput(f"opset {self.opset} is not supported: use 14..21 (17 is TensorRT's safest choice)")
         if self.engine == "trt" and self.precision == "int8" and not self.calib:
-            raise ValueError("TensorRT int8 needs calibration audio: pass --calib MANIFEST (a few minutes of speech)")
+            raise InvalidInput("TensorRT int8 needs calibration audio: pass --calib MANIFEST (a few minutes of speech)")
         if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+            raise InvalidInput(f"max_batch must be >= 1, got {self.max_batch}")
 
 
 @dataclass

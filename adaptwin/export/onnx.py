@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import MissingDependency
 from .graphs import DecoderGraph, EncoderGraph
 from .names import GRAPHS, PRECISIONS  # noqa: F401  (re-exported)
 
@@ -32,7 +33,7 @@ def need_onnx():
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'") from None
+        raise MissingDependency(f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'") from None
 
 
 def cross_names(layers: int) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ExternalFailure, InvalidInput, MissingDependency
 from ..runtime.decoding import PREFILL_CHUNK
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def need_tensorrt():
     try:
         import tensorrt
     except ImportError:
-        raise ImportError(
+        raise MissingDependency(
             "TensorRT is not installed: pip install 'adaptwin[trt]' on an x86-64 CUDA machine (NVIDIA's tensorrt "
             "wheels), or on Jetson install JetPack's python3-libnvinfer; --engine onnx works without it"
         ) from None
@@ -100,7 +101,7 @@ def build_engines(folder: Path, options) -> dict[str, Path]:
 
     unsupported = check_parsable(folder)
     if unsupported:
-        raise ValueError(f"the graphs use operators TensorRT cannot parse: {unsupported}; export with --precision fp32/fp16")
+        raise InvalidInput(f"the graphs use operators TensorRT cannot parse: {unsupported}; export with --precision fp32/fp16")
     config = WhisperConfig.from_pretrained(str(folder))
     shapes = profiles(config, options.max_batch)
     out = {}
@@ -122,14 +123,14 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, shapes: dict, precisio
     parser = trt.OnnxParser(network, log)
     if not parser.parse_from_file(str(onnx_path)):  # resolves model.onnx_data beside the graph
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path.name}: {errors}")
+        raise ExternalFailure(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         if tensor.name not in shapes:
-            raise ValueError(f"no optimization profile for input {tensor.name} of {onnx_path.name}")
+            raise InvalidInput(f"no optimization profile for input {tensor.name} of {onnx_path.name}")
         profile.set_shape(tensor.name, *shapes[tensor.name])
     config.add_optimization_profile(profile)
     if precision in ("fp16", "int8"):
@@ -141,7 +142,7 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, shapes: dict, precisio
     logger.info("building %s (%s); this takes minutes", engine_path.name, precision)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build {engine_path.name} (see the TensorRT log above)")
+        raise ExternalFailure(f"TensorRT failed to build {engine_path.name} (see the TensorRT log above)")
     engine_path.write_bytes(bytes(serialized))
     return engine_path
 
@@ -158,7 +159,7 @@ def calibration_batches(folder: Path, graph: str, source: str, max_windows: int 
     engine = OrtWhisper(folder)
     windows = pack_windows(read_utterances(source), max_windows=max_windows)
     if not windows:
-        raise ValueError(f"{source} gave no usable calibration audio")
+        raise InvalidInput(f"{source} gave no usable calibration audio")
     vocab = Vocab.from_generation_config(engine.generation_config)
     tokenizer = engine.processor.tokenizer
     batches = []

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..errors import AdaptwinError
+
 # Per precision, the bounds a check must meet (None: printed, not enforced):
 #   max_abs: max |onnx - torch| / max(1, max |torch|) over all logits
 #   rms:     ||onnx - torch|| / ||torch||
@@ -27,7 +29,7 @@ TOLERANCE = {
 }
 
 
-class ValidationError(RuntimeError):
+class ValidationError(AdaptwinError, RuntimeError):
     pass
 
 

@@ -16,6 +16,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..errors import ExternalFailure, MissingFile
+
 logger = logging.getLogger(__name__)
 
 OPENAI_WHISPER_SDIST = "openai-whisper==20250625"
@@ -42,7 +44,7 @@ def openai_asset(name: str) -> Path:
     if not cached.is_file():
         _fetch_sdist(cache_dir() / "openai-whisper")
     if not cached.is_file():
-        raise FileNotFoundError(f"{name} is not in the {OPENAI_WHISPER_SDIST} source distribution")
+        raise MissingFile(f"{name} is not in the {OPENAI_WHISPER_SDIST} source distribution")
     return cached
 
 
@@ -54,7 +56,7 @@ def _fetch_sdist(dest: Path) -> None:
         result = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob("*.tar.gz"))
         if result.returncode != 0 or not archives:
-            raise RuntimeError(
+            raise ExternalFailure(
                 f"could not fetch {OPENAI_WHISPER_SDIST} (needed for Whisper's tokenizer files): {result.stderr[-400:]}\n"
                 f"Fix: `pip install {OPENAI_WHISPER_SDIST}`, or download its sdist and unpack whisper/assets and "
                 f"whisper/normalizers into {dest}"

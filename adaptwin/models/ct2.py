@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InvalidInput
+
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 
 
@@ -63,14 +65,14 @@ def read_model_bin(data: bytes | memoryview, origin: str = "model.bin") -> dict[
             alias, target = r.string(), r.string()
             arrays[alias] = arrays[target]
     except (struct.error, EOFError, KeyError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(
+        raise InvalidInput(
             f"{origin} is truncated or not a CTranslate2 model file ({type(exc).__name__} at byte {r.pos} of "
             f"{len(r.data)}): re-download or reinstall it"
         ) from None
     if name != "WhisperSpec":
-        raise ValueError(f"{origin} holds a CTranslate2 {name!r}, not a Whisper model")
+        raise InvalidInput(f"{origin} holds a CTranslate2 {name!r}, not a Whisper model")
     if any(k.endswith("weight_scale") for k in arrays):
-        raise ValueError(
+        raise InvalidInput(
             f"{origin} is int8-quantized; adaptwin needs the float16/float32 conversion "
             "(ct2-transformers-converter --quantization float16)"
         )
@@ -125,7 +127,7 @@ def to_state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
             if n == "k_proj":  # Whisper's key projection has no bias
                 kb = b[i * D : (i + 1) * D]
                 if kb.abs().max() > 0:
-                    raise ValueError(f"{ct} has a non-zero key bias, which Whisper cannot hold")
+                    raise InvalidInput(f"{ct} has a non-zero key bias, which Whisper cannot hold")
             else:
                 sd[f"{hf}.{n}.bias"] = b[i * D : (i + 1) * D].clone()
 

@@ -11,6 +11,8 @@ import base64
 import json
 from pathlib import Path
 
+from ..errors import InvalidInput
+
 
 def byte_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map."""
@@ -59,7 +61,7 @@ def vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[str]
             continue
         pair = _bpe(ranks, tok, rank)
         if len(pair) != 2:
-            raise ValueError(f"token {tok!r} (rank {rank}) is not a merge of two lower-ranked tokens")
+            raise InvalidInput(f"token {tok!r} (rank {rank}) is not a merge of two lower-ranked tokens")
         merges.append(f"{text(pair[0])} {text(pair[1])}")
     return vocab, merges
 
@@ -72,7 +74,7 @@ def build_tokenizer_json(template: Path, ranks_file: Path, vocabulary_txt: Path,
     expected = Path(vocabulary_txt).read_text(encoding="utf-8").split("\n")
     for token, idx in vocab.items():
         if idx >= len(expected) or expected[idx] != token:
-            raise ValueError(
+            raise InvalidInput(
                 f"{ranks_file.name} disagrees with {vocabulary_txt}: token {token!r} has id {idx} there but "
                 f"{expected[idx] if idx < len(expected) else None!r} in the model's vocabulary: wrong vocab file?"
             )

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..errors import InvalidInput
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
@@ -98,4 +99,4 @@ def get_backend(name: str, model, **engine_kwargs) -> Backend:
         from .trt import TrtWhisper
 
         return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt")
-    raise ValueError(f"unknown backend {name!r}: choose torch, ort or trt")
+    raise InvalidInput(f"unknown backend {name!r}: choose torch, ort or trt")

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 NEG = -np.inf
 PREFILL_CHUNK = 32  # prompt tokens per decoder call: only the last position's logits are used, and a
 # whole long prompt (previous text + forced prefix, up to ~300 tokens) at once would materialise
@@ -54,7 +56,7 @@ class Vocab:
             if language is not None:
                 code = language if language.startswith("<|") else f"<|{language}|>"
                 if code not in lang_ids:
-                    raise ValueError(f"language {language!r} is not one of this model's languages")
+                    raise InvalidInput(f"language {language!r} is not one of this model's languages")
                 start.append(lang_ids[code])
             task_ids = getattr(gen, "task_to_id", {}) or {}
             if task in task_ids:
@@ -80,9 +82,9 @@ class DecodingOptions:
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+            raise InvalidInput(f"beam_size must be >= 1, got {self.beam_size}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise InvalidInput(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
 @dataclass

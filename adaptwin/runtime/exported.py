@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 
 def cross_feed(cross: list) -> dict[str, Any]:
     """Name the per-layer cross-attention keys/values: cross.{i}.key, cross.{i}.value."""
@@ -21,7 +23,7 @@ def cross_feed(cross: list) -> dict[str, Any]:
 def features(processor: Any, audios: list[np.ndarray], where: Any) -> np.ndarray:
     """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each)."""
     if processor is None or processor.feature_extractor is None:
-        raise ValueError(f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
+        raise InvalidInput(f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
                          "cannot compute features; export from a model folder that has them")
     return processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
 
@@ -36,11 +38,11 @@ class ExportedWhisper:
         missing = [f for f in (*required, "config.json") if not (self.path / f).is_file()]
         if missing:
             name = str(folder).rstrip("/")
-            raise ValueError(f"{name} is not an exported model for this backend (missing {', '.join(missing)}): "
+            raise InvalidInput(f"{name} is not an exported model for this backend (missing {', '.join(missing)}): "
                              f"export it first, e.g. `adaptwin-export {name} --out {name}-onnx`, and pass that folder")
         config = json.loads((self.path / "config.json").read_text())
         if config.get("model_type") != "whisper":
-            raise ValueError(f"{self.path} holds a {config.get('model_type')!r} model, not Whisper")
+            raise InvalidInput(f"{self.path} holds a {config.get('model_type')!r} model, not Whisper")
         self.config = SimpleNamespace(**config)
         generation = self.path / "generation_config.json"
         keys = ("decoder_start_token_id", "eos_token_id", "pad_token_id", "suppress_tokens", "begin_suppress_tokens")

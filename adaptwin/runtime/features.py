@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 SAMPLE_RATE, N_FFT, HOP, CHUNK_SECONDS = 16000, 400, 160, 30
 
 
@@ -58,7 +60,7 @@ class LogMel:
 
     def __call__(self, audios, sampling_rate: int = SAMPLE_RATE, return_tensors: str = "np"):
         if sampling_rate != SAMPLE_RATE:
-            raise ValueError(f"features need {SAMPLE_RATE} Hz audio, got {sampling_rate} Hz")
+            raise InvalidInput(f"features need {SAMPLE_RATE} Hz audio, got {sampling_rate} Hz")
         batch = audios if isinstance(audios, (list, tuple)) else [audios]
         # a plain namespace: a class made per call sits in a reference cycle, so its ~1 MB of
         # features lived until Python's rare full collection (a sawtooth of +50 MB in long streams)

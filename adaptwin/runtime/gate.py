@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class NoSpeechGate:
@@ -30,11 +32,11 @@ class NoSpeechGate:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.no_speech_threshold <= 1.0:
-            raise ValueError(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}")
+            raise InvalidInput(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}")
         if self.logprob_threshold > 0:
-            raise ValueError(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
+            raise InvalidInput(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
         if self.vad not in ("auto", "silero", "energy", "none"):
-            raise ValueError(f"unknown VAD {self.vad!r}: choose auto, silero, energy or none")
+            raise InvalidInput(f"unknown VAD {self.vad!r}: choose auto, silero, energy or none")
 
     def silent(self, audio: np.ndarray) -> bool:
         """Digital silence (or an empty clip): nothing to decode."""

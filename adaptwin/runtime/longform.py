@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..errors import InvalidInput
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .segments import Segment, parse_window
 
@@ -49,7 +50,7 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
     engine = backend.engine
     vocab = Vocab.from_generation_config(engine.generation_config, language)
     if vocab.timestamp_begin is None:
-        raise ValueError("this model has no timestamp tokens: long-form transcription needs them")
+        raise InvalidInput("this model has no timestamp tokens: long-form transcription needs them")
     tokenizer = engine.processor.tokenizer
     seek, total = 0, len(audio)
     speech = _speech_frames(backend, audio, gate)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..errors import ExternalFailure, MissingDependency
 from .streaming import Emitted, OnlineProcessor
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,9 @@ def import_sounddevice():
     try:
         import sounddevice as sd
     except ImportError:
-        raise ImportError("the live microphone needs sounddevice: pip install 'adaptwin[mic]'") from None
+        raise MissingDependency("the live microphone needs sounddevice: pip install 'adaptwin[mic]'") from None
     except OSError:
-        raise ImportError("sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
+        raise MissingDependency("sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
                           "(macOS: brew install portaudio)") from None
     return sd
 
@@ -92,7 +93,7 @@ def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: 
         stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
                                 blocksize=int(chunk * SAMPLE_RATE / 4), callback=callback)
     except Exception as exc:  # PortAudioError, ValueError for unknown names
-        raise RuntimeError(f"cannot open input device {device!r}: {exc}\navailable input devices:\n{input_devices(sd)}\n"
+        raise ExternalFailure(f"cannot open input device {device!r}: {exc}\navailable input devices:\n{input_devices(sd)}\n"
                            "choose one with --device N") from None
     report = on_words or (lambda words, pending: None)
     try:

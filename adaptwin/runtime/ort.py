@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MissingDependency
 from .exported import ExportedWhisper, cross_feed
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def _ort():
     try:
         import onnxruntime
     except ImportError:
-        raise ImportError("the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' "
+        raise MissingDependency("the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' "
                           "(or onnxruntime-gpu for CUDA)") from None
     return onnxruntime
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from ..errors import InvalidInput
 from .segments import Segment
 
 FORMATS = ("txt", "srt", "vtt", "json")
@@ -22,7 +23,7 @@ def _stamp(seconds: float, sep: str) -> str:
 def format_segments(segments: Iterable[Segment], fmt: str, source: str = "") -> Iterable[str]:
     """Chunks of the output file, one per segment (so a long transcript streams out)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise InvalidInput(f"unknown output format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt == "vtt":
         yield "WEBVTT\n\n"
     if fmt == "json":

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..errors import InvalidInput
 from . import heap
 from .gate import NoSpeechGate
 from .segments import SECONDS_PER_TIMESTAMP, Word
@@ -33,7 +34,7 @@ class LocalAgreement:
 
     def __init__(self, n: int = 2, key: Callable[[Any], Hashable] = lambda item: item) -> None:
         if n < 1:
-            raise ValueError(f"LocalAgreement needs n >= 1, got {n}")
+            raise InvalidInput(f"LocalAgreement needs n >= 1, got {n}")
         self.n, self.key = n, key
         self.history: list[list] = []
 
@@ -185,11 +186,11 @@ class OnlineProcessor:
         from .decoding import Vocab
 
         if not 0 < self.min_chunk < self.max_buffer <= 30.0:
-            raise ValueError("need 0 < min_chunk < max_buffer <= 30 seconds")
+            raise InvalidInput("need 0 < min_chunk < max_buffer <= 30 seconds")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
         if self.vocab.timestamp_begin is None:
-            raise ValueError("streaming needs a model with timestamp tokens")
+            raise InvalidInput("streaming needs a model with timestamp tokens")
         self.tokenizer = self.backend.engine.processor.tokenizer
         self.buffer = np.zeros(0, dtype=np.float32)
         self.buffer_start = 0.0  # stream time of buffer[0]

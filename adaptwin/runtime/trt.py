@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ExternalFailure
 from .exported import ExportedWhisper, cross_feed
 
 ENGINES = ("encoder_model.engine", "decoder_model.engine", "decoder_with_past_model.engine")
@@ -25,14 +26,14 @@ class TrtWhisper(ExportedWhisper):
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError("the trt backend needs a CUDA device; use --backend ort on this machine")
+            raise ExternalFailure("the trt backend needs a CUDA device; use --backend ort on this machine")
         self._trt, self._torch = trt, torch
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {}
         for name in ENGINES:
             engine = runtime.deserialize_cuda_engine((self.path / name).read_bytes())
             if engine is None:
-                raise RuntimeError(f"{self.path / name} could not be loaded (built by another TensorRT version or GPU?)")
+                raise ExternalFailure(f"{self.path / name} could not be loaded (built by another TensorRT version or GPU?)")
             self.engines[name.split(".")[0]] = (engine, engine.create_execution_context())
         self.past_names = [n for n in self._io("decoder_with_past_model", input=True) if n.startswith("past.")]
 
@@ -63,7 +64,7 @@ class TrtWhisper(ExportedWhisper):
             context.set_tensor_address(name, out.data_ptr())
         stream = torch.cuda.current_stream()
         if not context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to run {graph}")
+            raise ExternalFailure(f"TensorRT failed to run {graph}")
         stream.synchronize()
         return outputs
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingDependency
+
 logger = logging.getLogger(__name__)
 
 FRAME, CONTEXT = 512, 64  # Silero at 16 kHz: 32 ms frames with 4 ms of left context
@@ -89,7 +91,7 @@ def load_vad(kind: str = "auto"):
     path = silero_path()
     if path is None:
         if kind == "silero":
-            raise ImportError("the Silero VAD model ships in the faster-whisper wheel: pip install faster-whisper "
+            raise MissingDependency("the Silero VAD model ships in the faster-whisper wheel: pip install faster-whisper "
                               "(or use --vad energy)")
         logger.info("faster-whisper is not installed: using the energy VAD")
         return EnergyVAD()
@@ -97,5 +99,5 @@ def load_vad(kind: str = "auto"):
         return SileroVAD(path)
     except ImportError:
         if kind == "silero":
-            raise ImportError("the Silero VAD needs onnxruntime: pip install onnxruntime (or use --vad energy)") from None
+            raise MissingDependency("the Silero VAD needs onnxruntime: pip install onnxruntime (or use --vad energy)") from None
         return EnergyVAD()
