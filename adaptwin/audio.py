@@ -21,6 +21,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"audio file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path} is empty (0 bytes): the recording was not saved; record or copy it again")
     try:
         audio, rate = _read_wav(path)
     except (wave.Error, EOFError, ValueError):
@@ -73,7 +75,9 @@ def _read_ffmpeg(path: Path, rate: int) -> tuple[np.ndarray, int]:
     cmd = [exe, "-nostdin", "-v", "error", *fmt, "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
-        raise InvalidInput(f"{path} is corrupt or not audio: ffmpeg said {proc.stderr.decode(errors='replace')[-300:].strip()}")
+        said = [line.strip() for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        raise InvalidInput(f"{path} is corrupt or not audio (ffmpeg: {said[-1] if said else 'no output'}): "
+                           "give a WAV, FLAC, OGG or MP3 file")
     return np.frombuffer(proc.stdout, np.float32).copy(), rate
 
 

@@ -42,7 +42,7 @@ def resolve(source: str | os.PathLike) -> Path:
     """A local HF-style directory for ``source`` (converting or downloading if needed)."""
     path = Path(source).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file() and "model_type" in json.loads((path / "config.json").read_text()):
+        if (path / "config.json").is_file() and "model_type" in _read_config(path / "config.json"):
             return path
         if (path / "model.bin").is_file():
             return _converted_ct2(path)
@@ -60,8 +60,18 @@ def resolve(source: str | os.PathLike) -> Path:
     except Exception as exc:  # offline, unknown id, ...
         raise InvalidInput(
             f"could not find model {source!r}: not a folder, not a built-in name ({', '.join(BUILTINS)}), and the "
-            f"Hugging Face hub did not provide it ({type(exc).__name__}: {str(exc)[:200]})"
+            f"Hugging Face hub did not provide it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
         ) from None
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path} is not valid JSON ({exc}): the folder is corrupt; save or download the model again") from None
+    if not isinstance(config, dict):
+        raise InvalidInput(f"{path} is not a model config (a JSON object): save or download the model again")
+    return config
 
 
 def _converted_ct2(ct2_dir: Path) -> Path:
@@ -94,7 +104,11 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
         return {}
     state = {}
     for f in files:
-        state.update(load_file(str(path / f)))
+        try:
+            state.update(load_file(str(path / f)))
+        except Exception as exc:  # safetensors raises its own error type for a cut or garbled file
+            raise InvalidInput(f"{path / f} is truncated or corrupt ({type(exc).__name__}: {exc}): save or download "
+                               "the model again") from None
     return state
 
 
@@ -144,12 +158,32 @@ def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None,
     return LoadedWhisper(model, processor, path)
 
 
+OUTPUT_MARKERS = ("config.json", "adaptwin_export.json")  # what adaptwin writes: a model or an export folder
+
+
+def check_output_dir(out: str | os.PathLike) -> Path:
+    """``out`` may be written: it does not exist, is empty, or is an earlier adaptwin output
+    (which is replaced); anything else is refused before any work starts, so no user folder
+    is ever overwritten and no hour of compute ends in a refusal."""
+    out = Path(out).expanduser()
+    if out.exists():
+        if not out.is_dir():
+            raise InvalidInput(f"{out} is a file: give a folder name for the output (--out)")
+        if any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+            raise InvalidInput(f"{out} exists and is not a model or export folder: choose another --out "
+                               "(an earlier adaptwin output there would be replaced)")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"cannot write {out}: {parent} is not writable; choose another --out")
+    return out
+
+
 @contextmanager
 def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; when the block completes it replaces ``out``
     in one rename. A crash, a failed check or a full disk leaves any previous ``out`` intact
-    and no half-written folder behind."""
-    out = Path(out).expanduser()
+    and no half-written folder behind. ``out`` must pass ``check_output_dir``."""
+    out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:

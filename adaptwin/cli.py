@@ -33,7 +33,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     from .data import build_calibration
 
+    from .checkpoint import check_output_dir
+
     config = _config_from(args)  # validate before the slow load
+    check_output_dir(args.out)
     loaded = adaptwin.load_whisper(args.model)
     calib = build_calibration(loaded, args.calib, args.calib_windows) if args.calib else None
     if calib is None and config.budget is not None:
@@ -54,6 +57,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .runtime.commands import gate_from
 
+    from .runtime.decoding import DecodingOptions
+
+    DecodingOptions(beam_size=args.beams)  # options are checked before the data and the model
     utterances = read_utterances(args.data)
     if args.split:
         utterances = [u for u in utterances if u.split == args.split]

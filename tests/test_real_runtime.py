@@ -75,3 +75,43 @@ def test_stream_simulate_on_real_speech(exported, long_clip, tmp_path, capsys):
     a = wer_counts(reference, out.out)
     assert a.errors / a.ref_words < 0.25, out.out
     assert "median" in out.err
+
+
+def _noises():
+    """30 s of white and pink noise at -60, -40 and -20 dBFS, and 10 minutes of digital silence."""
+    rng = np.random.default_rng(0)
+    n = 30 * 16000
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    pink = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(len(spectrum)), 1)), n)
+    out = {"silence-10min": np.zeros(600 * 16000, np.float32)}
+    for name, x in (("white", rng.standard_normal(n)), ("pink", pink)):
+        for db in (-60, -40, -20):
+            out[f"{name}{db}"] = (x / np.sqrt(np.mean(x ** 2)) * 10 ** (db / 20)).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("engine, vad", [("torch", "auto"), ("ort", "auto"), ("ort", "none")])
+def test_no_words_from_silence_or_noise(tiny_en, exported, engine, vad):
+    """With the VAD off, the decoder's no-speech rule alone must keep every clip empty
+    (torch runs the same decoding code: benchmarks/no_speech.py measures it there too)."""
+    from adaptwin.runtime import get_backend
+    from adaptwin.runtime.gate import NoSpeechGate
+    from adaptwin.runtime.longform import transcribe
+
+    backend = get_backend(engine, tiny_en if engine == "torch" else exported)
+    gate = NoSpeechGate(vad=vad)
+    for name, audio in _noises().items():
+        assert list(transcribe(backend, audio, gate=gate)) == [], name
+        assert backend.transcribe_batch([audio[:30 * 16000]], gate=gate) == [""], name
+
+
+def test_no_speech_gate_keeps_clipped_and_quiet_speech(tiny_en):
+    from adaptwin.runtime import get_backend
+
+    backend = get_backend("torch", tiny_en)
+    clip = bundled_clips()[0]
+    audio = load_audio(clip.audio)
+    loud = np.clip(audio * 20, -1, 1)  # hard clipping
+    quiet = audio * 10 ** (-30 / 20)
+    for text in backend.transcribe_batch([audio, loud, quiet]):
+        assert wer_counts(clip.text, text).errors / max(1, len(clip.text.split())) < 0.5, text

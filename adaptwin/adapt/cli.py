@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import adaptwin
 
-    from ..checkpoint import save
+    from ..checkpoint import check_output_dir, save
     from .config import AdaptConfig
     from .core import adapt_
     from .train import Dist
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         lora_rank=args.lora_rank, time_budget=args.time_budget,
         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision, max_steps=args.max_steps,
     )
-    out = Path(args.out).expanduser()
+    out = check_output_dir(args.out)
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
         raise InvalidInput(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")

@@ -69,11 +69,12 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     check, an interrupt or a full disk leaves no half-written export (and any previous
     ``out`` untouched). ``clips``: real audio for validation (default: the bundled clips).
     """
-    from ..checkpoint import LoadedWhisper, atomic_dir, load_whisper
+    from ..checkpoint import LoadedWhisper, atomic_dir, check_output_dir, load_whisper
     from ..runtime.ort import OrtWhisper
     from .onnx import export_torch_graphs, need_onnx, quantize_int8, write_shared
     from .validate import ValidationError, validate
 
+    check_output_dir(out)  # before minutes of export
     need_onnx()
     if options.engine == "trt":
         from .trt import need_tensorrt

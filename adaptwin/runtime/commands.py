@@ -58,6 +58,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .longform import transcribe
     from .output import format_segments
 
+    from .decoding import DecodingOptions
+
+    DecodingOptions(beam_size=args.beams)  # options are checked before the files and the model
     audios = [(f, load_audio(f)) for f in args.files]  # every file is checked before minutes of decoding
     gate = gate_from(args)
     for path, audio in audios:

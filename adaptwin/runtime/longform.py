@@ -66,7 +66,7 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
         window = audio[seek: seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
         hyp, failed = _decode_window(backend, window, language, num_beams,
-                                     previous if condition_on_previous_text else None, tokenizer)
+                                     previous if condition_on_previous_text else None, tokenizer, gate)
         if failed:  # drop the prompt that may feed a hallucination
             previous = []
         if gate is not None and gate.no_speech(hyp, failed):
@@ -109,11 +109,12 @@ def _speech_frames(backend, audio: np.ndarray, gate: NoSpeechGate | None) -> np.
     return speech_mask(vad, audio, VAD_FRAME)
 
 
-def _decode_window(backend, window, language, num_beams, previous, tokenizer):
+def _decode_window(backend, window, language, num_beams, previous, tokenizer, gate=None):
     """Greedy with the previous text as prompt; if the result loops or is unlikely, again
     without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
     temperature fallback). Returns (hypothesis, failed): when every attempt failed, the
-    unprompted greedy one."""
+    unprompted greedy one. As in openai/whisper, a window the ``gate`` calls silent gets no
+    fallback: it is dropped anyway."""
     attempts = [(num_beams, previous), (num_beams, None), (max(num_beams, 5), None)]
     if not previous:
         attempts = attempts[1:]
@@ -121,7 +122,8 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer):
     for beams, prompt in attempts:
         hyp = backend.generate([window], language=language, num_beams=beams, timestamps=True, previous=prompt or None,
                                max_new_tokens=220)[0]
-        if not _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True)):
-            return hyp, False
+        failed = _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True))
+        if not failed or (gate is not None and gate.no_speech(hyp, failed=True)):
+            return hyp, failed
         tried.append((beams, prompt, hyp))
     return next(h for b, p, h in tried if b == num_beams and p is None), True
