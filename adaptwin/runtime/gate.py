@@ -6,11 +6,13 @@ Three checks, cheapest first:
 1. **level**: audio whose peak is below ``silence_peak`` is digital silence and is never decoded;
 2. **VAD**: a window in which the voice activity detector finds no speech frame is never
    decoded (Silero when faster-whisper's wheel is installed, else an energy threshold);
-3. **the decoder's own evidence** (openai/whisper's rule): a hypothesis is dropped when the
-   probability of ``<|nospeech|>`` after ``<|startoftranscript|>`` is above
-   ``no_speech_threshold`` and the text is unlikely (mean log-probability below
-   ``logprob_threshold``) or failed every fallback (a loop). Text without a single letter or
-   digit ("." or ". . .") is no text.
+3. **the decoder's own evidence**: a hypothesis is dropped when the probability of
+   ``<|nospeech|>`` after ``<|startoftranscript|>`` is above ``no_speech_threshold`` and the
+   text is unlikely (mean log-probability below ``logprob_threshold``: openai/whisper's rule)
+   or failed every fallback (a loop), and whatever the text when that probability is above
+   ``sure_threshold``: Whisper says a confident " you" to noise, which the first rule keeps.
+   Text without a single letter or digit ("." or ". . .") is no text.
+The thresholds are measured on speech and non-speech in ``benchmarks/no_speech.py``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from ..errors import InvalidInput
 class NoSpeechGate:
     no_speech_threshold: float = 0.6  # openai/whisper and faster-whisper's default
     logprob_threshold: float = -1.0  # idem
+    sure_threshold: float = 0.8  # above it the model is sure: no text, however confident
     silence_peak: float = 1e-4  # about -80 dBFS: below any microphone's noise floor
     vad: str = "auto"  # auto | silero | energy | none
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.no_speech_threshold <= 1.0:
-            raise InvalidInput(f"no_speech_threshold must be in [0, 1], got {self.no_speech_threshold}")
+        if not 0.0 <= self.no_speech_threshold <= self.sure_threshold <= 1.0:
+            raise InvalidInput("need 0 <= no_speech_threshold <= sure_threshold <= 1, got "
+                               f"{self.no_speech_threshold} and {self.sure_threshold}")
         if self.logprob_threshold > 0:
             raise InvalidInput(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
         if self.vad not in ("auto", "silero", "energy", "none"):
@@ -47,7 +51,7 @@ class NoSpeechGate:
         unlikely, or a loop that survived every fallback."""
         if hyp.no_speech_prob <= self.no_speech_threshold:
             return False
-        return failed or hyp.avg_logprob < self.logprob_threshold
+        return failed or hyp.avg_logprob < self.logprob_threshold or hyp.no_speech_prob > self.sure_threshold
 
 
 def has_words(text: str) -> bool:

@@ -262,13 +262,14 @@ class OnlineProcessor:
             units = units_of(list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode,
                              offset, seconds)
             loop = loop_start(units)
-            if loop is None:
+            silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None)
+            if loop is None or silent:
                 break
             self.loops += 1
         if loop is not None:
             units = units[:loop]
-        if self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None):
-            units = []  # the model hears no speech: nothing to agree on
+        if silent:
+            units = []  # the model hears no speech: nothing to agree on (and no fallback decode)
         self.unprocessed = 0.0
         if self.trim_heap:
             heap.trim()

@@ -17,9 +17,11 @@ HALLUCINATED = f"w{HALLUCINATION - 10}"
 def test_gate_rule_is_openai_whispers():
     gate = NoSpeechGate()
     sure_silence = Hypothesis([5], logprob=-4.0, no_speech_prob=0.9)  # avg -2.0
-    confident = Hypothesis([5], logprob=-0.4, no_speech_prob=0.9)  # avg -0.2: kept, as in openai/whisper
+    confident = Hypothesis([5], logprob=-0.4, no_speech_prob=0.7)  # avg -0.2: kept, as in openai/whisper
+    sure = Hypothesis([5], logprob=-0.4, no_speech_prob=0.85)  # Whisper's confident " you" on noise
     speech = Hypothesis([5], logprob=-4.0, no_speech_prob=0.1)
     assert gate.no_speech(sure_silence) and not gate.no_speech(confident) and not gate.no_speech(speech)
+    assert gate.no_speech(sure) and not NoSpeechGate(sure_threshold=1.0).no_speech(sure)
     assert gate.no_speech(confident, failed=True)  # a loop that survived every fallback, on "no speech"
     assert not gate.no_speech(speech, failed=True)
     assert gate.silent(np.zeros(100, np.float32)) and gate.silent(np.zeros(0, np.float32))
@@ -27,7 +29,8 @@ def test_gate_rule_is_openai_whispers():
     assert not has_words(" . . .") and not has_words("") and has_words(" 42") and has_words(" you")
 
 
-@pytest.mark.parametrize("kwargs", [{"no_speech_threshold": 1.5}, {"logprob_threshold": 0.5}, {"vad": "webrtc"}])
+@pytest.mark.parametrize("kwargs", [{"no_speech_threshold": 1.5}, {"logprob_threshold": 0.5}, {"vad": "webrtc"},
+                                    {"no_speech_threshold": 0.9, "sure_threshold": 0.8}])
 def test_gate_options_are_validated(kwargs):
     with pytest.raises(ValueError):
         NoSpeechGate(**kwargs)
