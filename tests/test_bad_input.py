@@ -177,18 +177,6 @@ def test_stream_impossible_options(run, model_dir, tmp_path, option):
     _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, *option))
 
 
-def test_mic_without_portaudio(run, model_dir, monkeypatch):
-    import adaptwin.runtime.mic as mic
-
-    def missing():
-        from adaptwin.errors import MissingDependency
-
-        raise MissingDependency("sounddevice cannot find the PortAudio library: apt-get install libportaudio2")
-
-    monkeypatch.setattr(mic, "import_sounddevice", missing)
-    _error(run("stream", "--mic", "--model", model_dir), "PortAudio", "apt-get install")
-
-
 def test_silero_vad_without_faster_whisper(run, model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "faster_whisper", None)  # import fails
     _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--vad", "silero"),

@@ -199,6 +199,7 @@ def test_failed_validation_leaves_nothing(tmp_path, tiny_dense, monkeypatch):
 
     monkeypatch.setitem(validate.TOLERANCE, "fp32", dict(validate.TOLERANCE["fp32"], max_abs=0.0))
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "adaptwin_export.json").write_text("{}")  # an earlier export, which a new one may replace
     (tmp_path / "out" / "keep.txt").write_text("previous export")
     with pytest.raises(validate.ValidationError, match="nothing was written"):
         export(tiny_loaded(tiny_dense), tmp_path / "out")

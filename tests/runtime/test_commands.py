@@ -47,7 +47,9 @@ def test_stream_mic_without_portaudio_is_a_clear_error(monkeypatch, capsys):
     import adaptwin.runtime.mic as mic
 
     def missing():
-        raise ImportError("sounddevice cannot find the PortAudio library: apt-get install libportaudio2")
+        from adaptwin.errors import MissingDependency
+
+        raise MissingDependency("sounddevice cannot find the PortAudio library: apt-get install libportaudio2")
 
     monkeypatch.setattr(mic, "import_sounddevice", missing)
     assert main(["stream", "--mic"]) == 2
