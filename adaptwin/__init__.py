@@ -24,8 +24,19 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "AdaptConfig", "AdaptReport", "adapt_", "AdaPTwinConfig", "Calibration", "CompressionReport", "FORMAT_VERSION", "LoadedWhisper", "ModuleReport",
-    "__version__", "compress_", "load_whisper", "save",
+    "AdaptConfig",
+    "AdaptReport",
+    "adapt_",
+    "AdaPTwinConfig",
+    "Calibration",
+    "CompressionReport",
+    "FORMAT_VERSION",
+    "LoadedWhisper",
+    "ModuleReport",
+    "__version__",
+    "compress_",
+    "load_whisper",
+    "save",
 ]
 
 

@@ -76,8 +76,10 @@ def _read_ffmpeg(path: Path, rate: int) -> tuple[np.ndarray, int]:
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         said = [line.strip() for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
-        raise InvalidInput(f"{path} is corrupt or not audio (ffmpeg: {said[-1] if said else 'no output'}): "
-                           "give a WAV, FLAC, OGG or MP3 file")
+        raise InvalidInput(
+            f"{path} is corrupt or not audio (ffmpeg: {said[-1] if said else 'no output'}): "
+            "give a WAV, FLAC, OGG or MP3 file"
+        )
     return np.frombuffer(proc.stdout, np.float32).copy(), rate
 
 

@@ -50,7 +50,9 @@ def resolve(source: str | os.PathLike) -> Path:
             f"{path} is neither a Hugging Face model folder (config.json) nor a CTranslate2 folder (model.bin)"
         )
     if path.exists():
-        raise InvalidInput(f"{path} is a file; give the model's folder, a built-in name ({', '.join(BUILTINS)}) or a hub id")
+        raise InvalidInput(
+            f"{path} is a file; give the model's folder, a built-in name ({', '.join(BUILTINS)}) or a hub id"
+        )
     if str(source) in BUILTINS:
         return builtin_dir(str(source))
     try:
@@ -68,7 +70,9 @@ def _read_config(path: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path} is not valid JSON ({exc}): the folder is corrupt; save or download the model again") from None
+        raise InvalidInput(
+            f"{path} is not valid JSON ({exc}): the folder is corrupt; save or download the model again"
+        ) from None
     if not isinstance(config, dict):
         raise InvalidInput(f"{path} is not a model config (a JSON object): save or download the model again")
     return config
@@ -107,12 +111,15 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             state.update(load_file(str(path / f)))
         except Exception as exc:  # safetensors raises its own error type for a cut or garbled file
-            raise InvalidInput(f"{path / f} is truncated or corrupt ({type(exc).__name__}: {exc}): save or download "
-                               "the model again") from None
+            raise InvalidInput(
+                f"{path / f} is truncated or corrupt ({type(exc).__name__}: {exc}): save or download the model again"
+            ) from None
     return state
 
 
-def load_whisper(source: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | None = None) -> LoadedWhisper:
+def load_whisper(
+    source: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | None = None
+) -> LoadedWhisper:
     """Load a dense or AdaPTwin-compressed Whisper model and its processor, without remote code."""
     from transformers import (
         GenerationConfig,
@@ -170,8 +177,10 @@ def check_output_dir(out: str | os.PathLike) -> Path:
         if not out.is_dir():
             raise InvalidInput(f"{out} is a file: give a folder name for the output (--out)")
         if any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
-            raise InvalidInput(f"{out} exists and is not a model or export folder: choose another --out "
-                               "(an earlier adaptwin output there would be replaced)")
+            raise InvalidInput(
+                f"{out} exists and is not a model or export folder: choose another --out "
+                "(an earlier adaptwin output there would be replaced)"
+            )
     parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InvalidInput(f"cannot write {out}: {parent} is not writable; choose another --out")
@@ -198,8 +207,11 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise OSError(exc.errno, f"no space left while writing {out}; nothing was overwritten: free disk space "
-                          "or choose another output folder") from exc
+            raise OSError(
+                exc.errno,
+                f"no space left while writing {out}; nothing was overwritten: free disk space "
+                "or choose another output folder",
+            ) from exc
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -31,9 +31,8 @@ def _config_from(args: argparse.Namespace):
 def cmd_compress(args: argparse.Namespace) -> int:
     import adaptwin
 
-    from .data import build_calibration
-
     from .checkpoint import check_output_dir
+    from .data import build_calibration
 
     config = _config_from(args)  # validate before the slow load
     check_output_dir(args.out)
@@ -56,7 +55,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_utterances
     from .evaluate import evaluate
     from .runtime.commands import gate_from
-
     from .runtime.decoding import DecodingOptions
 
     DecodingOptions(beam_size=args.beams)  # options are checked before the data and the model
@@ -69,11 +67,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     backend = get_backend(args.backend, args.model)
     per_utt = [] if args.per_utterance else None
-    report = evaluate(backend, utterances, batch_size=args.batch_size, num_beams=args.beams,
-                      language=args.language, progress=True, results=per_utt, gate=gate_from(args))
-    print(f"WER {report.wer:.2f} % on {report.n_utterances} utterances, {report.n_words} words "
-          f"(S {report.substitutions}, D {report.deletions}, I {report.insertions}); RTF {report.rtf:.3f}, "
-          f"peak RSS {report.peak_rss_mb:.0f} MB" + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    report = evaluate(
+        backend,
+        utterances,
+        batch_size=args.batch_size,
+        num_beams=args.beams,
+        language=args.language,
+        progress=True,
+        results=per_utt,
+        gate=gate_from(args),
+    )
+    print(
+        f"WER {report.wer:.2f} % on {report.n_utterances} utterances, {report.n_words} words "
+        f"(S {report.substitutions}, D {report.deletions}, I {report.insertions}); RTF {report.rtf:.3f}, "
+        f"peak RSS {report.peak_rss_mb:.0f} MB" + (f"; skipped {len(report.skipped)}" if report.skipped else "")
+    )
     for speaker, s in report.per_speaker.items():
         print(f"  {speaker:<24} WER {s['wer']:6.2f} %  ({s['n_utterances']} utts, {s['n_words']} words)")
     report.model = str(args.model)
@@ -94,9 +102,16 @@ def _write_json(path: str, data: dict) -> None:
 def cmd_data_build(args: argparse.Namespace) -> int:
     from .data.build import build_standard_sets
 
-    report = build_standard_sets(args.out, per_voice=args.per_voice, canary_per_voice=args.canary_per_voice,
-                                 test_per_voice=args.test_per_voice, fotaq_root=args.fotaq, seed=args.seed,
-                                 workers=args.workers, progress=True)
+    report = build_standard_sets(
+        args.out,
+        per_voice=args.per_voice,
+        canary_per_voice=args.canary_per_voice,
+        test_per_voice=args.test_per_voice,
+        fotaq_root=args.fotaq,
+        seed=args.seed,
+        workers=args.workers,
+        progress=True,
+    )
     for name, counts in report.counts.items():
         print(f"{name + '.jsonl':<14} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     for speaker, mins in sorted(report.minutes.items()):
@@ -117,8 +132,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     params = part_parameters(loaded.model)
     size = sum(f.stat().st_size for f in loaded.path.glob("*.safetensors"))
     print(f"{loaded.path}")
-    print(f"whisper d_model={cfg.d_model} layers={cfg.encoder_layers}/{cfg.decoder_layers} "
-          f"heads={cfg.encoder_attention_heads} vocab={cfg.vocab_size}")
+    print(
+        f"whisper d_model={cfg.d_model} layers={cfg.encoder_layers}/{cfg.decoder_layers} "
+        f"heads={cfg.encoder_attention_heads} vocab={cfg.vocab_size}"
+    )
     for part, n in params.items():
         print(f"{part:<8} {n:>12,} parameters")
     print(f"weights  {size / 2**20:>12.1f} MiB on disk")
@@ -206,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     b = data_sub.add_parser("build", help="build the target-speaker, general, canary, calibration and test sets")
     b.add_argument("--out", required=True)
-    b.add_argument("--fotaq", help="folder of the FOTAQ voice-acted clips (manifest.jsonl); default: "
-                   "$ADAPTWIN_FOTAQ or a shared/speech/fotaq nearby")
+    b.add_argument(
+        "--fotaq",
+        help="folder of the FOTAQ voice-acted clips (manifest.jsonl); default: "
+        "$ADAPTWIN_FOTAQ or a shared/speech/fotaq nearby",
+    )
     b.add_argument("--per-voice", type=int, default=180, help="sentences per replay voice")
     b.add_argument("--canary-per-voice", type=int, default=30, help="sentences per canary (validation) voice")
     b.add_argument("--test-per-voice", type=int, default=60, help="sentences per test voice")
@@ -248,7 +268,9 @@ def run_command(prog: str, args: argparse.Namespace, func) -> int:
     is a bug: one line asking for ``-v``, and under ``-v`` the traceback."""
     from .errors import AdaptwinError
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     # transformers reads this when (and if) it is imported: the ONNX Runtime path never imports it
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
@@ -262,8 +284,11 @@ def run_command(prog: str, args: argparse.Namespace, func) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        print(f"{prog}: internal error ({type(exc).__name__}: {exc}); this is a bug: rerun with -v for the "
-              "traceback and report it", file=sys.stderr)
+        print(
+            f"{prog}: internal error ({type(exc).__name__}: {exc}); this is a bug: rerun with -v for the "
+            "traceback and report it",
+            file=sys.stderr,
+        )
         return 1
 
 

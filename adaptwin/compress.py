@@ -74,7 +74,10 @@ class CompressionReport:
 
 
 def part_parameters(model: nn.Module) -> dict[str, int]:
-    return {p: count_parameters(scope_modules(model, s)) for p, s in (("encoder", "encoder"), ("decoder", "decoder"), ("total", "all"))}
+    return {
+        p: count_parameters(scope_modules(model, s))
+        for p, s in (("encoder", "encoder"), ("decoder", "decoder"), ("total", "all"))
+    }
 
 
 def is_compressed(model: nn.Module) -> bool:
@@ -109,7 +112,9 @@ def compress_(
         for twin, fact in surgery.attention_twins(attn, moments, site.name, config.twins, config.damping).items():
             facts[(site.name, twin)] = fact
     for site in _bar(ffn_sites, progress, "splitting FFN"):
-        facts[(site.name, "ffn")] = surgery.linear_split(model.get_submodule(site.name), moments, site.name, config.damping)
+        facts[(site.name, "ffn")] = surgery.linear_split(
+            model.get_submodule(site.name), moments, site.name, config.damping
+        )
 
     reference = None
     decoder_metric = any(s.side == "decoder" for s in sites)
@@ -132,11 +137,21 @@ def compress_(
         out_err = relative_error(run(model, calibration.subset(PROBE_WINDOWS), decoder_metric), reference)
     model.train(was_training)
     report = CompressionReport(
-        tuple(reports), before, part_parameters(model), calibration is not None, time.perf_counter() - start,
-        out_err, config.to_dict(),
+        tuple(reports),
+        before,
+        part_parameters(model),
+        calibration is not None,
+        time.perf_counter() - start,
+        out_err,
+        config.to_dict(),
     )
-    logger.info("compressed %s: %.1f %% of the encoder, %.1f %% of the decoder removed in %.1f s", config.scope,
-                100 * report.removed("encoder"), 100 * report.removed("decoder"), report.seconds)
+    logger.info(
+        "compressed %s: %.1f %% of the encoder, %.1f %% of the decoder removed in %.1f s",
+        config.scope,
+        100 * report.removed("encoder"),
+        100 * report.removed("decoder"),
+        report.seconds,
+    )
     return report
 
 
@@ -153,12 +168,17 @@ def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, c
     if twin == "ffn":
         dense = sum(p.numel() for p in module.parameters())
         step = config.ffn_rank_step
-        opts = [Option(r, surgery.low_rank_params(module, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)]
+        opts = [
+            Option(r, surgery.low_rank_params(module, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)
+        ]
         opts = [o for o in opts if o.params < dense]
     else:
         dense = surgery.dense_twin_params(module, twin)
         step = config.rank_step
-        opts = [Option(r, surgery.twin_params(module, twin, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)]
+        opts = [
+            Option(r, surgery.twin_params(module, twin, r), fact.rel_error(r))
+            for r in range(step, fact.full_rank, step)
+        ]
     return opts + [Option(None, dense, 0.0)]
 
 
@@ -166,7 +186,9 @@ def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, r
     module = model.get_submodule(name)
     if twin == "ffn":
         return surgery.build_low_rank(module, fact, rank)
-    return surgery.build_twin_attention(module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None)
+    return surgery.build_twin_attention(
+        module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None
+    )
 
 
 def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, before, progress):
@@ -200,7 +222,7 @@ def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, 
 def _explicit_ranks(config, sites, facts):
     ranks: dict[tuple[str, str], int | None] = {}
     uniform = {"qk": config.rank_qk, "vo": config.rank_vo, "ffn": config.rank_ffn}
-    for (name, twin) in facts:
+    for name, twin in facts:
         ranks[(name, twin)] = uniform[twin]
     names = [s.name for s in sites]
     for key, per_twin in config.ranks.items():
@@ -233,8 +255,15 @@ def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
                 set_module(model, site.name, surgery.build_low_rank(module, fact, r))
             after = sum(p.numel() for p in model.get_submodule(site.name).parameters())
             reports.append(
-                ModuleReport(site.name, "ffn", {"ffn": r}, {"ffn": fact.full_rank}, before, after,
-                             {"ffn": fact.rel_error(r) if r else 0.0})
+                ModuleReport(
+                    site.name,
+                    "ffn",
+                    {"ffn": r},
+                    {"ffn": fact.full_rank},
+                    before,
+                    after,
+                    {"ffn": fact.rel_error(r) if r else 0.0},
+                )
             )
             continue
         twins = {t: facts[(site.name, t)] for t in ("qk", "vo") if (site.name, t) in facts}
@@ -243,8 +272,15 @@ def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
             set_module(model, site.name, surgery.build_twin_attention(module, twins, r.get("qk"), r.get("vo")))
         after = sum(p.numel() for p in model.get_submodule(site.name).parameters())
         reports.append(
-            ModuleReport(site.name, site.kind, r, {t: f.full_rank for t, f in twins.items()}, before, after,
-                         {t: (f.rel_error(r[t]) if r[t] else 0.0) for t, f in twins.items()})
+            ModuleReport(
+                site.name,
+                site.kind,
+                r,
+                {t: f.full_rank for t, f in twins.items()},
+                before,
+                after,
+                {t: (f.rel_error(r[t]) if r[t] else 0.0) for t, f in twins.items()},
+            )
         )
     return reports
 
@@ -254,7 +290,9 @@ def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
     (``config.adaptwin``), so that a saved state dict loads into them exactly."""
     version = meta.get("format_version", 0)
     if version > FORMAT_VERSION:
-        raise InvalidInput(f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin")
+        raise InvalidInput(
+            f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin"
+        )
     for name, r in meta.get("attention", {}).items():
         attn = model.get_submodule(name)
         if r.get("qk") is None and r.get("vo") is None:

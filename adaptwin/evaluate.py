@@ -160,8 +160,15 @@ def _batches(utterances: list[Utterance], size: int, skipped: list[str]) -> Iter
 
 
 def evaluate(
-    backend, utterances: Iterable[Utterance], *, batch_size: int = 8, num_beams: int = 1, language: str | None = "en",
-    progress: bool = False, results: list[UtteranceResult] | None = None, gate: NoSpeechGate | None = NoSpeechGate(),
+    backend,
+    utterances: Iterable[Utterance],
+    *,
+    batch_size: int = 8,
+    num_beams: int = 1,
+    language: str | None = "en",
+    progress: bool = False,
+    results: list[UtteranceResult] | None = None,
+    gate: NoSpeechGate | None = NoSpeechGate(),
 ) -> EvalReport:
     """Decode every utterance with ``backend`` (a ``Backend``, or a ``LoadedWhisper`` for the
     PyTorch one; batched greedy by default) and score it; unreadable files are skipped and
@@ -202,11 +209,20 @@ def evaluate(
     if total.utterances == 0:
         raise InvalidInput(f"none of the {len(utterances)} utterances could be scored: {skipped[:3]}")
     return EvalReport(
-        wer=round(total.wer, 3), n_utterances=total.utterances, n_words=total.words,
-        substitutions=total.substitutions, deletions=total.deletions, insertions=total.insertions,
-        rtf=round(wall / max(audio_seconds, 1e-9), 4), audio_seconds=round(audio_seconds, 2), wall_seconds=round(wall, 2),
+        wer=round(total.wer, 3),
+        n_utterances=total.utterances,
+        n_words=total.words,
+        substitutions=total.substitutions,
+        deletions=total.deletions,
+        insertions=total.insertions,
+        rtf=round(wall / max(audio_seconds, 1e-9), 4),
+        audio_seconds=round(audio_seconds, 2),
+        wall_seconds=round(wall, 2),
         peak_rss_mb=round(peak_rss_mb(), 1),
-        per_speaker={k: {"wer": round(v.wer, 3), "n_utterances": v.utterances, "n_words": v.words}
-                     for k, v in sorted(speakers.items())},
-        skipped=skipped, backend=backend.name,
+        per_speaker={
+            k: {"wer": round(v.wer, 3), "n_utterances": v.utterances, "n_words": v.words}
+            for k, v in sorted(speakers.items())
+        },
+        skipped=skipped,
+        backend=backend.name,
     )

@@ -43,12 +43,21 @@ def generate_kwargs(loaded: LoadedWhisper, language: str | None) -> dict:
 
 @torch.no_grad()
 def transcribe(
-    loaded: LoadedWhisper, audio: np.ndarray, *, language: str | None = "en", num_beams: int = 1, max_new_tokens: int = 220
+    loaded: LoadedWhisper,
+    audio: np.ndarray,
+    *,
+    language: str | None = "en",
+    num_beams: int = 1,
+    max_new_tokens: int = 220,
 ) -> Transcript:
     start = time.perf_counter()
     feats = log_mel(loaded, audio)
     ids = loaded.model.generate(
-        feats, max_new_tokens=max_tokens(loaded.model, max_new_tokens), num_beams=num_beams, do_sample=False, **generate_kwargs(loaded, language)
+        feats,
+        max_new_tokens=max_tokens(loaded.model, max_new_tokens),
+        num_beams=num_beams,
+        do_sample=False,
+        **generate_kwargs(loaded, language),
     )
     text = loaded.processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip()
     return Transcript(text, tuple(int(t) for t in ids[0]), time.perf_counter() - start, len(audio) / SAMPLE_RATE)

@@ -86,33 +86,50 @@ def run(args) -> list[dict]:
     precision = tuple(args.precision_cell.split(":")) if args.precision_cell else None
     rows = []
     for model in args.models:
-        dense = cell(work, f"{model}-dense", lambda: scores(model, data, args.targets, args.limit))
+        dense = cell(work, f"{model}-dense", lambda model=model: scores(model, data, args.targets, args.limit))
         rows.append({"model": model, "budget": 0.0, "stage": "dense", "scores": dense})
 
-        def faster():
+        def faster(model=model):
             from adaptwin.models.builtin import builtin_ct2_dir
 
             return score_sets(FasterWhisper(str(builtin_ct2_dir(model)), 2), sets_for(data, args.targets), args.limit)
 
-        rows.append({"model": model, "budget": 0.0, "stage": "faster-whisper int8", "scores": cell(work, f"{model}-fw", faster)})
+        rows.append(
+            {"model": model, "budget": 0.0, "stage": "faster-whisper int8", "scores": cell(work, f"{model}-fw", faster)}
+        )
         for budget in args.budgets:
             if only and (model, budget) not in only:
                 continue
             comp = work / f"{model}-c{int(budget * 100)}"
 
-            def compress():
-                secs = command(["compress", "--model", model, "--budget", str(budget), "--ffn", "--calib",
-                                str(data / "calib.jsonl"), "--out", str(comp)])
+            def compress(model=model, budget=budget, comp=comp):
+                secs = command(
+                    [
+                        "compress",
+                        "--model",
+                        model,
+                        "--budget",
+                        str(budget),
+                        "--ffn",
+                        "--calib",
+                        str(data / "calib.jsonl"),
+                        "--out",
+                        str(comp),
+                    ]
+                )
                 return {"compress_seconds": secs, **scores(str(comp), data, args.targets, args.limit)}
 
-            rows.append({"model": model, "budget": budget, "stage": "compressed", "scores": cell(work, comp.name, compress)})
+            rows.append(
+                {"model": model, "budget": budget, "stage": "compressed", "scores": cell(work, comp.name, compress)}
+            )
             if args.heal:
                 comp = heal(args, data, work, model, comp, rows)
             plan = only.get((model, budget)) or {t: args.minutes for t in args.targets}
             for target, minutes_list in plan.items():
                 for minutes in minutes_list:
-                    rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, "", [],
-                                          args.time_budget))
+                    rows.append(
+                        adapt_row(args, data, work, model, budget, comp, target, minutes, "", [], args.time_budget)
+                    )
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
                     if precision != (model, f"{budget:g}", target, f"{minutes:g}"):
                         continue
@@ -120,8 +137,11 @@ def run(args) -> list[dict]:
                     other = "fp32" if rows[-1]["scores"]["precision"] == "bf16" else "bf16"
                     # a CPU without bf16 instructions emulates it: give it three times the cap
                     cap = args.time_budget if other == "fp32" else f"{3 * parse_seconds(args.time_budget):.0f}s"
-                    rows.append(adapt_row(args, data, work, model, budget, comp, target, minutes, other,
-                                          ["--precision", other], cap))
+                    rows.append(
+                        adapt_row(
+                            args, data, work, model, budget, comp, target, minutes, other, ["--precision", other], cap
+                        )
+                    )
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), flush=True)
     return rows
 
@@ -134,18 +154,50 @@ def heal(args, data: Path, work: Path, model: str, comp: Path, rows: list) -> Pa
     report = work / f"{healed.name}.report.json"
 
     def run_heal():
-        wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target", str(data / "general.jsonl"),
-                        "--canary", str(data / "canary.jsonl"), "--minutes", str(args.heal),
-                        "--target-distill", str(args.heal_distill), "--time-budget", args.heal_budget,
-                        "--out", str(healed), "--json", str(report)])
+        wall = command(
+            [
+                "adapt",
+                "--model",
+                str(comp),
+                "--teacher",
+                model,
+                "--target",
+                str(data / "general.jsonl"),
+                "--canary",
+                str(data / "canary.jsonl"),
+                "--minutes",
+                str(args.heal),
+                "--target-distill",
+                str(args.heal_distill),
+                "--time-budget",
+                args.heal_budget,
+                "--out",
+                str(healed),
+                "--json",
+                str(report),
+            ]
+        )
         r = json.loads(report.read_text())
-        return {"wall_seconds": wall, "steps": r["steps"], "stopped_by": r["stopped_by"], "precision": r["precision"],
-                "peak_rss_mb": r["peak_rss_mb"], "kept": r["kept"], "validation": r["validation"],
-                "general_minutes": r["data"]["target"]["minutes"],
-                **scores(str(healed), data, args.targets, args.limit)}
+        return {
+            "wall_seconds": wall,
+            "steps": r["steps"],
+            "stopped_by": r["stopped_by"],
+            "precision": r["precision"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "kept": r["kept"],
+            "validation": r["validation"],
+            "general_minutes": r["data"]["target"]["minutes"],
+            **scores(str(healed), data, args.targets, args.limit),
+        }
 
-    rows.append({"model": model, "budget": rows[-1]["budget"], "stage": f"healed ({args.heal:g} min general)",
-                 "scores": cell(work, healed.name, run_heal)})
+    rows.append(
+        {
+            "model": model,
+            "budget": rows[-1]["budget"],
+            "stage": f"healed ({args.heal:g} min general)",
+            "scores": cell(work, healed.name, run_heal),
+        }
+    )
     return healed
 
 
@@ -161,20 +213,57 @@ def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, e
     report = out.parent / f"{out.name}.report.json"  # not with_suffix: "tiny.en-c50" has a dot
 
     def adapt():
-        wall = command(["adapt", "--model", str(comp), "--teacher", model, "--target", str(data / f"{target}.jsonl"),
-                        "--general", str(data / "general.jsonl"), "--canary", str(data / "canary.jsonl"),
-                        "--minutes", str(minutes), "--time-budget", cap, "--out", str(out), "--json", str(report),
-                        *extra, *shlex.split(args.adapt_args)])
+        wall = command(
+            [
+                "adapt",
+                "--model",
+                str(comp),
+                "--teacher",
+                model,
+                "--target",
+                str(data / f"{target}.jsonl"),
+                "--general",
+                str(data / "general.jsonl"),
+                "--canary",
+                str(data / "canary.jsonl"),
+                "--minutes",
+                str(minutes),
+                "--time-budget",
+                cap,
+                "--out",
+                str(out),
+                "--json",
+                str(report),
+                *extra,
+                *shlex.split(args.adapt_args),
+            ]
+        )
         r = json.loads(report.read_text())
-        return {"wall_seconds": wall, "adapt_seconds": r["seconds"]["total"], "peak_rss_mb": r["peak_rss_mb"],
-                "steps": r["steps"], "stopped_by": r["stopped_by"], "precision": r["precision"],
-                "kept": r["kept"], "validation": r["validation"], "dense_validation": r["dense"],
-                "target_minutes": r["data"]["target"]["minutes"], "used": r["data"].get("used"),
-                **scores(str(out), data, [target], args.limit)}
+        return {
+            "wall_seconds": wall,
+            "adapt_seconds": r["seconds"]["total"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "steps": r["steps"],
+            "stopped_by": r["stopped_by"],
+            "precision": r["precision"],
+            "kept": r["kept"],
+            "validation": r["validation"],
+            "dense_validation": r["dense"],
+            "target_minutes": r["data"]["target"]["minutes"],
+            "used": r["data"].get("used"),
+            **scores(str(out), data, [target], args.limit),
+        }
 
     label = " ".join(v for v in (variant, "after heal" if args.heal else "") if v)
-    return {"model": model, "budget": budget, "stage": "adapted", "target": target, "minutes": minutes,
-            "variant": label, "scores": cell(work, out.name, adapt)}
+    return {
+        "model": model,
+        "budget": budget,
+        "stage": "adapted",
+        "target": target,
+        "minutes": minutes,
+        "variant": label,
+        "scores": cell(work, out.name, adapt),
+    }
 
 
 def _wer(row, name):
@@ -186,14 +275,22 @@ def render(result: dict, stem: Path) -> None:
     rows = result["rows"]
     dense = {r["model"]: r for r in rows if r["stage"] == "dense"}
     first = rows[0]["scores"]
-    lines = [f"Machine: {machine_line(result['machine'])}", f"Command: `{result['machine']['command']}`",
-             "Test utterances per set: " + ", ".join(f"{k} {v['utterances']}" for k, v in first.items()),
-             *([result["note"]] if result.get("note") else []), ""]
+    lines = [
+        f"Machine: {machine_line(result['machine'])}",
+        f"Command: `{result['machine']['command']}`",
+        "Test utterances per set: " + ", ".join(f"{k} {v['utterances']}" for k, v in first.items()),
+        *([result["note"]] if result.get("note") else []),
+        "",
+    ]
     for target in result.get("targets", TARGETS):
-        lines += [f"### Target speaker: {target}", "",
-                  "| model | encoder budget | stage | target minutes | WER target (%) | WER unseen TTS (%) | "
-                  "WER unseen real (%) | worse than dense, TTS / real (% of utts) | adapt wall (s) | steps (kept) | "
-                  "stopped by | precision | peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### Target speaker: {target}",
+            "",
+            "| model | encoder budget | stage | target minutes | WER target (%) | WER unseen TTS (%) | "
+            "WER unseen real (%) | worse than dense, TTS / real (% of utts) | adapt wall (s) | steps (kept) | "
+            "stopped by | precision | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             if r["stage"] == "adapted" and r["target"] != target or target not in r["scores"]:
                 continue
@@ -207,7 +304,8 @@ def render(result: dict, stem: Path) -> None:
                 f"| {r['model']} | {r['budget']:.1f} | {r['stage']}{' ' + r['variant'] if r.get('variant') else ''} | "
                 f"{mins} | {_wer(r, target):.2f} | {_wer(r, 'test-tts'):.2f} | {_wer(r, 'test-real'):.2f} | {worse} | "
                 f"{s['wall_seconds'] if trained else ''} | {kept} | {(s.get('stopped_by') or 'last epoch') if trained else ''}"
-                f" | {s.get('precision', '') if trained else ''} | {s.get('peak_rss_mb', '') if trained else ''} |")
+                f" | {s.get('precision', '') if trained else ''} | {s.get('peak_rss_mb', '') if trained else ''} |"
+            )
         lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
     try:
@@ -226,12 +324,28 @@ def render(result: dict, stem: Path) -> None:
                 ax.axhline(dense[model]["scores"][key]["wer"], ls=":", color=color, label=f"{model} dense")
                 budgets = sorted({r["budget"] for r in rows if r["model"] == model and r["stage"] == "compressed"})
                 for j, budget in enumerate(budgets):
-                    comp = next(r for r in rows if r["model"] == model and r["budget"] == budget and r["stage"] == "compressed")
-                    pts = sorted(((r["minutes"], _wer(r, key)) for r in rows if r["model"] == model and r["budget"] == budget
-                                  and r["stage"] == "adapted" and r["target"] == target and not r.get("variant")))
+                    comp = next(
+                        r for r in rows if r["model"] == model and r["budget"] == budget and r["stage"] == "compressed"
+                    )
+                    pts = sorted(
+                        (
+                            (r["minutes"], _wer(r, key))
+                            for r in rows
+                            if r["model"] == model
+                            and r["budget"] == budget
+                            and r["stage"] == "adapted"
+                            and r["target"] == target
+                            and not r.get("variant")
+                        )
+                    )
                     pts = [(0, _wer(comp, key))] + pts
-                    ax.plot(*zip(*pts), color=color, ls=("-", "--", "-.")[j % 3], marker="os^"[j % 3],
-                            label=f"{model} -{budget:.0%} encoder")
+                    ax.plot(
+                        *zip(*pts),
+                        color=color,
+                        ls=("-", "--", "-.")[j % 3],
+                        marker="os^"[j % 3],
+                        label=f"{model} -{budget:.0%} encoder",
+                    )
             ax.set_title(f"{'target ' + target if key == target else key} (adapted to {target})", fontsize=9)
             ax.set_xlabel("minutes of target speech (0: compressed only)")
             ax.set_ylabel("WER (%)")
@@ -254,9 +368,15 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="what to run: MODEL:BUDGET[:TARGET[:MINUTES,...]]")
     p.add_argument("--precision-cell", help="MODEL:BUDGET:TARGET:MINUTES also run at the precision auto did not choose")
     p.add_argument("--adapt-args", default="", help="more `adaptwin adapt` options for every cell, e.g. '--lr 5e-5'")
-    p.add_argument("--tag", help="suffix of the adapted cells' names (needed with --adapt-args: cells are cached by name)")
-    p.add_argument("--heal", type=float, default=0.0,
-                   help="first distil each compressed model on N minutes of the replay speakers (0: off)")
+    p.add_argument(
+        "--tag", help="suffix of the adapted cells' names (needed with --adapt-args: cells are cached by name)"
+    )
+    p.add_argument(
+        "--heal",
+        type=float,
+        default=0.0,
+        help="first distil each compressed model on N minutes of the replay speakers (0: off)",
+    )
     p.add_argument("--heal-distill", type=float, default=0.8, help="the teacher's weight during --heal")
     p.add_argument("--heal-budget", default="15m", help="time cap of the --heal run")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")

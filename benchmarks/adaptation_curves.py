@@ -70,8 +70,15 @@ def main(argv=None) -> int:
 
     core.Validator = Recording
     start = time.perf_counter()
-    report = adapt_(student, teacher, data / f"{args.target}.jsonl", data / "general.jsonl", config,
-                    canary=data / "canary.jsonl", progress=True)
+    report = adapt_(
+        student,
+        teacher,
+        data / f"{args.target}.jsonl",
+        data / "general.jsonl",
+        config,
+        canary=data / "canary.jsonl",
+        progress=True,
+    )
     seconds = time.perf_counter() - start
     rows = []
     sets = {"target": data / f"{args.target}.jsonl", **{k: data / v for k, v in TEST_SETS.items()}}
@@ -85,16 +92,38 @@ def main(argv=None) -> int:
         wers = score_sets(adaptwin.LoadedWhisper(model, student.processor, student.path), sets, args.limit)
         rows.append({**e, **{k: v["wer"] for k, v in wers.items()}, "kept": e == report.kept})
         print(json.dumps(rows[-1]), flush=True)
-    result = {"machine": machine_info(), "config": config.to_dict(), "dense_validation": report.dense,
-              "seconds": round(seconds, 1), "steps": report.steps, "stopped_by": report.stopped_by, "rows": rows}
+    result = {
+        "machine": machine_info(),
+        "config": config.to_dict(),
+        "dense_validation": report.dense,
+        "seconds": round(seconds, 1),
+        "steps": report.steps,
+        "stopped_by": report.stopped_by,
+        "rows": rows,
+    }
     stem = RESULTS / ("adaptation-curves" + (f"-{args.tag}" if args.tag else ""))
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    cols = ["step", "epoch", "target_ce", "canary_ce", "canary_kl", "canary_encoder", "score", "target", "test-tts",
-            "test-real"]
-    lines = [f"Machine: {machine_line(result['machine'])}", f"Command: `{result['machine']['command']}`",
-             f"Dense teacher validation: {report.dense}; {report.steps} steps, {seconds:.0f} s, stopped by "
-             f"{report.stopped_by or 'the last epoch'}", "",
-             "| " + " | ".join(cols) + " | kept |", "|" + "---|" * (len(cols) + 1)]
+    cols = [
+        "step",
+        "epoch",
+        "target_ce",
+        "canary_ce",
+        "canary_kl",
+        "canary_encoder",
+        "score",
+        "target",
+        "test-tts",
+        "test-real",
+    ]
+    lines = [
+        f"Machine: {machine_line(result['machine'])}",
+        f"Command: `{result['machine']['command']}`",
+        f"Dense teacher validation: {report.dense}; {report.steps} steps, {seconds:.0f} s, stopped by "
+        f"{report.stopped_by or 'the last epoch'}",
+        "",
+        "| " + " | ".join(cols) + " | kept |",
+        "|" + "---|" * (len(cols) + 1),
+    ]
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + f" | {'yes' if r['kept'] else ''} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -59,22 +59,35 @@ def main(argv=None) -> int:
                 else:
                     out_err = report.output_error
                 text = transcribe(adaptwin.LoadedWhisper(model, loaded.processor, loaded.path), audio).text
-                rows.append({
-                    "model": name, "budget": budget, "mode": mode, "seconds": round(seconds, 2),
-                    "params_before": report.params_before, "params_after": report.params_after,
-                    "encoder_removed": round(report.removed("encoder"), 4),
-                    "encoder_output_rel_error": round(out_err, 4),
-                    "modules": [{"name": m.name, "ranks": m.ranks, "rel_error": m.rel_error} for m in report.modules],
-                    "demo_dense": dense_text, "demo_compressed": text,
-                })
-                print(f"{name} {budget} {mode}: {report.removed('encoder'):.1%} removed, "
-                      f"encoder error {out_err:.3f}, {seconds:.1f} s | {text}", flush=True)
+                rows.append(
+                    {
+                        "model": name,
+                        "budget": budget,
+                        "mode": mode,
+                        "seconds": round(seconds, 2),
+                        "params_before": report.params_before,
+                        "params_after": report.params_after,
+                        "encoder_removed": round(report.removed("encoder"), 4),
+                        "encoder_output_rel_error": round(out_err, 4),
+                        "modules": [
+                            {"name": m.name, "ranks": m.ranks, "rel_error": m.rel_error} for m in report.modules
+                        ],
+                        "demo_dense": dense_text,
+                        "demo_compressed": text,
+                    }
+                )
+                print(
+                    f"{name} {budget} {mode}: {report.removed('encoder'):.1%} removed, "
+                    f"encoder error {out_err:.3f}, {seconds:.1f} s | {text}",
+                    flush=True,
+                )
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     lines = [
-        f"Machine: {machine_line(info)}", "",
+        f"Machine: {machine_line(info)}",
+        "",
         "| model | budget | mode | encoder params | decoder params | total params | encoder output rel. error | compress time (s) | demo clip unchanged |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -42,16 +42,26 @@ def main(argv=None) -> int:
     for bs in args.batch_sizes:
         r = evaluate(loaded, utts, batch_size=bs)
         rows.append({"batch_size": bs, **r.to_dict()})
-        print(f"batch {bs}: WER {r.wer:.2f} %, RTF {r.rtf:.3f}, {r.audio_seconds:.0f} s audio in {r.wall_seconds:.0f} s",
-              flush=True)
+        print(
+            f"batch {bs}: WER {r.wer:.2f} %, RTF {r.rtf:.3f}, {r.audio_seconds:.0f} s audio in {r.wall_seconds:.0f} s",
+            flush=True,
+        )
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
-    lines = [f"Machine: {machine_line(info)}", f"Model {args.model}, {args.set} test set ({len(utts)} utterances)", "",
-             "| batch size | WER (%) | RTF | audio (s) | wall (s) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['batch_size']} | {r['wer']:.2f} | {r['rtf']:.3f} | {r['audio_seconds']:.0f} | {r['wall_seconds']:.0f} "
-              f"| {r['peak_rss_mb']:.0f} |" for r in rows]
+    lines = [
+        f"Machine: {machine_line(info)}",
+        f"Model {args.model}, {args.set} test set ({len(utts)} utterances)",
+        "",
+        "| batch size | WER (%) | RTF | audio (s) | wall (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['batch_size']} | {r['wer']:.2f} | {r['rtf']:.3f} | {r['audio_seconds']:.0f} | {r['wall_seconds']:.0f} "
+        f"| {r['peak_rss_mb']:.0f} |"
+        for r in rows
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -32,6 +32,7 @@ def output_pca(model: nn.Module, calibration: Calibration) -> dict[str, tuple[to
         def fn(mod, args, out):
             y = (out - (mod.bias if mod.bias is not None else 0)).reshape(-1, out.shape[-1]).double()
             moments[name] = moments.get(name, 0) + y.T @ y
+
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in encoder_linears(model).items()]

@@ -23,9 +23,20 @@ def machine_info() -> dict:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "adaptwin", "benchmarks/*.py",
-                                  "pyproject.toml"],
-                                 capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "adaptwin",
+                "benchmarks/*.py",
+                "pyproject.toml",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         commit += " + uncommitted changes" if changed else ""
     except OSError:
         commit = None
@@ -43,5 +54,7 @@ def machine_info() -> dict:
 
 
 def machine_line(info: dict) -> str:
-    return (f"{info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads); torch {info['torch']}, "
-            f"transformers {info['transformers']}; commit {info['commit']}; {info['date']}")
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads); torch {info['torch']}, "
+        f"transformers {info['transformers']}; commit {info['commit']}; {info['date']}"
+    )

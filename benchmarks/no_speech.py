@@ -13,7 +13,7 @@
    it emptied, and the largest no-speech probability seen on speech.
 3. **Streaming** (`stream`, int8 ONNX): words committed on the first 10 s of each
    non-speech clip with the energy VAD and with none.
-Writes benchmarks/results/no_speech.{json,md}.
+Writes benchmarks/results/no_speech.json and the page docs/results/no_speech.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from machine import machine_info, machine_line  # noqa: E402
 from scoring import test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+DOCS = Path(__file__).parents[1] / "docs" / "results"
 SPEECH_SETS = ("test-tts", "test-real", "allison", "joe")
 SR = 16000
 STREAM_SECONDS = 10  # of each non-speech clip, streamed in 0.5 s chunks
@@ -45,7 +46,7 @@ def non_speech() -> dict[str, np.ndarray]:
     out = {"silence 10 min": np.zeros(600 * SR, np.float32)}
     for name, x in (("white", rng.standard_normal(n)), ("pink", pink)):
         for db in (-60, -40, -20):
-            out[f"{name} {db}"] = (x / np.sqrt(np.mean(x ** 2)) * 10 ** (db / 20)).astype(np.float32)
+            out[f"{name} {db}"] = (x / np.sqrt(np.mean(x**2)) * 10 ** (db / 20)).astype(np.float32)
     return out
 
 
@@ -78,7 +79,7 @@ def speech_rows(backend, data: Path, limit: int, gate) -> list[dict]:
         off = on = words = emptied = 0
         nsp = []
         for i in range(0, len(utts), 8):
-            batch = utts[i:i + 8]
+            batch = utts[i : i + 8]
             audios = [load_audio(u.audio) for u in batch]
             hyps = backend.generate(audios)
             for u, audio, hyp in zip(batch, audios, hyps):
@@ -89,9 +90,17 @@ def speech_rows(backend, data: Path, limit: int, gate) -> list[dict]:
                 a, b = wer_counts(u.text, text), wer_counts(u.text, kept)
                 off, on, words = off + a.errors, on + b.errors, words + a.ref_words
                 nsp.append(hyp.no_speech_prob)
-        rows.append({"set": name, "utterances": len(utts), "wer_off": round(100 * off / words, 2),
-                     "wer_on": round(100 * on / words, 2), "emptied": emptied, "max_no_speech": round(max(nsp), 3),
-                     "p99_no_speech": round(float(np.quantile(nsp, 0.99)), 3)})
+        rows.append(
+            {
+                "set": name,
+                "utterances": len(utts),
+                "wer_off": round(100 * off / words, 2),
+                "wer_on": round(100 * on / words, 2),
+                "emptied": emptied,
+                "max_no_speech": round(max(nsp), 3),
+                "p99_no_speech": round(float(np.quantile(nsp, 0.99)), 3),
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -102,7 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", required=True, help="NAME=MODEL (anything load_whisper accepts)")
     p.add_argument("--work", default="no-speech-work", help="int8 exports are made (and reused) here")
     p.add_argument("--limit", type=int, default=50, help="test utterances per speech set")
-    p.add_argument("--out", default=str(RESULTS / "no_speech"))
+    p.add_argument("--out", default=str(RESULTS / "no_speech.json"))
+    p.add_argument("--page", default=str(DOCS / "no_speech.md"))
     args = p.parse_args(argv)
     import transformers
 
@@ -132,51 +142,96 @@ def main(argv=None) -> int:
                     words[clip], text = count_words(backend, audio, gate)
                     if words[clip] and gate is not None:
                         print(f"  {name} {engine} {mode} {clip}: {text!r}", flush=True)
-                result["noise"].append({"model": name, "engine": engine, "mode": mode, "words": words,
-                                        "seconds": round(time.perf_counter() - start, 1)})
+                result["noise"].append(
+                    {
+                        "model": name,
+                        "engine": engine,
+                        "mode": mode,
+                        "words": words,
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                )
                 print(result["noise"][-1], flush=True)
         for vad in ("energy", "none"):  # Silero would hide the decoder's part: the weaker VADs
             start = time.perf_counter()
-            words = {clip: stream_words(engines["ort int8"], audio[:STREAM_SECONDS * SR], vad)
-                     for clip, audio in clips.items()}
-            result["stream"].append({"model": name, "engine": "ort int8", "mode": f"gate, VAD {vad}", "words": words,
-                                     "seconds": round(time.perf_counter() - start, 1)})
+            words = {
+                clip: stream_words(engines["ort int8"], audio[: STREAM_SECONDS * SR], vad)
+                for clip, audio in clips.items()
+            }
+            result["stream"].append(
+                {
+                    "model": name,
+                    "engine": "ort int8",
+                    "mode": f"gate, VAD {vad}",
+                    "words": words,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
             print(result["stream"][-1], flush=True)
         for row in speech_rows(engines["torch"], Path(args.data), args.limit, NoSpeechGate()):
             result["speech"].append({"model": name, **row})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(render(result))
+    for path, text in ((args.out, json.dumps(result, indent=1)), (args.page, render(result))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
     print(render(result))
     return 0
 
 
 def render(result: dict) -> str:
-    gate = "NoSpeechGate() defaults: no-speech probability > 0.6 with mean log-probability < -1.0 (or a failed " \
-           "window), or > 0.8 whatever the text; VAD auto (Silero); digital silence below 1e-4 peak"
+    gate = (
+        "NoSpeechGate() defaults: no-speech probability > 0.6 with mean log-probability < -1.0 (or a failed "
+        "window), or > 0.8 whatever the text; VAD auto (Silero); digital silence below 1e-4 peak"
+    )
     clips = list(result["noise"][0]["words"]) if result["noise"] else []
-    lines = [f"Machine: {machine_line(result['machine'])}", f"Command: `{result['machine']['command']}`",
-             f"Gate: {gate}.", "", "Words transcribed from non-speech (long-form `transcribe`; target 0):", "",
-             "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
-             "|---|---|---|" + "---|" * (len(clips) + 2)]
+    lines = [
+        "# No text from silence or noise",
+        "",
+        "Written by `benchmarks/no_speech.py` (the gate: [../robustness.md](../robustness.md)). The speech sets "
+        "are the test splits of `adaptwin data build`; their speakers are never used for training, replay, "
+        "calibration or validation. Raw numbers: `benchmarks/results/no_speech.json`.",
+        "",
+        f"Machine: {machine_line(result['machine'])}",
+        f"Command: `{result['machine']['command']}`",
+        f"Gate: {gate}.",
+        "",
+        "Words transcribed from non-speech (long-form `transcribe`; target 0):",
+        "",
+        "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
+        "|---|---|---|" + "---|" * (len(clips) + 2),
+    ]
     for r in result["noise"]:
-        lines.append(f"| {r['model']} | {r['engine']} | {r['mode']} | " + " | ".join(str(r["words"][c]) for c in clips)
-                     + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |")
-    lines += ["", f"Words committed by `stream` (first {STREAM_SECONDS} s of each clip, 0.5 s chunks; target 0):", "",
-              "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
-              "|---|---|---|" + "---|" * (len(clips) + 2)]
+        lines.append(
+            f"| {r['model']} | {r['engine']} | {r['mode']} | "
+            + " | ".join(str(r["words"][c]) for c in clips)
+            + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Words committed by `stream` (first {STREAM_SECONDS} s of each clip, 0.5 s chunks; target 0):",
+        "",
+        "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
+        "|---|---|---|" + "---|" * (len(clips) + 2),
+    ]
     for r in result["stream"]:
-        lines.append(f"| {r['model']} | {r['engine']} | {r['mode']} | " + " | ".join(str(r["words"][c]) for c in clips)
-                     + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |")
-    lines += ["", f"WER (%) on speech without and with the gate (PyTorch, {result['args']['limit']} test utterances "
-              "per set; target: change within ±0.2):", "",
-              "| model | set | utterances | WER gate off | WER gate on | change | emptied | max / p99 no-speech prob |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['model']} | {r['engine']} | {r['mode']} | "
+            + " | ".join(str(r["words"][c]) for c in clips)
+            + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"WER (%) on speech without and with the gate (PyTorch, {result['args']['limit']} test utterances "
+        "per set; target: change within ±0.2):",
+        "",
+        "| model | set | utterances | WER gate off | WER gate on | change | emptied | max / p99 no-speech prob |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["speech"]:
-        lines.append(f"| {r['model']} | {r['set']} | {r['utterances']} | {r['wer_off']:.2f} | {r['wer_on']:.2f} | "
-                     f"{r['wer_on'] - r['wer_off']:+.2f} | {r['emptied']} | {r['max_no_speech']:.3f} / "
-                     f"{r['p99_no_speech']:.3f} |")
+        lines.append(
+            f"| {r['model']} | {r['set']} | {r['utterances']} | {r['wer_off']:.2f} | {r['wer_on']:.2f} | "
+            f"{r['wer_on'] - r['wer_off']:+.2f} | {r['emptied']} | {r['max_no_speech']:.3f} / "
+            f"{r['p99_no_speech']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -53,7 +53,9 @@ def prepare(args) -> dict[str, Path]:
         for precision in ("fp32", "int8"):
             out = work / f"onnx-{label}-{precision}"
             if not (out / "adaptwin_export.json").is_file():
-                print(export(source, out, ExportOptions(precision=precision, threads=args.threads)).format(), flush=True)
+                print(
+                    export(source, out, ExportOptions(precision=precision, threads=args.threads)).format(), flush=True
+                )
             folders[f"{label}-{precision}"] = out
     return folders
 
@@ -86,8 +88,9 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
     try:
         import ctranslate2
 
-        model = ctranslate2.models.Whisper(str(builtin_ct2_dir("base")), device="cpu", compute_type="int8",
-                                           intra_threads=args.threads)
+        model = ctranslate2.models.Whisper(
+            str(builtin_ct2_dir("base")), device="cpu", compute_type="int8", intra_threads=args.threads
+        )
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats))
         runs["ctranslate2 dense int8"] = lambda: model.encode(view)
     except ImportError:
@@ -95,7 +98,7 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
     # Round-robin: every engine runs once per round, so slow drifts of a shared machine hit all alike.
     times = {name: [] for name in runs}
     with torch.inference_mode():
-        for name, fn in runs.items():
+        for fn in runs.values():
             fn()  # warm-up
         for _ in range(args.repeats):
             for name, fn in runs.items():
@@ -138,8 +141,18 @@ def end_to_end(folders: dict[str, Path], args) -> dict[str, dict]:
     out = {}
     for name, spec in engines.items():
         result = Path(args.work) / f"e2e-{name.replace(' ', '_')}.json"
-        cmd = [sys.executable, __file__, "--worker", spec, "--data", args.data, "--result", str(result),
-               "--threads", str(args.threads)] + (["--limit", str(args.limit)] if args.limit else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            spec,
+            "--data",
+            args.data,
+            "--result",
+            str(result),
+            "--threads",
+            str(args.threads),
+        ] + (["--limit", str(args.limit)] if args.limit else [])
         subprocess.run(cmd, check=True)
         out[name] = json.loads(result.read_text())
         r = out[name]
@@ -174,8 +187,12 @@ def main(argv=None) -> int:
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "encoder_seconds": latency,
-                                                    "end_to_end": e2e, "export_bytes": sizes}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"machine": info, "args": vars(args), "encoder_seconds": latency, "end_to_end": e2e, "export_bytes": sizes},
+            indent=1,
+        )
+    )
     out.with_suffix(".md").write_text(render(info, args, latency, e2e, sizes))
     print(out.with_suffix(".md").read_text())
     return 0
@@ -183,19 +200,31 @@ def main(argv=None) -> int:
 
 def render(info, args, latency, e2e, sizes) -> str:
     dense = latency.get("ort dense-fp32")
-    lines = [f"Machine: {machine_line(info)}; {args.threads} threads per engine", "",
-             "Encoder, one 30 s window (median of %d):" % args.repeats, "",
-             "| engine | ms | vs ORT dense fp32 | vs same-precision ORT dense |", "|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine_line(info)}; {args.threads} threads per engine",
+        "",
+        "Encoder, one 30 s window (median of %d):" % args.repeats,
+        "",
+        "| engine | ms | vs ORT dense fp32 | vs same-precision ORT dense |",
+        "|---|---|---|---|",
+    ]
     for k, v in latency.items():
         precision = k.rsplit("-", 1)[-1]
         same = latency.get(f"ort dense-{precision}") if k.startswith("ort ") else None
         lines.append(f"| {k} | {v * 1000:.0f} | {dense / v:.2f}x | {'%.2fx' % (same / v) if same else ''} |")
     fw = e2e.get("faster-whisper int8")
     n = next(iter(e2e.values()))["n_utterances"] if e2e else 0
-    lines += ["", f"End to end, general test split ({n} utterances, one at a time, greedy):", "",
-              "| engine | WER (%) | RTF | speed vs faster-whisper int8 | peak RSS (MB) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"End to end, general test split ({n} utterances, one at a time, greedy):",
+        "",
+        "| engine | WER (%) | RTF | speed vs faster-whisper int8 | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
     for k, r in e2e.items():
-        lines.append(f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {r['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {r['peak_rss_mb']:.0f} |"
+        )
     base = sizes.get("dense-fp32")
     lines += ["", "Exported folders:", "", "| export | MB | share of dense fp32 |", "|---|---|---|"]
     lines += [f"| {k} | {v / 1e6:.1f} | {v / base:.1%} |" for k, v in sizes.items()]

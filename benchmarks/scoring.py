@@ -35,9 +35,13 @@ def score_sets(loaded, sets: dict[str, Path], limit: int | None, gate=None) -> d
     for name, path in sets.items():
         results = []
         report = evaluate(loaded, test_split(path, limit), batch_size=8, results=results, gate=gate)
-        out[name] = {"wer": report.wer, "utterances": report.n_utterances,
-                     "errors": [r.errors for r in results], "words": [r.words for r in results],
-                     "audio": [Path(r.audio).name for r in results]}
+        out[name] = {
+            "wer": report.wer,
+            "utterances": report.n_utterances,
+            "errors": [r.errors for r in results],
+            "words": [r.words for r in results],
+            "audio": [Path(r.audio).name for r in results],
+        }
     return out
 
 
@@ -62,8 +66,14 @@ class FasterWhisper:
     def transcribe_batch(self, audios, *, language="en", num_beams=1, gate=None):  # its own no-speech rule is on
         out = []
         for audio in audios:
-            segments, _ = self.model.transcribe(audio, language=language, beam_size=num_beams, temperature=0.0,
-                                                without_timestamps=True, condition_on_previous_text=False,
-                                                vad_filter=False)
+            segments, _ = self.model.transcribe(
+                audio,
+                language=language,
+                beam_size=num_beams,
+                temperature=0.0,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
             out.append(" ".join(s.text.strip() for s in segments))
         return out

@@ -66,8 +66,16 @@ def build_recording(data: Path, minutes: float, out: Path) -> dict:
             continue
         chars = np.cumsum([len(w) for w in words]) / sum(len(w) for w in words)
         ends = [round(at + start + c * (end - start), 3) for c in chars]
-        utts.append({"text": u.text, "speaker": u.speaker, "start": round(at + start, 3), "end": round(at + end, 3),
-                     "words": words, "word_ends": ends})
+        utts.append(
+            {
+                "text": u.text,
+                "speaker": u.speaker,
+                "start": round(at + start, 3),
+                "end": round(at + end, 3),
+                "words": words,
+                "word_ends": ends,
+            }
+        )
         pieces += [audio, np.zeros(int(PAUSE * 16000), np.float32)]
         at += len(audio) / 16000 + PAUSE
     write_wav(out, np.concatenate(pieces))
@@ -115,7 +123,7 @@ def worker(args) -> int:
         torch.set_num_threads(args.threads)
     backend = get_backend(kind, where, threads=args.threads)
     reference = " ".join(u["text"] for u in info["utterances"])
-    backend.transcribe_batch([audio[:16000 * 5]])  # warm-up
+    backend.transcribe_batch([audio[: 16000 * 5]])  # warm-up
     rss_loaded = peak_rss_mb()
 
     # The stream first, so that the peak RSS is the streaming process's own (offline long-form
@@ -148,17 +156,37 @@ def worker(args) -> int:
     finals = [hyp_times[matched[i]] - ref_ends[i] for i in final_index if i in matched]
     a_off, a_str = wer_counts(reference, offline), wer_counts(reference, streamed)
     folder = Path(where) if Path(where).is_dir() else None
-    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in (".onnx", ".onnx_data", ".safetensors", ".engine")) if folder else None
+    size = (
+        sum(
+            f.stat().st_size
+            for f in folder.iterdir()
+            if f.is_file() and f.suffix in (".onnx", ".onnx_data", ".safetensors", ".engine")
+        )
+        if folder
+        else None
+    )
     result = {
-        "engine": args.worker, "audio_seconds": info["seconds"], "chunk": args.chunk, "vad": args.vad,
-        "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words), "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
+        "engine": args.worker,
+        "audio_seconds": info["seconds"],
+        "chunk": args.chunk,
+        "vad": args.vad,
+        "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words),
+        "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
         "latency_median": statistics.median(lags) if lags else None,
         "latency_p90": float(np.percentile(lags, 90)) if lags else None,
         "end_of_speech_median": statistics.median(finals) if finals else None,
-        "matched_words": len(pairs), "reference_words": len(ref_words), "decodes": online.decodes,
-        "offline_rtf": offline_seconds / info["seconds"], "stream_rtf": stream_seconds / info["seconds"],
-        "peak_rss_mb": rss, "rss_loaded_mb": rss_loaded, "peak_rss_with_offline_mb": rss_offline,
-        "loops": online.loops, "model_bytes": size, "streamed_text": streamed, "offline_text": offline,
+        "matched_words": len(pairs),
+        "reference_words": len(ref_words),
+        "decodes": online.decodes,
+        "offline_rtf": offline_seconds / info["seconds"],
+        "stream_rtf": stream_seconds / info["seconds"],
+        "peak_rss_mb": rss,
+        "rss_loaded_mb": rss_loaded,
+        "peak_rss_with_offline_mb": rss_offline,
+        "loops": online.loops,
+        "model_bytes": size,
+        "streamed_text": streamed,
+        "offline_text": offline,
     }
     Path(args.result).write_text(json.dumps(result))
     return 0
@@ -167,7 +195,9 @@ def worker(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
-    p.add_argument("--engines", nargs="+", default=[], help="torch:MODEL or ort:EXPORT_DIR, each run in its own process")
+    p.add_argument(
+        "--engines", nargs="+", default=[], help="torch:MODEL or ort:EXPORT_DIR, each run in its own process"
+    )
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--chunk", type=float, default=0.5)
     p.add_argument("--vad", default="auto")
@@ -188,29 +218,59 @@ def main(argv=None) -> int:
     rows = []
     for spec in args.engines:
         result = work / f"stream-{len(rows)}.json"
-        subprocess.run([sys.executable, __file__, "--worker", spec, "--recording", str(recording), "--result", str(result),
-                        "--data", args.data, "--chunk", str(args.chunk), "--vad", args.vad, "--threads", str(args.threads)],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                spec,
+                "--recording",
+                str(recording),
+                "--result",
+                str(result),
+                "--data",
+                args.data,
+                "--chunk",
+                str(args.chunk),
+                "--vad",
+                args.vad,
+                "--threads",
+                str(args.threads),
+            ],
+            check=True,
+        )
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
-        print(f"{spec}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
-              f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"{spec}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     info_m = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info_m, "args": vars(args), "recording_seconds": info["seconds"],
-                                                    "rows": rows}, indent=1))
-    lines = [f"Machine: {machine_line(info_m)}; {args.threads} threads", "",
-             f"Recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances (target speaker and general test "
-             f"sets alternating); chunk {args.chunk} s, LocalAgreement-2, VAD {args.vad}", "",
-             "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
-             "| stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) | peak with offline (MB) | model MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"machine": info_m, "args": vars(args), "recording_seconds": info["seconds"], "rows": rows}, indent=1
+        )
+    )
+    lines = [
+        f"Machine: {machine_line(info_m)}; {args.threads} threads",
+        "",
+        f"Recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances (target speaker and general test "
+        f"sets alternating); chunk {args.chunk} s, LocalAgreement-2, VAD {args.vad}",
+        "",
+        "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
+        "| stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) | peak with offline (MB) | model MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
-        lines.append(f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
-                     f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
-                     f"| {r['loops']} | {r['rss_loaded_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_with_offline_mb']:.0f} | {size} |")
+        lines.append(
+            f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
+            f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
+            f"| {r['loops']} | {r['rss_loaded_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_with_offline_mb']:.0f} | {size} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -35,8 +35,13 @@ from adaptwin.targets import set_module  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLLAPSE = 100.0  # WER (%) above which a method is not run at larger budgets
-METHODS = ("twin data-aware + FFN", "twin data-free + FFN", "independent SVD + FFN", "twin data-aware (attention only)",
-           "LiteASR re-impl.")
+METHODS = (
+    "twin data-aware + FFN",
+    "twin data-free + FFN",
+    "independent SVD + FFN",
+    "twin data-aware (attention only)",
+    "LiteASR re-impl.",
+)
 
 
 def independent_like(model, compressed):
@@ -92,8 +97,13 @@ def main(argv=None) -> int:
     rows = []
 
     def score(name, model_name, method, budget, loaded, model, extra=None):
-        row = {"model": model_name, "method": method, "budget": budget,
-               "encoder_params": part_parameters(model)["encoder"], **(extra or {})}
+        row = {
+            "model": model_name,
+            "method": method,
+            "budget": budget,
+            "encoder_params": part_parameters(model)["encoder"],
+            **(extra or {}),
+        }
         view = adaptwin.LoadedWhisper(model, loaded.processor, loaded.path)
         for set_name, utts in sets.items():
             r = evaluate(view, utts, batch_size=args.batch_size)
@@ -112,8 +122,14 @@ def main(argv=None) -> int:
             aware = None
             for method in args.methods:
                 if method in collapsed and method != "twin data-aware + FFN":
-                    rows.append({"model": model_name, "method": method, "budget": budget,
-                                 "not_run": f"WER already above {COLLAPSE:.0f} % at budget {collapsed[method]}"})
+                    rows.append(
+                        {
+                            "model": model_name,
+                            "method": method,
+                            "budget": budget,
+                            "not_run": f"WER already above {COLLAPSE:.0f} % at budget {collapsed[method]}",
+                        }
+                    )
                     continue
                 model = copy.deepcopy(loaded.model)
                 start = time.perf_counter()
@@ -135,8 +151,15 @@ def main(argv=None) -> int:
                     rows.append({"model": model_name, "method": method, "budget": budget, "infeasible": str(exc)[:160]})
                     print(f"{model_name} {method} {budget}: infeasible ({str(exc)[:80]})", flush=True)
                     continue
-                score(model_name, model_name, method, budget, loaded, model,
-                      {"compress_seconds": round(time.perf_counter() - start, 1)})
+                score(
+                    model_name,
+                    model_name,
+                    method,
+                    budget,
+                    loaded,
+                    model,
+                    {"compress_seconds": round(time.perf_counter() - start, 1)},
+                )
                 if min(rows[-1]["wer_general"], rows[-1]["wer_target"]) > COLLAPSE:
                     collapsed[method] = budget  # larger budgets only remove more: not worth decoding
     _write(out, rows, args, final=True)
@@ -149,16 +172,23 @@ def _write(out: Path, rows, args, final: bool = False, info: dict | None = None)
     Path(f"{out}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
     if not final:
         return
-    lines = [f"Machine: {machine_line(info)}", f"Test utterances per set: {args.limit or 'all'}", "",
-             "| model | method | budget | encoder params | WER general (%) | WER target (%) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine_line(info)}",
+        f"Test utterances per set: {args.limit or 'all'}",
+        "",
+        "| model | method | budget | encoder params | WER general (%) | WER target (%) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "infeasible" in r:
             lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | infeasible: {r['infeasible'][:70]} | | |")
         elif "not_run" in r:
             lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | not run: {r['not_run']} | | |")
         else:
-            lines.append(f"| {r['model']} | {r['method']} | {r['budget']} | {r['encoder_params']:,} "
-                         f"| {r['wer_general']:.2f} | {r['wer_target']:.2f} |")
+            lines.append(
+                f"| {r['model']} | {r['method']} | {r['budget']} | {r['encoder_params']:,} "
+                f"| {r['wer_general']:.2f} | {r['wer_target']:.2f} |"
+            )
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     _plot(out, rows)
 
@@ -177,8 +207,11 @@ def _plot(out: Path, rows) -> None:
         for j, s in enumerate(("general", "target")):
             ax = axes[i][j]
             for method in ("dense",) + METHODS:
-                pts = sorted((r["encoder_params"] / 1e6, r[f"wer_{s}"]) for r in rows
-                             if r["model"] == m and r["method"] == method and f"wer_{s}" in r)
+                pts = sorted(
+                    (r["encoder_params"] / 1e6, r[f"wer_{s}"])
+                    for r in rows
+                    if r["model"] == m and r["method"] == method and f"wer_{s}" in r
+                )
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=method)
             ax.set_title(f"{m}: {s} test set")

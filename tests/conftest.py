@@ -8,10 +8,23 @@ def tiny_config(**overrides):
     from transformers import WhisperConfig
 
     kw = dict(
-        vocab_size=120, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=16,
-        max_source_positions=50, max_target_positions=40, decoder_start_token_id=1, pad_token_id=0,
-        eos_token_id=2, bos_token_id=2, suppress_tokens=[], begin_suppress_tokens=[],
+        vocab_size=120,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        num_mel_bins=16,
+        max_source_positions=50,
+        max_target_positions=40,
+        decoder_start_token_id=1,
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=2,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
     )
     kw.update(overrides)
     return WhisperConfig(**kw)
@@ -48,4 +61,6 @@ def calibration():
     from adaptwin import Calibration
 
     g = torch.Generator().manual_seed(2)
-    return Calibration(torch.randn(4, 16, 100, generator=g), [torch.randint(3, 120, (7,), generator=g) for _ in range(4)])
+    return Calibration(
+        torch.randn(4, 16, 100, generator=g), [torch.randint(3, 120, (7,), generator=g) for _ in range(4)]
+    )

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from adaptwin.cli import main
-from adaptwin.data.tts import write_wav
 
 SR = 16000
 
@@ -21,18 +20,24 @@ SR = 16000
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     import torch
+    from conftest import tiny_config
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     import adaptwin
-    from conftest import tiny_config
 
     try:
         real = adaptwin.load_whisper("tiny.en")
     except FileNotFoundError as exc:
         pytest.skip(f"needs the tiny.en tokenizer from the models extra: {exc}")
     torch.manual_seed(0)
-    cfg = tiny_config(vocab_size=51864, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-                      bos_token_id=50256, max_target_positions=448)
+    cfg = tiny_config(
+        vocab_size=51864,
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        bos_token_id=50256,
+        max_target_positions=448,
+    )
     model = WhisperForConditionalGeneration(cfg).eval()
     model.generation_config = real.model.generation_config
     processor = real.processor
@@ -75,7 +80,9 @@ def _wav(path, audio, rate=SR, channels=1):
 def _float_wav(path, audio):
     """IEEE-float WAV (format 3), which can hold NaN and inf."""
     data = np.asarray(audio, "<f4").tobytes()
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 3, 1, SR, SR * 4, 4, 32)
+    header = (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 3, 1, SR, SR * 4, 4, 32)
+    )
     path.write_bytes(header + b"data" + struct.pack("<I", len(data)) + data)
     return path
 
@@ -86,6 +93,7 @@ def _tone(seconds=1.0, rate=SR):
 
 
 # --- audio files: transcribe ---------------------------------------------------------
+
 
 def test_missing_audio_file(run, model_dir, tmp_path):
     _error(run("transcribe", tmp_path / "nope.wav", "--model", model_dir), "nope.wav", "does not exist")
@@ -111,8 +119,9 @@ def test_text_file_as_audio(run, model_dir, tmp_path):
 def test_non_finite_samples(run, model_dir, tmp_path, bad):
     audio = _tone().astype(np.float32)
     audio[100] = bad
-    _error(run("transcribe", _float_wav(tmp_path / "nan.wav", audio), "--model", model_dir), "nan.wav",
-           "NaN or infinite")
+    _error(
+        run("transcribe", _float_wav(tmp_path / "nan.wav", audio), "--model", model_dir), "nan.wav", "NaN or infinite"
+    )
 
 
 def test_bad_file_among_good_ones_fails_before_any_decoding(run, model_dir, tmp_path):
@@ -162,13 +171,15 @@ def test_clipped_audio_is_accepted(run, model_dir, tmp_path):  # (real speech, c
 
 # --- streaming -------------------------------------------------------------------------
 
+
 def test_stream_missing_file(run, model_dir, tmp_path):
     _error(run("stream", "--simulate", tmp_path / "gone.wav", "--model", model_dir), "gone.wav", "does not exist")
 
 
 def test_stream_silent_file_commits_nothing(run, model_dir, tmp_path, capsys):
-    code, out, _ = run("stream", "--simulate", _wav(tmp_path / "s.wav", np.zeros(5 * SR)), "--model", model_dir,
-                       "--vad", "none")
+    code, out, _ = run(
+        "stream", "--simulate", _wav(tmp_path / "s.wav", np.zeros(5 * SR)), "--model", model_dir, "--vad", "none"
+    )
     assert code == 0 and out.strip() == ""
 
 
@@ -179,11 +190,14 @@ def test_stream_impossible_options(run, model_dir, tmp_path, option):
 
 def test_silero_vad_without_faster_whisper(run, model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "faster_whisper", None)  # import fails
-    _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--vad", "silero"),
-           "pip install faster-whisper")
+    _error(
+        run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--vad", "silero"),
+        "pip install faster-whisper",
+    )
 
 
 # --- model folders ---------------------------------------------------------------------
+
 
 def test_unknown_model_name(run, tmp_path):
     _error(run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", "no-such-model-xyz"), "could not find model")
@@ -223,8 +237,10 @@ def test_not_a_whisper_model(run, tmp_path):
 
 def test_ort_backend_on_a_model_folder(run, model_dir, tmp_path):
     pytest.importorskip("onnxruntime")
-    _error(run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--backend", "ort"),
-           "adaptwin-export")
+    _error(
+        run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--backend", "ort"),
+        "adaptwin-export",
+    )
 
 
 def test_trt_backend_without_tensorrt(run, model_dir, tmp_path):
@@ -242,13 +258,17 @@ def _has(module):
 
 # --- impossible options ----------------------------------------------------------------
 
-@pytest.mark.parametrize("option, words", [
-    (["--budget", "1.5"], ["budget", "(0, 1)"]),
-    (["--budget", "0"], ["budget"]),
-    (["--rank-qk", "0"], ["rank_qk", "positive"]),
-    (["--rank-qk", "999"], ["head width"]),
-    (["--rank-ffn", "8"], ["--ffn"]),
-])
+
+@pytest.mark.parametrize(
+    "option, words",
+    [
+        (["--budget", "1.5"], ["budget", "(0, 1)"]),
+        (["--budget", "0"], ["budget"]),
+        (["--rank-qk", "0"], ["rank_qk", "positive"]),
+        (["--rank-qk", "999"], ["head width"]),
+        (["--rank-ffn", "8"], ["--ffn"]),
+    ],
+)
 def test_compress_impossible_options(run, model_dir, tmp_path, option, words):
     _error(run("compress", "--model", model_dir, *option, "--out", tmp_path / "out"), *words)
     assert not (tmp_path / "out").exists()
@@ -270,19 +290,49 @@ def test_export_bad_opset(run, model_dir, tmp_path):
 
 def test_adapt_bad_duration(model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse's own one-line usage error
-        main(["adapt", "--model", str(model_dir), "--teacher", str(model_dir), "--target", "t.jsonl",
-              "--general", "g.jsonl", "--out", str(tmp_path / "a"), "--time-budget", "soon"])
+        main(
+            [
+                "adapt",
+                "--model",
+                str(model_dir),
+                "--teacher",
+                str(model_dir),
+                "--target",
+                "t.jsonl",
+                "--general",
+                "g.jsonl",
+                "--out",
+                str(tmp_path / "a"),
+                "--time-budget",
+                "soon",
+            ]
+        )
     assert exc.value.code == 2 and "not a duration" in capsys.readouterr().err
 
 
 def test_adapt_a_dense_model(run, model_dir, tmp_path):
     manifest = tmp_path / "t.jsonl"
     manifest.write_text(json.dumps({"audio": str(_wav(tmp_path / "t.wav", _tone())), "text": "hi", "split": "adapt"}))
-    _error(run("adapt", "--model", model_dir, "--teacher", model_dir, "--target", manifest, "--general", manifest,
-               "--out", tmp_path / "a"), "not compressed")
+    _error(
+        run(
+            "adapt",
+            "--model",
+            model_dir,
+            "--teacher",
+            model_dir,
+            "--target",
+            manifest,
+            "--general",
+            manifest,
+            "--out",
+            tmp_path / "a",
+        ),
+        "not compressed",
+    )
 
 
 # --- manifests -------------------------------------------------------------------------
+
 
 def test_malformed_manifest_row(run, model_dir, tmp_path):
     (tmp_path / "m.jsonl").write_text('{"audio": "a.wav", "text": "x"}\n{not json\n')
@@ -324,6 +374,7 @@ def test_missing_manifest(run, model_dir, tmp_path):
 
 # --- output folders ----------------------------------------------------------------------
 
+
 def test_compress_refuses_a_folder_that_is_not_a_model(run, model_dir, tmp_path):
     mine = tmp_path / "my-documents"
     mine.mkdir()
@@ -355,8 +406,16 @@ def test_read_only_output_folder(run, model_dir, tmp_path):
 
 def test_transcribe_to_an_unwritable_place_keeps_no_partial_file(run, model_dir, tmp_path):
     (tmp_path / "file").write_text("x")
-    code, _, last = run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--vad", "none",
-                        "--out", tmp_path / "file" / "t.txt")
+    code, _, last = run(
+        "transcribe",
+        _wav(tmp_path / "t.wav", _tone()),
+        "--model",
+        model_dir,
+        "--vad",
+        "none",
+        "--out",
+        tmp_path / "file" / "t.txt",
+    )
     assert code == 2 and "error" in last and not list(tmp_path.glob("**/*.part"))
 
 
@@ -373,6 +432,7 @@ def test_interrupted_compress_leaves_nothing(run, model_dir, tmp_path, monkeypat
 
 # --- missing optional packages -------------------------------------------------------------
 
+
 def test_export_without_onnx(run, model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     _error(run("export", model_dir, "--out", tmp_path / "x"), "pip install")
@@ -380,6 +440,7 @@ def test_export_without_onnx(run, model_dir, tmp_path, monkeypatch):
 
 
 # --- a genuine bug is not dressed up as a user error -------------------------------------
+
 
 def test_a_bug_asks_for_verbose_and_shows_its_traceback_there(model_dir, tmp_path, capsys, monkeypatch):
     import adaptwin.runtime.longform as longform

@@ -80,6 +80,7 @@ def test_bad_sources_give_clear_errors(tmp_path):
 
 # --- CTranslate2 format -------------------------------------------------------------------
 
+
 def _write_ct2(variables: dict, name="WhisperSpec") -> bytes:
     def s(text):
         raw = text.encode()
@@ -88,8 +89,13 @@ def _write_ct2(variables: dict, name="WhisperSpec") -> bytes:
     out = struct.pack("<I", 6) + s(name) + struct.pack("<I", 3) + struct.pack("<I", len(variables))
     for key, arr in variables.items():
         arr = np.asarray(arr)
-        dtype = {np.dtype("float32"): 0, np.dtype("int8"): 1, np.dtype("int16"): 2, np.dtype("int32"): 3,
-                 np.dtype("float16"): 4}[arr.dtype]
+        dtype = {
+            np.dtype("float32"): 0,
+            np.dtype("int8"): 1,
+            np.dtype("int16"): 2,
+            np.dtype("int32"): 3,
+            np.dtype("float16"): 4,
+        }[arr.dtype]
         out += s(key) + struct.pack("<B", arr.ndim) + b"".join(struct.pack("<I", d) for d in arr.shape)
         out += struct.pack("<B", dtype) + struct.pack("<I", arr.nbytes) + arr.tobytes()
     return out + struct.pack("<I", 0)
@@ -99,8 +105,10 @@ def _ct2_variables(model):
     """The CTranslate2 layout of a HF Whisper model (fused QKV, fused cross KV, zero key bias)."""
     sd = {k: v.detach().numpy().astype(np.float16) for k, v in model.state_dict().items()}
     cfg = model.config
-    v = {"encoder/num_heads": np.array(cfg.encoder_attention_heads, np.int16),
-         "decoder/num_heads": np.array(cfg.decoder_attention_heads, np.int16)}
+    v = {
+        "encoder/num_heads": np.array(cfg.encoder_attention_heads, np.int16),
+        "decoder/num_heads": np.array(cfg.decoder_attention_heads, np.int16),
+    }
     zeros = np.zeros(cfg.d_model, np.float16)
 
     def lin(ct, hf):
@@ -119,7 +127,9 @@ def _ct2_variables(model):
             h, c = f"{hf}.layers.{i}", f"{side}/layer_{i}"
             a = f"{h}.self_attn"
             v[f"{c}/self_attention/linear_0/weight"] = np.concatenate([sd[f"{a}.{p}_proj.weight"] for p in "qkv"])
-            v[f"{c}/self_attention/linear_0/bias"] = np.concatenate([sd[f"{a}.q_proj.bias"], zeros, sd[f"{a}.v_proj.bias"]])
+            v[f"{c}/self_attention/linear_0/bias"] = np.concatenate(
+                [sd[f"{a}.q_proj.bias"], zeros, sd[f"{a}.v_proj.bias"]]
+            )
             lin(f"{c}/self_attention/linear_1", f"{a}.out_proj")
             ln(f"{c}/self_attention/layer_norm", f"{h}.self_attn_layer_norm")
             lin(f"{c}/ffn/linear_0", f"{h}.fc1")
@@ -128,7 +138,9 @@ def _ct2_variables(model):
             if side == "decoder":
                 a = f"{h}.encoder_attn"
                 lin(f"{c}/attention/linear_0", f"{a}.q_proj")
-                v[f"{c}/attention/linear_1/weight"] = np.concatenate([sd[f"{a}.k_proj.weight"], sd[f"{a}.v_proj.weight"]])
+                v[f"{c}/attention/linear_1/weight"] = np.concatenate(
+                    [sd[f"{a}.k_proj.weight"], sd[f"{a}.v_proj.weight"]]
+                )
                 v[f"{c}/attention/linear_1/bias"] = np.concatenate([zeros, sd[f"{a}.v_proj.bias"]])
                 lin(f"{c}/attention/linear_2", f"{a}.out_proj")
                 ln(f"{c}/attention/layer_norm", f"{h}.encoder_attn_layer_norm")
@@ -177,7 +189,12 @@ def test_builtin_hash_mismatch_is_a_clear_error(monkeypatch):
 def test_missing_weights_package_names_what_to_install(monkeypatch):
     from adaptwin.models import builtin
 
-    monkeypatch.setitem(builtin.BUILTINS, "tiny.en", builtin.Builtin(("nonexistent-pkg==1",), (("nonexistent_pkg_xyz", "m"),),
-                                                                         ("nonexistent_pkg_xyz", "."), "0" * 64))
+    monkeypatch.setitem(
+        builtin.BUILTINS,
+        "tiny.en",
+        builtin.Builtin(
+            ("nonexistent-pkg==1",), (("nonexistent_pkg_xyz", "m"),), ("nonexistent_pkg_xyz", "."), "0" * 64
+        ),
+    )
     with pytest.raises(FileNotFoundError, match="pip install nonexistent-pkg==1"):
         builtin.read_verified("tiny.en")

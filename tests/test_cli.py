@@ -13,8 +13,26 @@ def saved_dense(model, tmp_path):
 
 def test_compress_and_info(saved_dense, tmp_path, capsys):
     out = tmp_path / "c"
-    assert main(["compress", "--model", str(saved_dense), "--scope", "all", "--rank-qk", "8", "--rank-vo", "12",
-                 "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "--model",
+                str(saved_dense),
+                "--scope",
+                "all",
+                "--rank-qk",
+                "8",
+                "--rank-vo",
+                "12",
+                "--out",
+                str(out),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["params_after"]["total"] < report["params_before"]["total"]
     assert main(["info", str(out)]) == 0

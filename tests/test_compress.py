@@ -17,7 +17,7 @@ def stepwise_logits(model, feats, ids):
         out = model(encoder_outputs=enc, decoder_input_ids=ids[:, :1], use_cache=True)
         steps, cache = [out.logits], out.past_key_values
         for t in range(1, ids.shape[1]):
-            out = model(encoder_outputs=enc, decoder_input_ids=ids[:, t:t + 1], cache=cache, use_cache=True)
+            out = model(encoder_outputs=enc, decoder_input_ids=ids[:, t : t + 1], cache=cache, use_cache=True)
             steps.append(out.logits)
             cache = out.past_key_values
     return torch.cat(steps, dim=1)
@@ -82,8 +82,16 @@ def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs,
 
 @pytest.mark.parametrize(
     "scope,ffn,budget",
-    [("encoder", False, 0.1), ("encoder", True, 0.1), ("encoder", True, 0.25), ("decoder", True, 0.1),
-     ("decoder", True, 0.25), ("all", True, 0.1), ("all", True, 0.25), ("all", False, 0.1)],
+    [
+        ("encoder", False, 0.1),
+        ("encoder", True, 0.1),
+        ("encoder", True, 0.25),
+        ("decoder", True, 0.1),
+        ("decoder", True, 0.25),
+        ("all", True, 0.1),
+        ("all", True, 0.25),
+        ("all", False, 0.1),
+    ],
 )
 def test_budget_met_within_one_rank_step(model, calibration, scope, ffn, budget):
     cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=ffn, ffn_rank_step=8)
@@ -188,13 +196,18 @@ def test_twin_beats_independent_on_a_model_attention(tiny_dense):
 
 def test_any_whisper_shape_distil_like(inputs):
     """Distil-Whisper-like: 128 mel bins, deep encoder, 2-layer decoder, different head counts."""
+    from conftest import tiny_config
     from transformers import WhisperForConditionalGeneration
 
-    from conftest import tiny_config
-
     torch.manual_seed(3)
-    cfg = tiny_config(num_mel_bins=128, encoder_layers=3, decoder_layers=1, encoder_attention_heads=8,
-                      decoder_attention_heads=2, d_model=96)
+    cfg = tiny_config(
+        num_mel_bins=128,
+        encoder_layers=3,
+        decoder_layers=1,
+        encoder_attention_heads=8,
+        decoder_attention_heads=2,
+        d_model=96,
+    )
     model = WhisperForConditionalGeneration(cfg).eval()
     feats = torch.randn(2, 128, 100)
     ids = inputs[1][:2]

@@ -85,8 +85,12 @@ def _ffmpeg_encode(src, dst, *args):
 
 def test_float_48k_wav_and_compressed_formats(tmp_path):
     src = write_wav(tmp_path / "tone.wav", 1.0, rate=16000, freq=500)
-    for name, args in (("f48.wav", ["-ar", "48000", "-c:a", "pcm_f32le"]), ("a.flac", []), ("a.ogg", []),
-                       ("a.mp3", [])):
+    for name, args in (
+        ("f48.wav", ["-ar", "48000", "-c:a", "pcm_f32le"]),
+        ("a.flac", []),
+        ("a.ogg", []),
+        ("a.mp3", []),
+    ):
         audio = load_audio(_ffmpeg_encode(src, tmp_path / name, *args))
         assert abs(len(audio) - 16000) < 1600, name  # mp3/ogg pad a little
         peak = np.argmax(np.abs(np.fft.rfft(audio))) * 16000 / len(audio)
@@ -127,7 +131,11 @@ def test_hf_datasets_reader_librispeech_columns(tmp_path):
     ds = datasets.Dataset.from_dict({"audio": paths, "text": ["A B", "C D", "E F"], "speaker_id": [10, 10, 11]})
     ds = ds.cast_column("audio", datasets.Audio(sampling_rate=16000))
     utts = from_hf_dataset(ds, tmp_path / "out", split="test")
-    assert [(u.text, u.speaker, u.split) for u in utts] == [("A B", "10", "test"), ("C D", "10", "test"), ("E F", "11", "test")]
+    assert [(u.text, u.speaker, u.split) for u in utts] == [
+        ("A B", "10", "test"),
+        ("C D", "10", "test"),
+        ("E F", "11", "test"),
+    ]
     for u, p in zip(utts, paths):
         assert np.array_equal(load_audio(u.audio), load_audio(p))
     with pytest.raises(ValueError, match="transcript"):
@@ -145,19 +153,25 @@ def test_standard_sets_build_from_debian(tmp_path, monkeypatch):
     monkeypatch.setattr(fotaq, "find_corpus", lambda explicit=None: None)
     voices = tuple(v for v in VOICES if v.name in ("flite_slt", "espeak_en_us", "flite_rms", "flite_awb"))
     try:
-        report = build_standard_sets(tmp_path, voices=voices, per_voice=5, canary_per_voice=2, test_per_voice=2,
-                                     calib_per_voice=1)
+        report = build_standard_sets(
+            tmp_path, voices=voices, per_voice=5, canary_per_voice=2, test_per_voice=2, calib_per_voice=1
+        )
     except RuntimeError as exc:
         pytest.skip(f"cannot fetch Debian packages or TTS engines here: {exc}")
     sets = {n: read_utterances(tmp_path / f"{n}.jsonl") for n in (*TRAINING_SETS, *TEST_SETS) if n != "joe"}
     assert not (tmp_path / "joe.jsonl").exists()  # no FOTAQ corpus: no second target speaker
-    assert {u.speaker for u in sets["allison"]} == {"allison"} and {u.split for u in sets["allison"]} == {"adapt", "test"}
+    assert {u.speaker for u in sets["allison"]} == {"allison"} and {u.split for u in sets["allison"]} == {
+        "adapt",
+        "test",
+    }
     assert report.counts["allison"]["test"] > 100
     heard = {person_of(u.speaker) for n in TRAINING_SETS if n in sets for u in sets[n]}
     for name in TEST_SETS:
         assert sets[name] and not {person_of(u.speaker) for u in sets[name]} & heard, name
     assert {u.speaker for u in sets["test-real"]} == {"librivox"}
-    assert {u.speaker for u in sets["canary"]} == {"flite_rms"} and {u.speaker for u in sets["test-tts"]} == {"flite_awb"}
+    assert {u.speaker for u in sets["canary"]} == {"flite_rms"} and {u.speaker for u in sets["test-tts"]} == {
+        "flite_awb"
+    }
     assert {u.speaker for u in sets["general"]} == {"flite_slt", "espeak_en_us"}
     tests = {u.text.lower() for n in TEST_SETS for u in sets[n]}
     assert not tests & {u.text.lower() for n in TRAINING_SETS if n in sets for u in sets[n]}
@@ -184,7 +198,9 @@ def _fake_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "allison_root", lambda: root)
     monkeypatch.setattr(build, "allison_prompts", lambda: prompts)
     monkeypatch.setattr(build, "librivox_utterances", lambda: [(write_wav(tmp_path / "l0.wav", 0.5), "a book line")])
-    monkeypatch.setattr(build, "corpus_sentences", lambda: [("x", f"synthetic sentence {i} is here.") for i in range(400)])
+    monkeypatch.setattr(
+        build, "corpus_sentences", lambda: [("x", f"synthetic sentence {i} is here.") for i in range(400)]
+    )
     monkeypatch.setattr(build, "_install_voices", lambda voices: None)
     monkeypatch.setattr(build, "available", lambda voice: True)
 
@@ -197,13 +213,25 @@ def _fake_sources(tmp_path, monkeypatch):
     corpus = tmp_path / "fotaq"
     (corpus / "clips").mkdir(parents=True)
     rows = []
-    for speaker, split, n in (("fotaq_joe", "adapt", 4), ("fotaq_joe", "test", 2), ("fotaq_ape", "adapt", 3),
-                              ("fotaq_bud", "adapt", 2), ("fotaq_bob", "test", 3)):
+    for speaker, split, n in (
+        ("fotaq_joe", "adapt", 4),
+        ("fotaq_joe", "test", 2),
+        ("fotaq_ape", "adapt", 3),
+        ("fotaq_bud", "adapt", 2),
+        ("fotaq_bob", "test", 3),
+    ):
         for i in range(n):
             name = f"{speaker}_{split}_{i}.mp3"
             write_wav(corpus / "clips" / name, 0.3)  # WAV bytes under an .mp3 name: load_audio reads either
-            rows.append({"audio": f"clips/{name}", "text": f"{speaker} line {i}", "speaker": speaker, "split": split,
-                         "duration": 0.3})
+            rows.append(
+                {
+                    "audio": f"clips/{name}",
+                    "text": f"{speaker} line {i}",
+                    "speaker": speaker,
+                    "split": split,
+                    "duration": 0.3,
+                }
+            )
     rows[-1]["text"] = "fotaq_joe line 0"  # a stock line Joe also says in his adapt split: not a test line
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return corpus
@@ -215,8 +243,9 @@ def test_the_build_writes_speaker_disjoint_sets(tmp_path, monkeypatch):
 
     corpus = _fake_sources(tmp_path, monkeypatch)
     out = tmp_path / "out"
-    build_standard_sets(out, per_voice=3, canary_per_voice=2, test_per_voice=2, calib_per_voice=1, calib_real=2,
-                        fotaq_root=corpus)
+    build_standard_sets(
+        out, per_voice=3, canary_per_voice=2, test_per_voice=2, calib_per_voice=1, calib_real=2, fotaq_root=corpus
+    )
     sets = {name: read_utterances(out / f"{name}.jsonl") for name in (*TRAINING_SETS, *TEST_SETS)}
     people = {name: {person_of(u.speaker) for u in utts} for name, utts in sets.items()}
     heard = set().union(*(people[n] for n in TRAINING_SETS))

@@ -50,16 +50,23 @@ def _tokenizer_or_skip():
 def test_eval_end_to_end_on_a_tiny_random_model(tmp_path):
     """Three generated clips through `adaptwin eval` on a random model sharing tiny.en's tokenizer."""
     import torch
+    from conftest import tiny_config
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     import adaptwin
     from adaptwin.cli import main
-    from conftest import tiny_config
 
     processor = _tokenizer_or_skip()
     torch.manual_seed(0)
-    cfg = tiny_config(vocab_size=51864, num_mel_bins=80, max_source_positions=1500, decoder_start_token_id=50257,
-                      eos_token_id=50256, pad_token_id=50256, bos_token_id=50256)
+    cfg = tiny_config(
+        vocab_size=51864,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        bos_token_id=50256,
+    )
     model = WhisperForConditionalGeneration(cfg).eval()
     model.generation_config.max_length = 12
     processor.feature_extractor = WhisperFeatureExtractor(feature_size=80)
@@ -72,8 +79,21 @@ def test_eval_end_to_end_on_a_tiny_random_model(tmp_path):
         rows.append({"audio": f"{i}.wav", "text": text, "speaker": f"s{i % 2}", "split": "test"})
     rows.append({"audio": "missing.wav", "text": "gone", "speaker": "s0", "split": "test"})
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    code = main(["eval", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "m.jsonl"),
-                 "--json", str(tmp_path / "r.json"), "--per-utterance", str(tmp_path / "u.jsonl"), "--batch-size", "2"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path / "m.jsonl"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--per-utterance",
+            str(tmp_path / "u.jsonl"),
+            "--batch-size",
+            "2",
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n_utterances"] == 3 and report["n_words"] == 2 + 6 + 3

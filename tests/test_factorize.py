@@ -26,8 +26,8 @@ def test_query_bias_per_key_term_is_kept():
     a2, b2 = fz.twin_factorize(a, b).factors(8, dtype=torch.float64)
     x, y = _rand(5, 16, seed=7), _rand(6, 16, seed=8)
     for h in range(2):
-        q = x @ wq[h * 8:(h + 1) * 8].T + bq[h * 8:(h + 1) * 8]
-        k = y @ wk[h * 8:(h + 1) * 8].T
+        q = x @ wq[h * 8 : (h + 1) * 8].T + bq[h * 8 : (h + 1) * 8]
+        k = y @ wk[h * 8 : (h + 1) * 8].T
         q2 = torch.cat([x, torch.ones(5, 1, dtype=x.dtype)], 1) @ a2[h]
         assert torch.allclose(q @ k.T, q2 @ (y @ b2[h]).T, atol=1e-9)
 
@@ -85,7 +85,7 @@ def test_value_bias_fold_is_exact():
     attn = torch.softmax(_rand(2, 5, 7, seed=5), -1)  # rows sum to 1
     heads = []
     for h in range(2):
-        v = y @ wv[h * 8:(h + 1) * 8].T + bv[h * 8:(h + 1) * 8]
+        v = y @ wv[h * 8 : (h + 1) * 8].T + bv[h * 8 : (h + 1) * 8]
         heads.append(attn[h] @ v)
     dense = torch.cat(heads, -1) @ wo.T + bo
     a, b = fz.heads_vo(wv, wo, 2)

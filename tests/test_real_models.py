@@ -60,7 +60,9 @@ def test_tokenizer_encodes_like_openai(real):
     name, loaded = real
     ranks = read_ranks(openai_asset("gpt2.tiktoken" if name == "tiny.en" else "multilingual.tiktoken"))
     pat = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    enc = tiktoken.Encoding(name="w", pat_str=pat, mergeable_ranks={k: v for k, v in ranks.items() if k}, special_tokens={})
+    enc = tiktoken.Encoding(
+        name="w", pat_str=pat, mergeable_ranks={k: v for k, v in ranks.items() if k}, special_tokens={}
+    )
     tok = loaded.processor.tokenizer
     for text in [" the cat sat on the mat", "Hello world, it's 2026!", " Mister John Dashwood, ça va?"]:
         assert tok.encode(text, add_special_tokens=False) == enc.encode(text)
@@ -71,14 +73,18 @@ def test_twin_beats_independent_svd_on_real_weights(real):
 
     _, loaded = real
     attn = loaded.model.model.encoder.layers[1].self_attn
-    for a, b in (fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, attn.num_heads),
-                 fz.heads_vo(attn.v_proj.weight, attn.out_proj.weight, attn.num_heads)):
+    for a, b in (
+        fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, attn.num_heads),
+        fz.heads_vo(attn.v_proj.weight, attn.out_proj.weight, attn.num_heads),
+    ):
         truth = a.double() @ b.double().transpose(-1, -2)
         joint = fz.twin_factorize(a, b)
         for r in (16, 32):
             ja, jb = joint.factors(r, torch.float64)
             ia, ib = fz.independent_factors(a, b, r)
-            assert (ja @ jb.transpose(-1, -2) - truth).norm() < (ia.double() @ ib.double().transpose(-1, -2) - truth).norm()
+            assert (ja @ jb.transpose(-1, -2) - truth).norm() < (
+                ia.double() @ ib.double().transpose(-1, -2) - truth
+            ).norm()
 
 
 def test_data_aware_compression_keeps_the_transcript(real):
@@ -88,8 +94,9 @@ def test_data_aware_compression_keeps_the_transcript(real):
     clips = bundled_clips()
     model = copy.deepcopy(loaded.model)
     compressed = adaptwin.LoadedWhisper(model, loaded.processor, loaded.path)
-    report = adaptwin.compress_(model, adaptwin.AdaPTwinConfig(scope="encoder", budget=0.2, ffn=True),
-                                build_calibration(loaded, clips[1:]))
+    report = adaptwin.compress_(
+        model, adaptwin.AdaPTwinConfig(scope="encoder", budget=0.2, ffn=True), build_calibration(loaded, clips[1:])
+    )
     assert 0.2 <= report.removed("encoder") < 0.23
     audio = load_audio(clips[0].audio)
     assert transcribe(compressed, audio).text == transcribe(loaded, audio).text

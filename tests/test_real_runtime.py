@@ -43,11 +43,14 @@ def test_ort_int8_transcribes_like_pytorch(tiny_en, exported):
     from adaptwin.runtime import get_backend
 
     clips = [load_audio(c.audio) for c in bundled_clips()]
-    texts = {name: get_backend(name, src).transcribe_batch(clips)
-             for name, src in (("torch", tiny_en), ("ort", exported))}
+    texts = {
+        name: get_backend(name, src).transcribe_batch(clips) for name, src in (("torch", tiny_en), ("ort", exported))
+    }
     refs = [c.text for c in bundled_clips()]
-    wer = {name: sum(wer_counts(r, h).errors for r, h in zip(refs, t)) / sum(wer_counts(r, r).ref_words for r in refs)
-           for name, t in texts.items()}
+    wer = {
+        name: sum(wer_counts(r, h).errors for r, h in zip(refs, t)) / sum(wer_counts(r, r).ref_words for r in refs)
+        for name, t in texts.items()
+    }
     assert wer["torch"] < 0.2 and wer["ort"] <= wer["torch"] + 0.05, wer
 
 
@@ -69,8 +72,12 @@ def test_stream_simulate_on_real_speech(exported, long_clip, tmp_path, capsys):
 
     audio, reference = long_clip
     write_wav(tmp_path / "talk.wav", audio)
-    assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--model", str(exported), "--backend", "ort",
-                 "--fast"]) == 0
+    assert (
+        main(
+            ["stream", "--simulate", str(tmp_path / "talk.wav"), "--model", str(exported), "--backend", "ort", "--fast"]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     a = wer_counts(reference, out.out)
     assert a.errors / a.ref_words < 0.25, out.out
@@ -86,7 +93,7 @@ def _noises():
     out = {"silence-10min": np.zeros(600 * 16000, np.float32)}
     for name, x in (("white", rng.standard_normal(n)), ("pink", pink)):
         for db in (-60, -40, -20):
-            out[f"{name}{db}"] = (x / np.sqrt(np.mean(x ** 2)) * 10 ** (db / 20)).astype(np.float32)
+            out[f"{name}{db}"] = (x / np.sqrt(np.mean(x**2)) * 10 ** (db / 20)).astype(np.float32)
     return out
 
 
@@ -102,7 +109,7 @@ def test_no_words_from_silence_or_noise(tiny_en, exported, engine, vad):
     gate = NoSpeechGate(vad=vad)
     for name, audio in _noises().items():
         assert list(transcribe(backend, audio, gate=gate)) == [], name
-        assert backend.transcribe_batch([audio[:30 * 16000]], gate=gate) == [""], name
+        assert backend.transcribe_batch([audio[: 30 * 16000]], gate=gate) == [""], name
 
 
 def test_no_speech_gate_keeps_clipped_and_quiet_speech(tiny_en):

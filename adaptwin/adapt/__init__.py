@@ -6,8 +6,12 @@ Names load on first use, so the ``adaptwin`` command can build its parser withou
 from importlib import import_module
 
 _EXPORTS = {
-    "AdaptConfig": ".config", "AdaptReport": ".core", "adapt_": ".core",
-    "LoRALinear": ".lora", "inject_lora": ".lora", "merge_lora": ".lora",
+    "AdaptConfig": ".config",
+    "AdaptReport": ".core",
+    "adapt_": ".core",
+    "LoRALinear": ".lora",
+    "inject_lora": ".lora",
+    "merge_lora": ".lora",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -43,32 +43,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", required=True, help="the dense model it was compressed from (e.g. base)")
     p.add_argument("--target", required=True, help="target speaker: manifest or folder; its 'adapt' split is used")
     p.add_argument("--general", help="general speech to replay (manifest; its 'adapt' split), so others do not regress")
-    p.add_argument("--canary", help="general speakers for validation, never replayed or tested (manifest; its "
-                   "'validation' split): the checkpoint kept is the one that keeps them working")
-    p.add_argument("--minutes", type=float, help="use N minutes of target speech, utterances spread "
-                   "evenly over its adapt split (default: all)")
-    p.add_argument("--time-budget", type=duration, help="a cap on the whole command, e.g. 10m; validation decides "
-                   "how long to train, and the run warns if the cap binds first")
+    p.add_argument(
+        "--canary",
+        help="general speakers for validation, never replayed or tested (manifest; its "
+        "'validation' split): the checkpoint kept is the one that keeps them working",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="use N minutes of target speech, utterances spread evenly over its adapt split (default: all)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=duration,
+        help="a cap on the whole command, e.g. 10m; validation decides "
+        "how long to train, and the run warns if the cap binds first",
+    )
     p.add_argument("--layerwise-epochs", type=int, default=d.layerwise_epochs)
-    p.add_argument("--epochs", type=epochs, default=d.epochs,
-                   help="end-to-end epochs at most, or 'auto' (default): from the amount of data")
-    p.add_argument("--holdout", type=float, default=d.holdout, help="share of the target utterances kept for validation")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many validations without improvement (0: never)")
-    p.add_argument("--canary-weight", type=float, default=d.canary_weight,
-                   help="weight of the canary loss in the selection score (target loss + weight x canary loss)")
+    p.add_argument(
+        "--epochs",
+        type=epochs,
+        default=d.epochs,
+        help="end-to-end epochs at most, or 'auto' (default): from the amount of data",
+    )
+    p.add_argument(
+        "--holdout", type=float, default=d.holdout, help="share of the target utterances kept for validation"
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="stop after this many validations without improvement (0: never)",
+    )
+    p.add_argument(
+        "--canary-weight",
+        type=float,
+        default=d.canary_weight,
+        help="weight of the canary loss in the selection score (target loss + weight x canary loss)",
+    )
     p.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--layerwise-lr", type=float, default=d.layerwise_lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="30 s windows per step (all processes)")
     p.add_argument("--replay", type=float, default=d.replay, help="share of general windows")
-    p.add_argument("--fill", type=float, default=d.fill, help="share of each 30 s window holding speech (rest: padding)")
-    p.add_argument("--distill", type=float, default=d.distill,
-                   help="weight of the teacher's soft targets on general (replay) windows; the rest: transcripts")
-    p.add_argument("--target-distill", type=float, default=d.target_distill,
-                   help="the same on target-speaker windows (default 0: their transcripts alone)")
-    p.add_argument("--encoder-match", type=float, default=d.encoder_match,
-                   help="weight of the end-to-end stage's encoder-output match to the dense model (0: off)")
+    p.add_argument(
+        "--fill", type=float, default=d.fill, help="share of each 30 s window holding speech (rest: padding)"
+    )
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=d.distill,
+        help="weight of the teacher's soft targets on general (replay) windows; the rest: transcripts",
+    )
+    p.add_argument(
+        "--target-distill",
+        type=float,
+        default=d.target_distill,
+        help="the same on target-speaker windows (default 0: their transcripts alone)",
+    )
+    p.add_argument(
+        "--encoder-match",
+        type=float,
+        default=d.encoder_match,
+        help="weight of the end-to-end stage's encoder-output match to the dense model (0: off)",
+    )
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
@@ -92,18 +130,34 @@ def run(args: argparse.Namespace) -> int:
     from .train import Dist
 
     config = AdaptConfig(  # validate before the slow loads
-        minutes=args.minutes, replay=args.replay, fill=args.fill, encoder_match=args.encoder_match,
-        holdout=args.holdout, patience=args.patience, canary_weight=args.canary_weight,
+        minutes=args.minutes,
+        replay=args.replay,
+        fill=args.fill,
+        encoder_match=args.encoder_match,
+        holdout=args.holdout,
+        patience=args.patience,
+        canary_weight=args.canary_weight,
         evals_per_epoch=args.evals_per_epoch,
-        layerwise_epochs=args.layerwise_epochs, epochs=args.epochs, lr=args.lr, layerwise_lr=args.layerwise_lr,
-        batch_size=args.batch_size, distill=args.distill, target_distill=args.target_distill,
-        lora_rank=args.lora_rank, time_budget=args.time_budget,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision, max_steps=args.max_steps,
+        layerwise_epochs=args.layerwise_epochs,
+        epochs=args.epochs,
+        lr=args.lr,
+        layerwise_lr=args.layerwise_lr,
+        batch_size=args.batch_size,
+        distill=args.distill,
+        target_distill=args.target_distill,
+        lora_rank=args.lora_rank,
+        time_budget=args.time_budget,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        precision=args.precision,
+        max_steps=args.max_steps,
     )
     out = check_output_dir(args.out)
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
-        raise InvalidInput(f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over")
+        raise InvalidInput(
+            f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over"
+        )
     for path in (args.target, args.general, args.canary):
         if path and not Path(path).exists():
             raise MissingFile(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
@@ -112,13 +166,18 @@ def run(args: argparse.Namespace) -> int:
     if config.time_budget is not None:  # the budget is the whole command's: loading and saving included
         left = config.time_budget - (time.perf_counter() - started) - SAVE_MARGIN
         config = dataclasses.replace(config, time_budget=max(left, 1.0))
-    report = adapt_(student, teacher, args.target, args.general, config, canary=args.canary, state_dir=state_dir,
-                    progress=True)
+    report = adapt_(
+        student, teacher, args.target, args.general, config, canary=args.canary, state_dir=state_dir, progress=True
+    )
     if not Dist.from_env().main:
         return 0
     print(report.format())
-    save(student.model, out, student.processor or teacher.processor,
-         extra={"compressed_from": str(args.teacher), "adapted_from": str(args.model)})
+    save(
+        student.model,
+        out,
+        student.processor or teacher.processor,
+        extra={"compressed_from": str(args.teacher), "adapted_from": str(args.model)},
+    )
     shutil.rmtree(state_dir, ignore_errors=True)  # only once the model is safely written
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

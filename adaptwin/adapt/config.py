@@ -82,7 +82,9 @@ class AdaptConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise InvalidInput(f"{name}={getattr(self, name)!r} must be a non-negative integer")
         if not 0.0 <= self.holdout < 0.5:
-            raise InvalidInput(f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)")
+            raise InvalidInput(
+                f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)"
+            )
         if not self.canary_weight >= 0:
             raise InvalidInput(f"canary_weight={self.canary_weight} must be >= 0")
         if not isinstance(self.patience, int) or self.patience < 0:

@@ -59,23 +59,33 @@ class AdaptReport:
 
     def format(self) -> str:
         t, u = self.data["target"], self.data["used"]
-        lines = [f"target: {t['minutes']:.1f} min of {', '.join(t['speakers'])} in {t['windows']} windows"
-                 + (f"; replay: {self.data['general']['windows']} general windows" if self.data.get("general") else ""),
-                 f"used: {u['windows']} of {u['of']} windows ({u['target_windows']} target, {u['target_minutes']:.1f} min)"]
+        lines = [
+            f"target: {t['minutes']:.1f} min of {', '.join(t['speakers'])} in {t['windows']} windows"
+            + (f"; replay: {self.data['general']['windows']} general windows" if self.data.get("general") else ""),
+            f"used: {u['windows']} of {u['of']} windows ({u['target_windows']} target, {u['target_minutes']:.1f} min)",
+        ]
         for name, errs in self.blocks.items():
             lines.append(f"  layer-wise {name:<34} rel. error {errs[0]:.4f} -> {errs[-1]:.4f} (epoch mean)")
         if self.losses:
-            lines.append(f"  end-to-end loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} over {len(self.losses)} epoch(s)")
+            lines.append(
+                f"  end-to-end loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} over {len(self.losses)} epoch(s)"
+            )
         if self.kept:
             start, kept = self.validation[0], self.kept
             shown = [k for k in ("target_ce", "canary_ce") if k in kept]
-            lines.append(f"  validation: kept step {kept['step']} of {self.validation[-1]['step']} ("
-                         + ", ".join(f"{k} {start[k]:.3f} -> {kept[k]:.3f}, dense {self.dense.get(k, float('nan')):.3f}"
-                                     for k in shown) + ")")
-        lines.append(f"{self.steps} steps, {self.seconds['total']:.0f} s ({self.seconds['teacher']:.0f} s teacher pass), "
-                     f"peak RSS {self.peak_rss_mb:.0f} MB, {self.precision}, {self.processes} process(es)"
-                     + (", resumed" if self.resumed else "")
-                     + (f", stopped by {self.stopped_by}" if self.stopped_by else ""))
+            lines.append(
+                f"  validation: kept step {kept['step']} of {self.validation[-1]['step']} ("
+                + ", ".join(
+                    f"{k} {start[k]:.3f} -> {kept[k]:.3f}, dense {self.dense.get(k, float('nan')):.3f}" for k in shown
+                )
+                + ")"
+            )
+        lines.append(
+            f"{self.steps} steps, {self.seconds['total']:.0f} s ({self.seconds['teacher']:.0f} s teacher pass), "
+            f"peak RSS {self.peak_rss_mb:.0f} MB, {self.precision}, {self.processes} process(es)"
+            + (", resumed" if self.resumed else "")
+            + (f", stopped by {self.stopped_by}" if self.stopped_by else "")
+        )
         return "\n".join(lines)
 
 
@@ -109,15 +119,19 @@ def check_teacher(model: nn.Module, teacher: nn.Module, compressed: list[str]) -
     for key in ("d_model", "encoder_layers", "decoder_layers", "vocab_size", "num_mel_bins"):
         a, b = getattr(model.config, key), getattr(teacher.config, key)
         if a != b:
-            raise InvalidInput(f"the teacher does not match the model: {key} is {b} vs {a}; give the dense model "
-                             "the compressed one was made from")
+            raise InvalidInput(
+                f"the teacher does not match the model: {key} is {b} vs {a}; give the dense model "
+                "the compressed one was made from"
+            )
     theirs = dict(teacher.named_parameters())
     for name, p in model.named_parameters():
         if any(name.startswith(c + ".") for c in compressed) or name not in theirs:
             continue
         if theirs[name].shape != p.shape or not torch.allclose(theirs[name].to(p.device, p.dtype), p, atol=1e-5):
-            raise InvalidInput(f"the teacher is not the model this one was compressed from ({name} differs): "
-                             "give the dense model the compressed one was made from")
+            raise InvalidInput(
+                f"the teacher is not the model this one was compressed from ({name} differs): "
+                "give the dense model the compressed one was made from"
+            )
 
 
 def _autocast(precision: str, device: torch.device):
@@ -139,8 +153,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def adapt_(
-    model, teacher, target, general=None, config: AdaptConfig = AdaptConfig(), *, canary=None, processor=None,
-    state_dir: str | Path | None = None, device: str | None = None, progress: bool = False,
+    model,
+    teacher,
+    target,
+    general=None,
+    config: AdaptConfig = AdaptConfig(),
+    *,
+    canary=None,
+    processor=None,
+    state_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
 ) -> AdaptReport:
     """Adapt the compressed ``model`` in place to the speaker of ``target`` (manifest, folder or
     list of ``Utterance``), distilling from the dense ``teacher`` and replaying ``general`` speech.
@@ -161,7 +184,9 @@ def adapt_(
         raise InvalidInput("no processor (feature extractor + tokenizer): pass processor= or LoadedWhisper models")
     check_whisper(model)
     if not is_compressed(model):
-        raise InvalidInput("the model is not compressed: there is nothing to adapt; compress it first (adaptwin compress)")
+        raise InvalidInput(
+            "the model is not compressed: there is nothing to adapt; compress it first (adaptwin compress)"
+        )
     blocks = compressed_blocks(model)
     check_teacher(model, teacher, [m for ms in blocks.values() for m in ms])
 
@@ -172,10 +197,22 @@ def adapt_(
     model.to(device)
     teacher.to(device)
     precision = resolve_precision(config.precision, device)
-    text = dict(language=config.language, max_tokens=model.config.max_target_positions,
-                multilingual=bool(getattr(model.generation_config, "is_multilingual", False)))
-    windows = build_windows(processor, target, general, minutes=config.minutes, replay=config.replay, fill=config.fill,
-                            holdout=config.holdout, seed=config.seed, **text)
+    text = dict(
+        language=config.language,
+        max_tokens=model.config.max_target_positions,
+        multilingual=bool(getattr(model.generation_config, "is_multilingual", False)),
+    )
+    windows = build_windows(
+        processor,
+        target,
+        general,
+        minutes=config.minutes,
+        replay=config.replay,
+        fill=config.fill,
+        holdout=config.holdout,
+        seed=config.seed,
+        **text,
+    )
     speech = config.fill * float(getattr(processor.feature_extractor, "chunk_length", 30.0))
     held = []
     if windows.held_out:
@@ -187,24 +224,39 @@ def adapt_(
         heard = set(windows.record["target"]["speakers"]) | set((windows.record["general"] or {}).get("speakers", []))
         clash = sorted({u.speaker for u in canary_utts if u.speaker} & heard - {"unknown"})
         if clash:
-            raise InvalidInput(f"canary speaker(s) {clash} are also in the target or replay data: the canary must be "
-                             "speakers training never hears")
+            raise InvalidInput(
+                f"canary speaker(s) {clash} are also in the target or replay data: the canary must be "
+                "speakers training never hears"
+            )
         held.append(("canary", validation_windows(processor, canary_utts, "canary", speech=speech, **text)))
     if not held:
-        logger.warning("no validation data (no --canary, no held-out target utterances): the last step is kept, "
-                       "and nothing checks that other speakers still work")
+        logger.warning(
+            "no validation data (no --canary, no held-out target utterances): the last step is kept, "
+            "and nothing checks that other speakers still work"
+        )
     order = list(range(len(windows)))
     random.Random(config.seed).shuffle(order)  # target and replay windows mixed: any prefix is a fair sample
     windows = windows.subset(order)
     logger.info("%d windows (%d target) built, %s", len(windows), windows.record["target"]["windows"], precision)
 
     if config.lora_rank:
-        linears = [f"{m}.{n}" for ms in blocks.values() for m in ms
-                   for n, sub in model.get_submodule(m).named_modules() if isinstance(sub, nn.Linear)]
+        linears = [
+            f"{m}.{n}"
+            for ms in blocks.values()
+            for m in ms
+            for n, sub in model.get_submodule(m).named_modules()
+            if isinstance(sub, nn.Linear)
+        ]
         inject_lora(model, linears, config.lora_rank, config.lora_alpha, config.seed)
-    block_params = {b: [n for n, _ in model.named_parameters() if any(n.startswith(m + ".") for m in ms)
-                        and (not config.lora_rank or n.endswith((".down", ".up")) and ".base." not in n)]
-                    for b, ms in blocks.items()}
+    block_params = {
+        b: [
+            n
+            for n, _ in model.named_parameters()
+            if any(n.startswith(m + ".") for m in ms)
+            and (not config.lora_rank or n.endswith((".down", ".up")) and ".base." not in n)
+        ]
+        for b, ms in blocks.items()
+    }
     # stage 2 starts at the first compressed encoder layer: everything before it is frozen and cached
     enc = sorted((int(b.rsplit(".", 1)[1]), b) for b in blocks if ".encoder." in b)
     start_index, start_layer = (enc[0][0], enc[0][1]) if enc else (None, None)
@@ -223,8 +275,7 @@ def adapt_(
         bar = tqdm(total=limit or len(windows), desc="teacher pass", unit="window")
     names = list(blocks)
     mine = names[dist.rank :: dist.world] if config.layerwise_epochs else []  # this rank's stage-1 blocks
-    cache = cache_teacher(teacher, windows, mine, start_layer, config.topk, device, bar,
-                          limit=limit, deadline=deadline)
+    cache = cache_teacher(teacher, windows, mine, start_layer, config.topk, device, bar, limit=limit, deadline=deadline)
     if bar is not None:
         bar.close()
     used = dist.min(len(cache))
@@ -232,10 +283,16 @@ def adapt_(
     windows = windows.subset(list(range(used)))
     if used < windows.record["used"]["of"]:
         u = windows.record["used"]
-        logger.warning("the time budget lets the teacher pass cover %d of %d windows (%.1f min of target speech): "
-                       "training uses those", used, u["of"], u["target_minutes"])
-    valsets = [ValidationSet(name, w, cache_teacher(teacher, w, [], start_layer, config.topk, device))
-               for name, w in held]
+        logger.warning(
+            "the time budget lets the teacher pass cover %d of %d windows (%.1f min of target speech): "
+            "training uses those",
+            used,
+            u["of"],
+            u["target_minutes"],
+        )
+    valsets = [
+        ValidationSet(name, w, cache_teacher(teacher, w, [], start_layer, config.topk, device)) for name, w in held
+    ]
     teacher_seconds = time.perf_counter() - teacher_start
 
     phases, n = [], len(windows)
@@ -244,41 +301,86 @@ def adapt_(
     for j, b in enumerate(mine):
         deadline = None if left is None else LAYERWISE_SHARE * left * (j + 1) / len(mine)
         loss = lambda w, b=b: block_loss(model, b, cache, w)  # noqa: E731
-        phases.append(Phase(f"layer {b.split('model.', 1)[-1]}", block_params[b], loss, n, config.layerwise_epochs,
-                            config.layerwise_lr, deadline=deadline))
+        phases.append(
+            Phase(
+                f"layer {b.split('model.', 1)[-1]}",
+                block_params[b],
+                loss,
+                n,
+                config.layerwise_epochs,
+                config.layerwise_lr,
+                deadline=deadline,
+            )
+        )
     if dist.world > 1 and config.layerwise_epochs:
+
         def share() -> None:  # each block's owner sends it to everyone
             for i, b in enumerate(names):
                 dist.broadcast_([dict(model.named_parameters())[p].data for p in block_params[b]], src=i % dist.world)
+
         phases.append(Phase("share layers", [], None, after=share))
     epochs = config.end_to_end_epochs(n)
     autocast = _autocast(precision, device)
     validator = Validator(model, start_index, valsets, device, autocast, dist) if valsets else None
     if epochs:
         everything = [p for b in names for p in block_params[b]]
-        loss = lambda w: e2e_loss(model, start_index, windows, cache, w,  # noqa: E731
-                                  config.distill_for(windows.source[w]),
-                                  device, config.encoder_match)
+        loss = lambda w: e2e_loss(
+            model,
+            start_index,
+            windows,
+            cache,
+            w,  # noqa: E731
+            config.distill_for(windows.source[w]),
+            device,
+            config.encoder_match,
+        )
         per_epoch = math.ceil(n / config.batch_size)
-        phases.append(Phase("end-to-end", everything, loss, n, epochs, config.lr, sharded=True, deadline=left,
-                            validate=validator, score=lambda m: score(m, config.canary_weight),
-                            eval_every=max(1, math.ceil(per_epoch / config.evals_per_epoch)),
-                            patience=config.patience))
+        phases.append(
+            Phase(
+                "end-to-end",
+                everything,
+                loss,
+                n,
+                epochs,
+                config.lr,
+                sharded=True,
+                deadline=left,
+                validate=validator,
+                score=lambda m: score(m, config.canary_weight),
+                eval_every=max(1, math.ceil(per_epoch / config.evals_per_epoch)),
+                patience=config.patience,
+            )
+        )
 
-    key = {"config": config.training_key(), "data": windows.record, "processes": dist.world, "rank": dist.rank,
-           "blocks": names}
+    key = {
+        "config": config.training_key(),
+        "data": windows.record,
+        "processes": dist.world,
+        "rank": dist.rank,
+        "blocks": names,
+    }
     was_training = model.training
     grads = {n: p.requires_grad for n, p in model.named_parameters()}
     model.eval()  # no dropout: training is deterministic for a seed
-    trainer = Trainer(model, phases, batch=config.batch_size, seed=config.seed, dist=dist, key=key,
-                      state_path=state_path, checkpoint_every=config.checkpoint_every, max_steps=config.max_steps,
-                      autocast=autocast, progress=progress)
+    trainer = Trainer(
+        model,
+        phases,
+        batch=config.batch_size,
+        seed=config.seed,
+        dist=dist,
+        key=key,
+        state_path=state_path,
+        checkpoint_every=config.checkpoint_every,
+        max_steps=config.max_steps,
+        autocast=autocast,
+        progress=progress,
+    )
     state = trainer.run()
     merged = merge_lora(model) if config.lora_rank else 0
     for n, p in model.named_parameters():
         p.requires_grad_(grads.get(n, True))
     model.train(was_training)
-    del cache
+    cache = None  # the teacher's outputs can go before saving
 
     seconds = {"teacher": round(teacher_seconds, 1), "train": round(trainer.elapsed(), 1)}
     seconds["total"] = round(time.perf_counter() - start, 1)
@@ -288,18 +390,34 @@ def adapt_(
     record = {**windows.record, "validation": {name: w.record for name, w in held}}
     report = AdaptReport(
         data=record,
-        blocks={k.removeprefix("layer "): v for k, v in state.history.items()
-                if k.startswith("layer ") and not k.endswith((" validation", " kept"))},
-        losses=state.history.get("end-to-end", []), steps=state.steps_done, seconds=seconds,
-        peak_rss_mb=round(peak_rss_mb(), 1), precision=precision, processes=dist.world,
-        resumed=trainer.resumed, stopped_early=trainer.stopped_early, lora_merged=merged, config=config.to_dict(),
-        validation=evals, kept=kept, dense=validator.dense() if validator else {},
+        blocks={
+            k.removeprefix("layer "): v
+            for k, v in state.history.items()
+            if k.startswith("layer ") and not k.endswith((" validation", " kept"))
+        },
+        losses=state.history.get("end-to-end", []),
+        steps=state.steps_done,
+        seconds=seconds,
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        precision=precision,
+        processes=dist.world,
+        resumed=trainer.resumed,
+        stopped_early=trainer.stopped_early,
+        lora_merged=merged,
+        config=config.to_dict(),
+        validation=evals,
+        kept=kept,
+        dense=validator.dense() if validator else {},
         stopped_by=state.stopped_by.get("end-to-end"),
     )
     meta = dict(getattr(model.config, "adaptwin", None) or {})
     meta["adaptation"] = {
-        "config": config.to_dict(), "data": record, "teacher": teacher_path, "steps": state.steps_done,
-        "kept": kept, "stopped_by": report.stopped_by,
+        "config": config.to_dict(),
+        "data": record,
+        "teacher": teacher_path,
+        "steps": state.steps_done,
+        "kept": kept,
+        "stopped_by": report.stopped_by,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     model.config.adaptwin = meta

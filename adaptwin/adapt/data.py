@@ -43,10 +43,21 @@ class Windows:
         """These windows, in this order; the record says how many of the built ones are used."""
         source = [self.source[i] for i in index]
         seconds = [self.seconds[i] for i in index]
-        used = {"windows": len(index), "of": len(self), "target_windows": source.count("target"),
-                "target_minutes": round(sum(t for t, s in zip(seconds, source) if s == "target") / 60, 2)}
-        return Windows(self.features[index], [self.ids[i] for i in index], [self.labels[i] for i in index], source,
-                       seconds, {**self.record, "used": used}, self.held_out)
+        used = {
+            "windows": len(index),
+            "of": len(self),
+            "target_windows": source.count("target"),
+            "target_minutes": round(sum(t for t, s in zip(seconds, source) if s == "target") / 60, 2),
+        }
+        return Windows(
+            self.features[index],
+            [self.ids[i] for i in index],
+            [self.labels[i] for i in index],
+            source,
+            seconds,
+            {**self.record, "used": used},
+            self.held_out,
+        )
 
 
 def _utterances(source) -> tuple[list[Utterance], str]:
@@ -63,17 +74,25 @@ def training_utterances(source, name: str) -> tuple[list[Utterance], str]:
         splits = sorted({u.split or "none" for u in utts})
         utts = [u for u in utts if u.split == "adapt"]
         if not utts:
-            raise InvalidInput(f"the {name} set {label} has splits {splits} but no 'adapt' split to train on; "
-                             "mark training utterances with \"split\": \"adapt\" (test ones are never used)")
+            raise InvalidInput(
+                f"the {name} set {label} has splits {splits} but no 'adapt' split to train on; "
+                'mark training utterances with "split": "adapt" (test ones are never used)'
+            )
     annotations = [u for u in utts if u.text and NON_SPEECH.match(u.text)]
     if annotations:
-        logger.info("leaving out %d %s utterance(s) whose transcript only annotates non-speech (e.g. %r)",
-                    len(annotations), name, annotations[0].text)
+        logger.info(
+            "leaving out %d %s utterance(s) whose transcript only annotates non-speech (e.g. %r)",
+            len(annotations),
+            name,
+            annotations[0].text,
+        )
         utts = [u for u in utts if u not in annotations]
     missing = [str(u.audio) for u in utts if not (u.text or "").strip()]
     if missing:
-        raise InvalidInput(f"{len(missing)} {name} utterance(s) have no transcript (e.g. {missing[0]}): "
-                         "adaptation trains on transcripts; add a \"text\" field to every row")
+        raise InvalidInput(
+            f"{len(missing)} {name} utterance(s) have no transcript (e.g. {missing[0]}): "
+            'adaptation trains on transcripts; add a "text" field to every row'
+        )
     if not utts:
         raise InvalidInput(f"the {name} set {label} is empty: nothing to adapt on")
     return utts, label
@@ -85,7 +104,7 @@ def _duration(u: Utterance) -> float:
     return len(load_audio(u.audio)) / SAMPLE_RATE
 
 
-GOLDEN = (5 ** 0.5 - 1) / 2  # 0.618...: i * GOLDEN mod 1 spreads any prefix of indices evenly
+GOLDEN = (5**0.5 - 1) / 2  # 0.618...: i * GOLDEN mod 1 spreads any prefix of indices evenly
 
 
 def take_minutes(utts: list[Utterance], minutes: float | None, seconds: float = WINDOW_SECONDS) -> list[Utterance]:
@@ -111,8 +130,9 @@ def take_minutes(utts: list[Utterance], minutes: float | None, seconds: float = 
         chosen.add(i)
         total += fits[i][1]
     if total < minutes * 60 - 1:
-        logger.warning("asked for %.1f min of target speech, the adapt split holds %.1f min: using all of it",
-                       minutes, total / 60)
+        logger.warning(
+            "asked for %.1f min of target speech, the adapt split holds %.1f min: using all of it", minutes, total / 60
+        )
     return [u for i, (u, _) in enumerate(fits) if i in chosen]
 
 
@@ -136,8 +156,10 @@ def canary_utterances(source, limit: int) -> tuple[list[Utterance], str]:
         utts = [u for u in utts if u.split == "validation"]
     utts = [u for u in utts if (u.text or "").strip() and not NON_SPEECH.match(u.text)]
     if not utts:
-        raise InvalidInput(f"the canary set {label} has no transcribed utterances (in a 'validation' split when it has "
-                         "splits): give general speakers that are neither replayed nor tested, with transcripts")
+        raise InvalidInput(
+            f"the canary set {label} has no transcribed utterances (in a 'validation' split when it has "
+            "splits): give general speakers that are neither replayed nor tested, with transcripts"
+        )
     if len(utts) > limit:
         utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
     return utts, label
@@ -150,9 +172,20 @@ def fingerprint(utts: list[Utterance]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_windows(processor, target, general=None, *, minutes: float | None = None, replay: float = 0.25,
-                  fill: float = 1.0, holdout: float = 0.0, seed: int = 0, language: str = "en", max_tokens: int = 448,
-                  multilingual: bool = False) -> Windows:
+def build_windows(
+    processor,
+    target,
+    general=None,
+    *,
+    minutes: float | None = None,
+    replay: float = 0.25,
+    fill: float = 1.0,
+    holdout: float = 0.0,
+    seed: int = 0,
+    language: str = "en",
+    max_tokens: int = 448,
+    multilingual: bool = False,
+) -> Windows:
     """Target windows (``minutes`` of the adapt split, spread over it, less a ``holdout`` share kept
     for validation in ``Windows.held_out``) and general windows making up ``replay`` of the total.
     Utterances are shuffled (seeded); each window holds a random amount of speech, from one
@@ -184,42 +217,68 @@ def build_windows(processor, target, general=None, *, minutes: float | None = No
         want = max(1, round(replay / (1 - replay) * len(packed)))
         general_windows = pack_windows(general_utts, max_windows=want, seconds=seconds, caps=caps)[:want]
         packed += [(a, t, "general") for a, t in general_windows]
-        logger.info("replay: %d general windows beside %d target windows", len(general_windows),
-                    len(packed) - len(general_windows))
+        logger.info(
+            "replay: %d general windows beside %d target windows",
+            len(general_windows),
+            len(packed) - len(general_windows),
+        )
     elif replay > 0:
         logger.warning("no general speech given: adapting without replay (other speakers may regress)")
 
     feats, ids, labels = _encode(processor, packed, language, max_tokens, multilingual)
     target_seconds = sum(_duration(u) for u in chosen)
     record = {
-        "target": {"source": target_label, "utterances": len(chosen), "minutes": round(target_seconds / 60, 2),
-                   "speakers": sorted({u.speaker or "unknown" for u in chosen}),
-                   "fingerprint": fingerprint(chosen), "windows": sum(s == "target" for *_, s in packed),
-                   "held_out": len(held_out)},
-        "general": None if not general_label else {
-            "source": general_label, "windows": sum(s == "general" for *_, s in packed), "seed": seed,
-            "speakers": sorted({u.speaker or "unknown" for u in general_utts})},
+        "target": {
+            "source": target_label,
+            "utterances": len(chosen),
+            "minutes": round(target_seconds / 60, 2),
+            "speakers": sorted({u.speaker or "unknown" for u in chosen}),
+            "fingerprint": fingerprint(chosen),
+            "windows": sum(s == "target" for *_, s in packed),
+            "held_out": len(held_out),
+        },
+        "general": None
+        if not general_label
+        else {
+            "source": general_label,
+            "windows": sum(s == "general" for *_, s in packed),
+            "seed": seed,
+            "speakers": sorted({u.speaker or "unknown" for u in general_utts}),
+        },
     }
-    return Windows(feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record,
-                   held_out)
+    return Windows(
+        feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record, held_out
+    )
 
 
-def validation_windows(processor, utts: list[Utterance], source: str, *, speech: float, language: str = "en",
-                       max_tokens: int = 448, multilingual: bool = False) -> Windows:
+def validation_windows(
+    processor,
+    utts: list[Utterance],
+    source: str,
+    *,
+    speech: float,
+    language: str = "en",
+    max_tokens: int = 448,
+    multilingual: bool = False,
+) -> Windows:
     """Validation utterances in manifest order, packed into windows of at most ``speech`` seconds
     of audio each (fixed, so every evaluation sees the same windows)."""
     seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
     packed = [(a, t, source) for a, t in pack_windows(utts, seconds=seconds, caps=lambda _: speech)]
     feats, ids, labels = _encode(processor, packed, language, max_tokens, multilingual)
-    record = {"utterances": len(utts), "minutes": round(sum(_duration(u) for u in utts) / 60, 2),
-              "speakers": sorted({u.speaker or "unknown" for u in utts})}
+    record = {
+        "utterances": len(utts),
+        "minutes": round(sum(_duration(u) for u in utts) / 60, 2),
+        "speakers": sorted({u.speaker or "unknown" for u in utts}),
+    }
     return Windows(feats, ids, labels, [source] * len(packed), [len(a) / SAMPLE_RATE for a, _, _ in packed], record)
 
 
 def _encode(processor, packed, language: str, max_tokens: int, multilingual: bool):
     """Log-mel features [N, n_mels, frames] and teacher-forcing ids/labels of packed windows."""
-    feats = processor.feature_extractor([a for a, _, _ in packed], sampling_rate=SAMPLE_RATE,
-                                        return_tensors="pt").input_features  # [N, n_mels, 3000]
+    feats = processor.feature_extractor(
+        [a for a, _, _ in packed], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+    ).input_features  # [N, n_mels, 3000]
     tok = processor.tokenizer
     if multilingual:
         tok.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
@@ -228,7 +287,9 @@ def _encode(processor, packed, language: str, max_tokens: int, multilingual: boo
     for _, text, _ in packed:
         full = tok(" " + text.strip()).input_ids  # prompt + text + <|endoftext|>
         if len(full) > max_tokens:
-            logger.warning("a window's transcript has %d tokens, more than the decoder's %d: cut", len(full), max_tokens)
+            logger.warning(
+                "a window's transcript has %d tokens, more than the decoder's %d: cut", len(full), max_tokens
+            )
             full = full[: max_tokens - 1] + full[-1:]
         x = torch.tensor(full[:-1])
         y = torch.tensor(full[1:])

@@ -25,8 +25,9 @@ def block_loss(student: nn.Module, name: str, cache: TeacherCache, window: int) 
     return relative_error(out[0] if isinstance(out, tuple) else out, io.output)  # [1, S, D]
 
 
-def student_forward(student: nn.Module, start_index: int | None, start: torch.Tensor,
-                    ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def student_forward(
+    student: nn.Module, start_index: int | None, start: torch.Tensor, ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(encoder output [1, S, D], logits [1, T, V]) from the cached input of encoder layer
     ``start_index`` (None: ``start`` is the encoder output already)."""
     base = student.model
@@ -40,8 +41,16 @@ def student_forward(student: nn.Module, start_index: int | None, start: torch.Te
     return hidden, student.proj_out(dec)
 
 
-def e2e_loss(student: nn.Module, start_index: int | None, windows: Windows, cache: TeacherCache, window: int,
-             distill: float, device: torch.device, encoder_match: float = 0.0) -> torch.Tensor:
+def e2e_loss(
+    student: nn.Module,
+    start_index: int | None,
+    windows: Windows,
+    cache: TeacherCache,
+    window: int,
+    distill: float,
+    device: torch.device,
+    encoder_match: float = 0.0,
+) -> torch.Tensor:
     """Stage 2: (1 - distill) * cross-entropy on the transcript + distill * cross-entropy
     against the teacher's top-k distribution (renormalised), over the transcript tokens, plus
     ``encoder_match`` * the relative squared error of the encoder output (every frame)."""

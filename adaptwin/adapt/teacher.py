@@ -54,9 +54,18 @@ def _detach(x):
 
 
 @torch.no_grad()
-def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start_layer: str | None, topk: int,
-                  device: torch.device, progress=None, *, limit: int | None = None,
-                  deadline: float | None = None) -> TeacherCache:
+def cache_teacher(
+    teacher: nn.Module,
+    windows: Windows,
+    blocks: list[str],
+    start_layer: str | None,
+    topk: int,
+    device: torch.device,
+    progress=None,
+    *,
+    limit: int | None = None,
+    deadline: float | None = None,
+) -> TeacherCache:
     """``start_layer``: name of the encoder layer whose input stage 2 starts from (None: the
     encoder output, when no encoder layer is trained). The pass covers the first ``limit``
     windows, or stops at ``deadline`` (a ``time.perf_counter()`` value) after at least one."""
@@ -66,6 +75,7 @@ def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start
     def pre(name):
         def hook(_mod, args, kwargs):
             current[name] = (_detach(args), _detach(kwargs))
+
         return hook
 
     def post(name):
@@ -73,6 +83,7 @@ def cache_teacher(teacher: nn.Module, windows: Windows, blocks: list[str], start
             args, kwargs = current.pop(name)
             out = output[0] if isinstance(output, tuple) else output
             cache.blocks[name].append(BlockIO(args, kwargs, out.detach()))
+
         return hook
 
     for name in blocks:

@@ -144,7 +144,9 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated or foreign file
-        raise InvalidInput(f"cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); delete it to start over") from None
+        raise InvalidInput(
+            f"cannot read the checkpoint {path} ({type(exc).__name__}: {exc}); delete it to start over"
+        ) from None
 
 
 def saved_key(path: Path | None) -> dict | None:
@@ -156,9 +158,21 @@ def saved_key(path: Path | None) -> dict | None:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, phases: list[Phase], *, batch: int, seed: int, dist: Dist, key: dict,
-                 state_path: Path | None, checkpoint_every: float, max_steps: int | None, autocast: Any,
-                 progress: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        phases: list[Phase],
+        *,
+        batch: int,
+        seed: int,
+        dist: Dist,
+        key: dict,
+        state_path: Path | None,
+        checkpoint_every: float,
+        max_steps: int | None,
+        autocast: Any,
+        progress: bool,
+    ) -> None:
         self.model, self.phases, self.batch, self.seed, self.dist = model, phases, batch, seed, dist
         self.key, self.state_path, self.every, self.max_steps = key, state_path, checkpoint_every, max_steps
         self.autocast, self.progress = autocast, progress
@@ -182,16 +196,26 @@ class Trainer:
                 self.params[name].copy_(value)
         self.resumed = True
         state = State(**saved["state"])
-        logger.info("resuming from %s: phase %d/%d, epoch %d, step %d", self.state_path, state.phase + 1,
-                    len(self.phases), state.epoch + 1, state.step)
+        logger.info(
+            "resuming from %s: phase %d/%d, epoch %d, step %d",
+            self.state_path,
+            state.phase + 1,
+            len(self.phases),
+            state.epoch + 1,
+            state.step,
+        )
         return state
 
     def save(self, state: State, optimizer: torch.optim.Optimizer | None) -> None:
         if self.state_path is None:
             return
         saved = dict(vars(state), elapsed=self.elapsed(), optimizer=optimizer.state_dict() if optimizer else None)
-        payload = {"version": STATE_VERSION, "key": self.key, "state": saved,
-                   "params": {n: self.params[n].detach().cpu().clone() for n in self.trained}}
+        payload = {
+            "version": STATE_VERSION,
+            "key": self.key,
+            "state": saved,
+            "params": {n: self.params[n].detach().cpu().clone() for n in self.trained},
+        }
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         try:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +224,11 @@ class Trainer:
         except OSError as exc:  # a full disk must not stop training: the previous checkpoint stays
             tmp.unlink(missing_ok=True)
             why = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
-            logger.warning("could not write the checkpoint %s (%s); training goes on, the previous one is kept",
-                           self.state_path, why)
+            logger.warning(
+                "could not write the checkpoint %s (%s); training goes on, the previous one is kept",
+                self.state_path,
+                why,
+            )
         self.last_save = time.monotonic()
 
     def elapsed(self) -> float:
@@ -280,16 +307,25 @@ class Trainer:
                     self._validate(phase, state, k + 1)
                     since = len(state.evals) - 1 - state.best
                     if phase.patience and since >= phase.patience and k + 1 < total:
-                        logger.info("%s: %d validations without improvement: stopping after step %d, keeping step %d",
-                                    phase.name, since, k + 1, state.evals[state.best]["step"])
+                        logger.info(
+                            "%s: %d validations without improvement: stopping after step %d, keeping step %d",
+                            phase.name,
+                            since,
+                            k + 1,
+                            state.evals[state.best]["step"],
+                        )
                         total = self._cut(phase, state, total, k + 1, bar, "validation")
                 if ran > 1 and phase.deadline is not None and k + 1 < total:
                     # steps vary (window lengths, checkpoints, validations): stop when the next one would not fit
                     over = self.elapsed() + (time.monotonic() - first) / (ran - 1) > phase.deadline
                     if self.dist.any(over) if phase.sharded else over:
-                        logger.warning("%s: the time budget ran out after %d of %d steps: the result now depends on "
-                                       "this machine's speed (give a larger --time-budget to let validation decide)",
-                                       phase.name, k + 1, total)
+                        logger.warning(
+                            "%s: the time budget ran out after %d of %d steps: the result now depends on "
+                            "this machine's speed (give a larger --time-budget to let validation decide)",
+                            phase.name,
+                            k + 1,
+                            total,
+                        )
                         total = self._cut(phase, state, total, k + 1, bar, "time budget")
                         self.stopped_early = True
                 due = self.every == 0 or time.monotonic() - self.last_save >= self.every
@@ -309,16 +345,27 @@ class Trainer:
     def _validate(self, phase: Phase, state: State, step: int) -> None:
         metrics = phase.validate()
         value = phase.score(metrics)
-        state.evals.append({"step": step, "epoch": round(step / max(1, phase.steps_per_epoch(self.batch)), 2),
-                            **metrics, "score": round(value, 5)})
+        state.evals.append(
+            {
+                "step": step,
+                "epoch": round(step / max(1, phase.steps_per_epoch(self.batch)), 2),
+                **metrics,
+                "score": round(value, 5),
+            }
+        )
         if state.best is None or value < state.evals[state.best]["score"]:
             state.best = len(state.evals) - 1
             state.best_params = {n: self.params[n].detach().clone() for n in phase.params}
         state.history[f"{phase.name} validation"] = list(state.evals)
         state.history[f"{phase.name} kept"] = [state.evals[state.best]["step"]]
-        logger.info("%s validation at step %d: %s (score %.4f%s)", phase.name, step,
-                    ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), value,
-                    ", best" if state.best == len(state.evals) - 1 else "")
+        logger.info(
+            "%s validation at step %d: %s (score %.4f%s)",
+            phase.name,
+            step,
+            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+            value,
+            ", best" if state.best == len(state.evals) - 1 else "",
+        )
 
     def _restore_best(self, state: State) -> None:
         """Put the kept checkpoint's weights back (no-op without validation)."""

@@ -32,8 +32,15 @@ class Validator:
     """Computes the validation metrics of ``student`` (no gradients, every process a share of
     the windows, summed over processes so every rank takes the same decision)."""
 
-    def __init__(self, student: nn.Module, start_index: int | None, sets: list[ValidationSet], device: torch.device,
-                 autocast, dist) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        start_index: int | None,
+        sets: list[ValidationSet],
+        device: torch.device,
+        autocast,
+        dist,
+    ) -> None:
         self.student, self.start_index, self.sets = student, start_index, sets
         self.device, self.autocast, self.dist = device, autocast, dist
 
@@ -61,10 +68,16 @@ class Validator:
                 keep = labels != IGNORE
                 logp = logits[0].float().log_softmax(-1)[keep]  # [T', V]
                 teacher_p = s.cache.topk_values[w][keep].softmax(-1)  # [T', k]
-                kl = (teacher_p * (teacher_p.clamp_min(1e-30).log() - logp.gather(-1, s.cache.topk_index[w][keep])))
-                sums += torch.tensor([F.nll_loss(logp, labels[keep], reduction="sum").item(), kl.sum().item(),
-                                      relative_error(encoded, s.cache.encoder[w]).item(), keep.sum().item()],
-                                     dtype=torch.float64)
+                kl = teacher_p * (teacher_p.clamp_min(1e-30).log() - logp.gather(-1, s.cache.topk_index[w][keep]))
+                sums += torch.tensor(
+                    [
+                        F.nll_loss(logp, labels[keep], reduction="sum").item(),
+                        kl.sum().item(),
+                        relative_error(encoded, s.cache.encoder[w]).item(),
+                        keep.sum().item(),
+                    ],
+                    dtype=torch.float64,
+                )
             self.dist.sum_([sums])
             tokens = max(sums[3].item(), 1.0)
             out[f"{s.name}_ce"] = round(sums[0].item() / tokens, 5)

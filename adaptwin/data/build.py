@@ -71,6 +71,7 @@ def person_of(speaker: str, voices: tuple[Voice, ...] = VOICES) -> str:
 def check_disjoint(sets: dict[str, list[Utterance]], person: Callable[[str], str] = person_of) -> None:
     """Refuse sets in which a test speaker is also heard in training, replay, calibration or
     validation, a canary speaker is replayed or calibrated on, or a test sentence is read elsewhere."""
+
     def people(names) -> dict[str, set[str]]:  # person -> the speaker ids it appears as
         out: dict[str, set[str]] = {}
         for n in names:
@@ -88,20 +89,32 @@ def check_disjoint(sets: dict[str, list[Utterance]], person: Callable[[str], str
     for name in TEST_SETS:
         both = clash(people([name]), seen)
         if both:
-            raise InvalidInput(f"{name}: speaker(s) {both} are also used for training, calibration or validation; "
-                             "a test speaker must be unseen")
+            raise InvalidInput(
+                f"{name}: speaker(s) {both} are also used for training, calibration or validation; "
+                "a test speaker must be unseen"
+            )
         shared = texts([name]) & texts(TRAINING_SETS)
         if shared:
-            raise InvalidInput(f"{name}: {len(shared)} sentence(s) are also read in training data (e.g. {min(shared)!r})")
+            raise InvalidInput(
+                f"{name}: {len(shared)} sentence(s) are also read in training data (e.g. {min(shared)!r})"
+            )
     both = clash(people(["canary"]), people(["general", "calib"]))
     if both:
         raise InvalidInput(f"canary speaker(s) {both} are also replayed or calibrated on: the canary must be unseen")
 
 
 def build_standard_sets(
-    out: str | Path, voices: tuple[Voice, ...] = VOICES, per_voice: int = 180, canary_per_voice: int = 30,
-    test_per_voice: int = 60, calib_per_voice: int = 8, calib_real: int = 48, fotaq_root: str | Path | None = None,
-    seed: int = 0, workers: int = 2, progress: bool = False,
+    out: str | Path,
+    voices: tuple[Voice, ...] = VOICES,
+    per_voice: int = 180,
+    canary_per_voice: int = 30,
+    test_per_voice: int = 60,
+    calib_per_voice: int = 8,
+    calib_real: int = 48,
+    fotaq_root: str | Path | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = False,
 ) -> BuildReport:
     """Write the manifests above (with 16 kHz WAV audio) and ``provenance.json`` under ``out``.
 
@@ -131,8 +144,11 @@ def build_standard_sets(
     real = {"joe": [], "general": [], "canary": [], "test-real": []}
     corpus = fotaq.find_corpus(fotaq_root)
     if corpus is None:
-        logger.warning("no FOTAQ corpus found (give --fotaq DIR or set %s): no second target speaker, and the "
-                       "real test speakers are LibriVox's five utterances alone", fotaq.ENV)
+        logger.warning(
+            "no FOTAQ corpus found (give --fotaq DIR or set %s): no second target speaker, and the "
+            "real test speakers are LibriVox's five utterances alone",
+            fotaq.ENV,
+        )
     else:
         clips = fotaq.fotaq_utterances(corpus)
         split = {"target": "joe", "replay": "general", "canary": "canary", "test": "test-real"}
@@ -140,8 +156,9 @@ def build_standard_sets(
 
         def convert(u: Utterance):
             r = fotaq.role(u)
-            return split[r], _convert(u.audio, out / "fotaq" / f"{u.audio.stem}.wav", u.text, u.speaker,
-                                      renamed.get(r, u.split), report)
+            return split[r], _convert(
+                u.audio, out / "fotaq" / f"{u.audio.stem}.wav", u.text, u.speaker, renamed.get(r, u.split), report
+            )
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for name, utt in _bar(pool.map(convert, clips), progress, "fotaq", total=len(clips)):
@@ -185,7 +202,9 @@ def build_standard_sets(
     sets["test-real"] = real["test-real"]
     # calibration: a few minutes of replay speakers only (synthetic and real), never a target or test speaker
     replay_real = real["general"]
-    sets["calib"] = [u for u in tts if u.split == "calib"] + replay_real[:: max(1, len(replay_real) // calib_real)][:calib_real]
+    sets["calib"] = [u for u in tts if u.split == "calib"] + replay_real[:: max(1, len(replay_real) // calib_real)][
+        :calib_real
+    ]
     sets["calib"] = [Utterance(u.audio, u.text, u.speaker, "calib", u.duration) for u in sets["calib"]]
     # a game repeats stock lines across characters: a test line heard in training is not a test
     heard = {u.text.strip().lower() for n in TRAINING_SETS for u in sets.get(n, []) if u.text}
@@ -212,14 +231,22 @@ def build_standard_sets(
     provenance = {
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rule": f"allison: prompts in sorted file-name order, every {TEST_EVERY}th is test; joe and the FOTAQ "
-                f"characters: the corpus's own splits, canary characters {list(fotaq.CANARY)}; synthetic voices: "
-                f"one role per person, sentences shuffled with seed {seed}, each read by one voice only",
+        f"characters: the corpus's own splits, canary characters {list(fotaq.CANARY)}; synthetic voices: "
+        f"one role per person, sentences shuffled with seed {seed}, each read by one voice only",
         "speakers": {name: sorted({u.speaker for u in utts}) for name, utts in sets.items()},
         "voices": roles,
         "fotaq": str(corpus) if corpus else None,
         "test_lines_heard_in_training_left_out": repeated,
-        "debian_packages": {p: package_version(p) for p in ("asterisk-core-sounds-en-g722", "asterisk-core-sounds-en",
-                            "pocketsphinx-testdata", "r-cran-janeaustenr", "r-cran-stringr")},
+        "debian_packages": {
+            p: package_version(p)
+            for p in (
+                "asterisk-core-sounds-en-g722",
+                "asterisk-core-sounds-en",
+                "pocketsphinx-testdata",
+                "r-cran-janeaustenr",
+                "r-cran-stringr",
+            )
+        },
         "report": asdict(report),
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=1))
@@ -250,7 +277,9 @@ def _install_voices(voices: tuple[Voice, ...]) -> None:
         binary = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}[v.engine]
         if shutil.which(binary) is None:
             missing.add("festival" if v.engine == "festival" else v.package)
-        if v.engine == "festival" and not any(Path("/usr/share/festival/voices").glob(f"*/{v.voice.removeprefix('voice_')}")):
+        if v.engine == "festival" and not any(
+            Path("/usr/share/festival/voices").glob(f"*/{v.voice.removeprefix('voice_')}")
+        ):
             missing.add(v.package)
     apt_install(sorted(missing))
 

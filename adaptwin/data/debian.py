@@ -70,8 +70,10 @@ def apt_install(packages: list[str]) -> None:
         subprocess.run(["apt-get", "update"], capture_output=True, env=env)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise ExternalFailure(f"could not install {' '.join(packages)} (run as root, or apt-get install them yourself): "
-                           f"{proc.stderr.strip()[-300:]}")
+        raise ExternalFailure(
+            f"could not install {' '.join(packages)} (run as root, or apt-get install them yourself): "
+            f"{proc.stderr.strip()[-300:]}"
+        )
 
 
 def allison_root() -> Path:

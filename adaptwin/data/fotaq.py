@@ -51,6 +51,8 @@ def fotaq_utterances(root: Path) -> list[Utterance]:
     utts = read_utterances(root / "manifest.jsonl")
     bad = [u for u in utts if u.split not in ("adapt", "test") or not u.speaker or not u.text]
     if bad:
-        raise InvalidInput(f"{root}/manifest.jsonl: {len(bad)} row(s) lack a speaker, a text or an adapt/test split "
-                         f"(e.g. {bad[0].audio})")
+        raise InvalidInput(
+            f"{root}/manifest.jsonl: {len(bad)} row(s) lack a speaker, a text or an adapt/test split "
+            f"(e.g. {bad[0].audio})"
+        )
     return utts

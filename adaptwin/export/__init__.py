@@ -54,8 +54,10 @@ class ExportReport:
         return sum(self.files.values())
 
     def format(self) -> str:
-        lines = [f"exported {self.out} ({self.options.engine}, {self.options.precision}, opset {self.options.opset}) "
-                 f"in {self.seconds:.0f} s: {self.total_bytes / 2**20:.1f} MiB"]
+        lines = [
+            f"exported {self.out} ({self.options.engine}, {self.options.precision}, opset {self.options.opset}) "
+            f"in {self.seconds:.0f} s: {self.total_bytes / 2**20:.1f} MiB"
+        ]
         lines += [f"  {name:<34} {size / 2**20:9.2f} MiB" for name, size in self.files.items()]
         if self.validation is not None:
             lines.append(self.validation.format())
@@ -106,16 +108,25 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
             report.validation = validate(model, engine, precision, clips)
             logger.info("%s", report.validation.format())
             if not report.validation.ok:
-                raise ValidationError("the export does not match PyTorch within its tolerance; nothing was written:\n"
-                                      + report.validation.format())
+                raise ValidationError(
+                    "the export does not match PyTorch within its tolerance; nothing was written:\n"
+                    + report.validation.format()
+                )
         if options.engine == "trt":
             from .trt import build_engines
 
             build_engines(tmp, options)
-        meta = {"format": "adaptwin-onnx", "graphs": list(GRAPHS), "precision": precision, "opset": options.opset,
-                "engine_precision": options.precision if options.engine == "trt" else None,
-                "engine": options.engine, "source": str(loaded.path), "compressed": loaded.compressed,
-                "validation": report.validation.to_dict() if report.validation is not None else None}
+        meta = {
+            "format": "adaptwin-onnx",
+            "graphs": list(GRAPHS),
+            "precision": precision,
+            "opset": options.opset,
+            "engine_precision": options.precision if options.engine == "trt" else None,
+            "engine": options.engine,
+            "source": str(loaded.path),
+            "compressed": loaded.compressed,
+            "validation": report.validation.to_dict() if report.validation is not None else None,
+        }
         (tmp / "adaptwin_export.json").write_text(json.dumps(meta, indent=1))
         report.files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     report.seconds = time.perf_counter() - start

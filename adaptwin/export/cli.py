@@ -21,8 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import ExportOptions, export
 
-    options = ExportOptions(engine=args.engine, precision=args.precision, opset=args.opset, calib=args.calib,
-                            validate=not args.no_validate, max_batch=args.max_batch, threads=args.threads)
+    options = ExportOptions(
+        engine=args.engine,
+        precision=args.precision,
+        opset=args.opset,
+        calib=args.calib,
+        validate=not args.no_validate,
+        max_batch=args.max_batch,
+        threads=args.threads,
+    )
     report = export(args.model, args.out, options)
     print(report.format())
     print(f"saved {args.out} (run it: adaptwin eval --backend ort --model {args.out} ...)")
@@ -30,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adaptwin-export", description="Export a Whisper model (dense or compressed) "
-                                     "to validated ONNX graphs, optionally TensorRT engines.")
+    parser = argparse.ArgumentParser(
+        prog="adaptwin-export",
+        description="Export a Whisper model (dense or compressed) "
+        "to validated ONNX graphs, optionally TensorRT engines.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -134,7 +134,9 @@ class DecoderGraph(nn.Module):
         # One [D, V] table serves both the token lookup (columns) and the logits (matmul), so the
         # exported graph holds a single copy of Whisper's tied embedding.
         self.register_buffer("table", model.proj_out.weight.detach().t().contiguous())  # [D, V]
-        tied = model.proj_out.weight is dec.embed_tokens.weight or torch.equal(model.proj_out.weight, dec.embed_tokens.weight)
+        tied = model.proj_out.weight is dec.embed_tokens.weight or torch.equal(
+            model.proj_out.weight, dec.embed_tokens.weight
+        )
         self.embed = self._lookup if tied else dec.embed_tokens
         self.embed_scale = float(getattr(dec, "embed_scale", 1.0))
         self.register_buffer("positions", dec.embed_positions.weight.detach().clone(), persistent=False)

@@ -33,7 +33,9 @@ def need_onnx():
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise MissingDependency(f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'") from None
+        raise MissingDependency(
+            f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'"
+        ) from None
 
 
 def cross_names(layers: int) -> list[str]:
@@ -102,20 +104,46 @@ def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp3
 
     axes_cross = {n: {0: "batch", 2: "encoder_length"} for n in cross_names(layers)}
     jobs = {
-        "encoder_model": (encoder, (feats,), ["input_features"], ["last_hidden_state", *cross_names(layers)],
-                          {"input_features": {0: "batch", 2: "frames"}, "last_hidden_state": {0: "batch", 1: "encoder_length"},
-                           **axes_cross}),
-        "decoder_model": (_Decoder(decoder, False), (ids, *cross), ["input_ids", *cross_names(layers)],
-                          ["logits", *past_names(layers, "present")], None),
+        "encoder_model": (
+            encoder,
+            (feats,),
+            ["input_features"],
+            ["last_hidden_state", *cross_names(layers)],
+            {
+                "input_features": {0: "batch", 2: "frames"},
+                "last_hidden_state": {0: "batch", 1: "encoder_length"},
+                **axes_cross,
+            },
+        ),
+        "decoder_model": (
+            _Decoder(decoder, False),
+            (ids, *cross),
+            ["input_ids", *cross_names(layers)],
+            ["logits", *past_names(layers, "present")],
+            None,
+        ),
         "decoder_with_past_model": (_Decoder(decoder, True), (ids[:, :1], *cross, *past), None, None, None),
     }
     dec_in = ["input_ids", *cross_names(layers), *past_names(layers, "past")]
     dec_out = ["logits", *past_names(layers, "present")]
-    dec_axes = {"input_ids": {0: "batch", 1: "tokens"}, "logits": {0: "batch", 1: "tokens"}, **axes_cross,
-                **{n: {0: "batch", 2: "past_length"} for n in past_names(layers, "past")},
-                **{n: {0: "batch", 2: "total_length"} for n in past_names(layers, "present")}}
-    jobs["decoder_model"] = (*jobs["decoder_model"][:4], {k: v for k, v in dec_axes.items() if not k.startswith("past.")})
-    jobs["decoder_with_past_model"] = (jobs["decoder_with_past_model"][0], jobs["decoder_with_past_model"][1], dec_in, dec_out, dec_axes)
+    dec_axes = {
+        "input_ids": {0: "batch", 1: "tokens"},
+        "logits": {0: "batch", 1: "tokens"},
+        **axes_cross,
+        **{n: {0: "batch", 2: "past_length"} for n in past_names(layers, "past")},
+        **{n: {0: "batch", 2: "total_length"} for n in past_names(layers, "present")},
+    }
+    jobs["decoder_model"] = (
+        *jobs["decoder_model"][:4],
+        {k: v for k, v in dec_axes.items() if not k.startswith("past.")},
+    )
+    jobs["decoder_with_past_model"] = (
+        jobs["decoder_with_past_model"][0],
+        jobs["decoder_with_past_model"][1],
+        dec_in,
+        dec_out,
+        dec_axes,
+    )
 
     paths = {}
     for name, (module, args, inputs, outputs, axes) in jobs.items():
@@ -123,8 +151,17 @@ def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp3
         path.parent.mkdir()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
         paths[name] = path
     # The merged decoder is the with-past graph: it also takes an empty past (length 0) on the first step.
     paths["decoder_model_merged"] = paths["decoder_with_past_model"]
@@ -153,8 +190,16 @@ def quantize_int8(source: Path, target: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs one line per tensor on the root logger
     try:
-        quantize_dynamic(str(source), str(target), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=keep_float, use_external_data_format=False)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=True,
+            reduce_range=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=keep_float,
+            use_external_data_format=False,
+        )
     finally:
         root.setLevel(level)
     _share_int8_table(target)

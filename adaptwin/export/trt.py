@@ -24,11 +24,45 @@ ENGINE_GRAPHS = ("encoder_model", "decoder_model", "decoder_with_past_model")
 # ONNX-TensorRT parser of TensorRT 10 (onnx/onnx-tensorrt docs/operators.md). int8 graphs
 # from ONNX Runtime's quantizer (DynamicQuantizeLinear, MatMulInteger) are not, which is
 # why TensorRT builds from the float graphs and quantizes itself.
-TRT_OPS = frozenset({
-    "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Erf", "Expand", "Gather", "Gemm",
-    "Greater", "Identity", "LayerNormalization", "Less", "MatMul", "Mul", "Neg", "Not", "Pow", "Range", "ReduceMean",
-    "Reshape", "Shape", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
-})
+TRT_OPS = frozenset(
+    {
+        "Add",
+        "Cast",
+        "Concat",
+        "Constant",
+        "ConstantOfShape",
+        "Conv",
+        "Div",
+        "Equal",
+        "Erf",
+        "Expand",
+        "Gather",
+        "Gemm",
+        "Greater",
+        "Identity",
+        "LayerNormalization",
+        "Less",
+        "MatMul",
+        "Mul",
+        "Neg",
+        "Not",
+        "Pow",
+        "Range",
+        "ReduceMean",
+        "Reshape",
+        "Shape",
+        "Slice",
+        "Softmax",
+        "Split",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Tile",
+        "Transpose",
+        "Unsqueeze",
+        "Where",
+    }
+)
 
 
 def need_tensorrt():
@@ -61,13 +95,18 @@ def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, 
     past = {}
     for i, (r_qk, r_vo) in enumerate(self_widths):
         for kv, r in (("key", r_qk), ("value", r_vo)):
-            past[f"past.{i}.{kv}"] = shape([(batch[0], heads, 1, r), (batch[1], heads, 32, r), (batch[2], heads, max_len - 1, r)])
+            past[f"past.{i}.{kv}"] = shape(
+                [(batch[0], heads, 1, r), (batch[1], heads, 32, r), (batch[2], heads, max_len - 1, r)]
+            )
     return {
         "encoder_model": {"input_features": shape([(b, mels, frames) for b in batch])},
         # prompts arrive in chunks of at most PREFILL_CHUNK tokens (the runtime's prefill), later steps one token each
         "decoder_model": {"input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], PREFILL_CHUNK)]), **cross},
-        "decoder_with_past_model": {"input_ids": shape([(batch[0], 1), (batch[1], 1), (batch[2], PREFILL_CHUNK)]),
-                                    **cross, **past},
+        "decoder_with_past_model": {
+            "input_ids": shape([(batch[0], 1), (batch[1], 1), (batch[2], PREFILL_CHUNK)]),
+            **cross,
+            **past,
+        },
     }
 
 
@@ -101,22 +140,27 @@ def build_engines(folder: Path, options) -> dict[str, Path]:
 
     unsupported = check_parsable(folder)
     if unsupported:
-        raise InvalidInput(f"the graphs use operators TensorRT cannot parse: {unsupported}; export with --precision fp32/fp16")
+        raise InvalidInput(
+            f"the graphs use operators TensorRT cannot parse: {unsupported}; export with --precision fp32/fp16"
+        )
     config = WhisperConfig.from_pretrained(str(folder))
     shapes = profiles(config, options.max_batch)
     out = {}
     for name in ENGINE_GRAPHS:
         calibrator = None
         if options.precision == "int8":
-            calibrator = EntropyCalibrator.create(trt, calibration_batches(folder, name, options.calib),
-                                                  folder / f"{name}.calib")
-        out[name] = build_engine(trt, folder / f"{name}.onnx", folder / f"{name}.engine", shapes[name],
-                                 options.precision, calibrator)
+            calibrator = EntropyCalibrator.create(
+                trt, calibration_batches(folder, name, options.calib), folder / f"{name}.calib"
+            )
+        out[name] = build_engine(
+            trt, folder / f"{name}.onnx", folder / f"{name}.engine", shapes[name], options.precision, calibrator
+        )
     return out
 
 
-def build_engine(trt, onnx_path: Path, engine_path: Path, shapes: dict, precision: str, calibrator=None,
-                 workspace_gib: float = 2.0) -> Path:
+def build_engine(
+    trt, onnx_path: Path, engine_path: Path, shapes: dict, precision: str, calibrator=None, workspace_gib: float = 2.0
+) -> Path:
     log = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(log)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -176,8 +220,9 @@ def calibration_batches(folder: Path, graph: str, source: str, max_windows: int 
             batches.append({"input_ids": ids[:, :4], **named_cross})
         else:
             _, (_, past) = engine.step(ids[:, :-1], (cross, empty))
-            batches.append({"input_ids": ids[:, -1:], **named_cross,
-                            **dict(zip((i.name for i in engine.past_inputs), past))})
+            batches.append(
+                {"input_ids": ids[:, -1:], **named_cross, **dict(zip((i.name for i in engine.past_inputs), past))}
+            )
     return batches
 
 

@@ -47,8 +47,10 @@ class Check:
     def ok(self) -> bool:
         tol = TOLERANCE[self.precision]
         return not self.enforced or bool(
-            (tol["max_abs"] is None or self.max_abs <= tol["max_abs"]) and (tol["rms"] is None or self.rms <= tol["rms"])
-            and (tol["top1"] is None or self.top1 >= tol["top1"]))
+            (tol["max_abs"] is None or self.max_abs <= tol["max_abs"])
+            and (tol["rms"] is None or self.rms <= tol["rms"])
+            and (tol["top1"] is None or self.top1 >= tol["top1"])
+        )
 
 
 @dataclass
@@ -67,21 +69,36 @@ class ValidationReport:
 
     def format(self) -> str:
         tol = TOLERANCE[self.precision]
-        bounds = ", ".join(f"{k} {'<=' if k != 'top1' else '>='} {v:g}" for k, v in tol.items()
-                           if k in ("max_abs", "rms", "top1") and v is not None)
-        lines = [f"validation against PyTorch ({self.precision}: logits {bounds}"
-                 f"{'' if tol['random'] else ' on real speech'}; greedy tokens on real clips >= {tol['tokens']:.0%} equal)"]
+        bounds = ", ".join(
+            f"{k} {'<=' if k != 'top1' else '>='} {v:g}"
+            for k, v in tol.items()
+            if k in ("max_abs", "rms", "top1") and v is not None
+        )
+        lines = [
+            f"validation against PyTorch ({self.precision}: logits {bounds}"
+            f"{'' if tol['random'] else ' on real speech'}; greedy tokens on real clips >= {tol['tokens']:.0%} equal)"
+        ]
         for c in self.checks:
             verdict = ("ok" if c.ok else "FAILED") if c.enforced else "(printed only)"
-            lines.append(f"  {c.name:<38} max_abs {c.max_abs:.1e}  rms {c.rms:.1e}  top1 {c.top1:.0%} of {c.positions}  {verdict}")
+            lines.append(
+                f"  {c.name:<38} max_abs {c.max_abs:.1e}  rms {c.rms:.1e}  top1 {c.top1:.0%} of {c.positions}"
+                f"  {verdict}"
+            )
         if self.token_agreement:
-            lines.append(f"  greedy tokens equal to PyTorch on real clips: "
-                         f"{', '.join(f'{a:.0%}' for a in self.token_agreement)}  {'ok' if self.tokens_ok else 'FAILED'}")
+            lines.append(
+                f"  greedy tokens equal to PyTorch on real clips: "
+                f"{', '.join(f'{a:.0%}' for a in self.token_agreement)}  {'ok' if self.tokens_ok else 'FAILED'}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"precision": self.precision, "ok": self.ok, "tolerance": TOLERANCE[self.precision],
-                "token_agreement": self.token_agreement, "checks": [dict(asdict(c), ok=c.ok) for c in self.checks]}
+        return {
+            "precision": self.precision,
+            "ok": self.ok,
+            "tolerance": TOLERANCE[self.precision],
+            "token_agreement": self.token_agreement,
+            "checks": [dict(asdict(c), ok=c.ok) for c in self.checks],
+        }
 
 
 def _check(name: str, got: np.ndarray, ref: np.ndarray, precision: str, scored: np.ndarray | None = None) -> Check:
@@ -92,13 +109,27 @@ def _check(name: str, got: np.ndarray, ref: np.ndarray, precision: str, scored: 
     max_abs = float(np.abs(got - ref).max()) / max(1.0, float(np.abs(ref).max()))
     rms = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-12))
     top1 = float((got.argmax(-1) == ref.argmax(-1)).mean())
-    return Check(name, precision, max_abs, rms, top1, enforced=TOLERANCE[precision]["random"] or name.startswith("real"),
-                 positions=int(np.prod(got.shape[:-1])))
+    return Check(
+        name,
+        precision,
+        max_abs,
+        rms,
+        top1,
+        enforced=TOLERANCE[precision]["random"] or name.startswith("real"),
+        positions=int(np.prod(got.shape[:-1])),
+    )
 
 
 @torch.no_grad()
-def validate(model, engine, precision: str, clips: list[np.ndarray] | None = None, max_new_tokens: int = 48,
-             language: str | None = "en", seed: int = 0) -> ValidationReport:
+def validate(
+    model,
+    engine,
+    precision: str,
+    clips: list[np.ndarray] | None = None,
+    max_new_tokens: int = 48,
+    language: str | None = "en",
+    seed: int = 0,
+) -> ValidationReport:
     """Compare ``engine`` (an ``OrtWhisper``) with ``model`` (the PyTorch model it was exported from)."""
     from ..evaluate import align
     from ..runtime.decoding import DecodingOptions, Vocab, decode
@@ -140,18 +171,24 @@ def validate(model, engine, precision: str, clips: list[np.ndarray] | None = Non
         report.checks.append(_check(f"{tag}: decoder, all tokens at once", merged, ref, precision, scored))
         head, (_, past) = engine.step(ids[:, :split].numpy(), (cross, empty))
         tail, _ = engine.step(ids[:, split:].numpy(), (cross, past))
-        report.checks.append(_check(f"{tag}: decoder with past (KV cache)", np.concatenate([head, tail], 1), ref,
-                                    precision, scored))
+        report.checks.append(
+            _check(f"{tag}: decoder with past (KV cache)", np.concatenate([head, tail], 1), ref, precision, scored)
+        )
         first, with_past = engine.session("decoder_model.onnx"), engine.session("decoder_with_past_model.onnx")
         head, *present = first.run(None, engine.feed(ids[:, :split].numpy(), cross, []))
         tail = with_past.run(None, engine.feed(ids[:, split:].numpy(), cross, present))[0]
-        report.checks.append(_check(f"{tag}: decoder_model + decoder_with_past", np.concatenate([head, tail], 1), ref,
-                                    precision, scored))
+        report.checks.append(
+            _check(f"{tag}: decoder_model + decoder_with_past", np.concatenate([head, tail], 1), ref, precision, scored)
+        )
     return report
 
 
 def _torch_greedy(model, engine, feats, prompt_len, max_new_tokens, language) -> list[list[int]]:
-    kwargs = {"task": "transcribe", "language": language} if getattr(engine.generation_config, "is_multilingual", False) else {}
+    kwargs = (
+        {"task": "transcribe", "language": language}
+        if getattr(engine.generation_config, "is_multilingual", False)
+        else {}
+    )
     ids = model.generate(feats, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens, **kwargs)
     gen = engine.generation_config
     out = []

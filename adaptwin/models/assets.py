@@ -51,13 +51,25 @@ def openai_asset(name: str) -> Path:
 def _fetch_sdist(dest: Path) -> None:
     logger.info("fetching OpenAI's tokenizer/normaliser files: pip download %s", OPENAI_WHISPER_SDIST)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
-               OPENAI_WHISPER_SDIST]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-q",
+            "-d",
+            tmp,
+            OPENAI_WHISPER_SDIST,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob("*.tar.gz"))
         if result.returncode != 0 or not archives:
             raise ExternalFailure(
-                f"could not fetch {OPENAI_WHISPER_SDIST} (needed for Whisper's tokenizer files): {result.stderr[-400:]}\n"
+                f"could not fetch {OPENAI_WHISPER_SDIST} (needed for Whisper's tokenizer files): "
+                f"{result.stderr[-400:]}\n"
                 f"Fix: `pip install {OPENAI_WHISPER_SDIST}`, or download its sdist and unpack whisper/assets and "
                 f"whisper/normalizers into {dest}"
             )
@@ -65,7 +77,12 @@ def _fetch_sdist(dest: Path) -> None:
         with tarfile.open(archives[0]) as tar:
             for member in tar.getmembers():
                 parts = Path(member.name).parts
-                if len(parts) == 4 and parts[1] == "whisper" and parts[2] in ("assets", "normalizers") and member.isfile():
+                if (
+                    len(parts) == 4
+                    and parts[1] == "whisper"
+                    and parts[2] in ("assets", "normalizers")
+                    and member.isfile()
+                ):
                     target = staging / parts[2] / parts[3]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(tar.extractfile(member).read())

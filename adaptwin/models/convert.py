@@ -80,8 +80,14 @@ def processor_files(ct2_dir: Path, vocab: list[str], n_mels: int, out: Path) -> 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_tokenizer_json(ct2_dir / "tokenizer.json", ranks, ct2_dir / "vocabulary.txt", tmp / "tokenizer.json")
-        special = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-                   "pad_token": "<|endoftext|>", "tokenizer_class": "WhisperTokenizer", "model_max_length": 1024}
+        special = {
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "tokenizer_class": "WhisperTokenizer",
+            "model_max_length": 1024,
+        }
         (tmp / "tokenizer_config.json").write_text(json.dumps(special))
         tokenizer = WhisperTokenizer.from_pretrained(str(tmp))
     for tok in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"):
@@ -102,13 +108,19 @@ def convert_ct2_dir(ct2_dir: Path, out: Path, data: bytes | None = None) -> None
     if data is None:
         data = (ct2_dir / "model.bin").read_bytes()
     arrays = ct2.read_model_bin(data, origin=str(ct2_dir / "model.bin"))
-    vocab = (ct2_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[: arrays["decoder/embeddings/weight"].shape[0]]
+    vocab = (
+        (ct2_dir / "vocabulary.txt")
+        .read_text(encoding="utf-8")
+        .split("\n")[: arrays["decoder/embeddings/weight"].shape[0]]
+    )
     config = whisper_config(arrays, vocab)
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     missing, unexpected = model.load_state_dict(ct2.to_state_dict(arrays), strict=False, assign=True)
     if [k for k in missing if k != "proj_out.weight"] or unexpected:
-        raise InvalidInput(f"CTranslate2 -> HF mapping is incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise InvalidInput(
+            f"CTranslate2 -> HF mapping is incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.tie_weights()
     model.generation_config = generation_config(json.loads((ct2_dir / "config.json").read_text()), vocab, config)
     model.save_pretrained(str(out))

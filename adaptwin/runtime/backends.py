@@ -17,8 +17,14 @@ TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast spe
 class Backend(Protocol):
     name: str
 
-    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
-                         gate: NoSpeechGate | None = NoSpeechGate()) -> list[str]:
+    def transcribe_batch(
+        self,
+        audios: list[np.ndarray],
+        *,
+        language: str | None = "en",
+        num_beams: int = 1,
+        gate: NoSpeechGate | None = NoSpeechGate(),
+    ) -> list[str]:
         """Text of each (<= 30 s, 16 kHz mono) clip; "" for a clip without speech."""
         ...
 
@@ -37,9 +43,17 @@ class StepperBackend:
     engine: Any  # TorchWhisper, OrtWhisper or TrtWhisper
     name: str
 
-    def generate(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
-                 timestamps: bool = False, previous: list[int] | None = None, max_new_tokens: int | None = None,
-                 prefix: list[int] | None = None):
+    def generate(
+        self,
+        audios: list[np.ndarray],
+        *,
+        language: str | None = "en",
+        num_beams: int = 1,
+        timestamps: bool = False,
+        previous: list[int] | None = None,
+        max_new_tokens: int | None = None,
+        prefix: list[int] | None = None,
+    ):
         from .decoding import DecodingOptions, Vocab, decode
 
         gen = self.engine.generation_config
@@ -52,15 +66,23 @@ class StepperBackend:
         state = self.engine.encode(self.engine.features(audios))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
-    def transcribe_batch(self, audios: list[np.ndarray], *, language: str | None = "en", num_beams: int = 1,
-                         gate: NoSpeechGate | None = NoSpeechGate()) -> list[str]:
+    def transcribe_batch(
+        self,
+        audios: list[np.ndarray],
+        *,
+        language: str | None = "en",
+        num_beams: int = 1,
+        gate: NoSpeechGate | None = NoSpeechGate(),
+    ) -> list[str]:
         """Text of each clip. With a ``gate``, clips that are silent or hold no VAD speech
         frame are not decoded, and hypotheses the gate rejects are ""."""
         texts = [""] * len(audios)
         keep = list(range(len(audios)))
         if gate is not None:
             vad = self.vad_for(gate)
-            keep = [i for i in keep if not gate.silent(audios[i]) and (vad is None or speech_mask(vad, audios[i]).any())]
+            keep = [
+                i for i in keep if not gate.silent(audios[i]) and (vad is None or speech_mask(vad, audios[i]).any())
+            ]
         if not keep:
             return texts
         hyps = self.generate([audios[i] for i in keep], language=language, num_beams=num_beams)

@@ -13,7 +13,9 @@ logger = logging.getLogger("adaptwin")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="base", help="torch: anything load_whisper accepts; ort/trt: an adaptwin-export folder")
+    p.add_argument(
+        "--model", default="base", help="torch: anything load_whisper accepts; ort/trt: an adaptwin-export folder"
+    )
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--language", default="en", help="language of multilingual models")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
@@ -21,10 +23,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_gate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-speech-gate", default="on", choices=["on", "off"],
-                   help="drop text the model produces from silence or noise (docs/robustness.md)")
-    p.add_argument("--vad", default="auto", choices=["auto", "silero", "energy", "none"],
-                   help="voice activity detector that skips non-speech (auto: Silero if installed)")
+    p.add_argument(
+        "--no-speech-gate",
+        default="on",
+        choices=["on", "off"],
+        help="drop text the model produces from silence or noise (docs/robustness.md)",
+    )
+    p.add_argument(
+        "--vad",
+        default="auto",
+        choices=["auto", "silero", "energy", "none"],
+        help="voice activity detector that skips non-speech (auto: Silero if installed)",
+    )
 
 
 def gate_from(args: argparse.Namespace):
@@ -55,10 +65,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..audio import SAMPLE_RATE, load_audio
+    from .decoding import DecodingOptions
     from .longform import transcribe
     from .output import format_segments
-
-    from .decoding import DecodingOptions
 
     DecodingOptions(beam_size=args.beams)  # options are checked before the files and the model
     audios = [(f, load_audio(f)) for f in args.files]  # every file is checked before minutes of decoding
@@ -74,16 +83,22 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             if len(audios) > 1 or target.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 target = target / f"{Path(path).stem}.{args.output}"
-        bar = tqdm(total=round(len(audio) / SAMPLE_RATE, 1), unit="s audio", desc=Path(path).name, file=sys.stderr,
-                   disable=None)
+        bar = tqdm(
+            total=round(len(audio) / SAMPLE_RATE, 1),
+            unit="s audio",
+            desc=Path(path).name,
+            file=sys.stderr,
+            disable=None,
+        )
         last = [0.0]
 
         def progress(seconds, bar=bar, last=last):
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 
-        segments = transcribe(backend, audio, language=args.language, num_beams=args.beams, progress=progress,
-                              gate=gate)
+        segments = transcribe(
+            backend, audio, language=args.language, num_beams=args.beams, progress=progress, gate=gate
+        )
         chunks = format_segments(segments, args.output, str(path))
         if target is None:
             for chunk in chunks:
@@ -129,20 +144,32 @@ def cmd_stream(args: argparse.Namespace) -> int:
         from .mic import import_sounddevice
 
         sd = import_sounddevice()  # before loading the model: a missing library fails fast
-    online = OnlineProcessor(_backend(args), language=args.language, agreement=args.agreement,
-                             min_chunk=args.chunk, vad=load_vad(args.vad), gate=gate_from(args))
+    online = OnlineProcessor(
+        _backend(args),
+        language=args.language,
+        agreement=args.agreement,
+        min_chunk=args.chunk,
+        vad=load_vad(args.vad),
+        gate=gate_from(args),
+    )
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         print("listening; Ctrl-C to stop", file=sys.stderr)
         stats = run_mic(online, device=device, chunk=args.chunk, on_words=print_words, sd=sd)
-        print(f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
-              f"audio dropped {stats.dropped_seconds:.1f} s", file=sys.stderr)
+        print(
+            f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
+            f"audio dropped {stats.dropped_seconds:.1f} s",
+            file=sys.stderr,
+        )
         return 0
     emitted = simulate(online, audio, chunk=args.chunk, realtime=args.realtime, on_words=print_words)
     print(file=sys.stdout)
     lags = sorted(at - e.word.end for e, at in emitted)
     if lags:
         median, p90 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(0.9 * len(lags)))]
-        print(f"{len(emitted)} words; {online.decodes} decodes; emission lag after the word's (estimated) end: "
-              f"median {median:.2f} s, p90 {p90:.2f} s", file=sys.stderr)
+        print(
+            f"{len(emitted)} words; {online.decodes} decodes; emission lag after the word's (estimated) end: "
+            f"median {median:.2f} s, p90 {p90:.2f} s",
+            file=sys.stderr,
+        )
     return 0

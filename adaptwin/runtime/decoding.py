@@ -26,8 +26,7 @@ class Stepper(Protocol):
         """tokens int64 [N, T] (new tokens only) -> logits [N, T, V] and the updated state."""
         ...
 
-    def reorder(self, state: Any, rows: np.ndarray) -> Any:
-        ...
+    def reorder(self, state: Any, rows: np.ndarray) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,9 @@ class Vocab:
     begin_suppress: tuple[int, ...] = ()
     no_speech: int | None = None  # <|nospeech|> (<|nocaptions|> in older vocabularies)
 
-    def prompt(self, timestamps: bool = False, previous: list[int] | None = None, prev_token: int | None = None) -> list[int]:
+    def prompt(
+        self, timestamps: bool = False, previous: list[int] | None = None, prev_token: int | None = None
+    ) -> list[int]:
         """Decoder prompt: optional previous-text context, the start sequence, <|notimestamps|>."""
         head = [prev_token, *previous[-223:]] if previous and prev_token is not None else []
         tail = [] if timestamps or self.no_timestamps is None else [self.no_timestamps]
@@ -65,11 +66,15 @@ class Vocab:
         eot = gen.eos_token_id if isinstance(gen.eos_token_id, int) else gen.eos_token_id[0]
         # <|nospeech|> sits just before <|notimestamps|> in every Whisper vocabulary (transformers
         # finds it the same way)
-        return cls(eot=eot, sot_prompt=tuple(start), no_timestamps=no_ts,
-                   timestamp_begin=None if no_ts is None else no_ts + 1,
-                   no_speech=None if no_ts is None else no_ts - 1,
-                   suppress=tuple(getattr(gen, "suppress_tokens", None) or ()),
-                   begin_suppress=tuple(getattr(gen, "begin_suppress_tokens", None) or ()))
+        return cls(
+            eot=eot,
+            sot_prompt=tuple(start),
+            no_timestamps=no_ts,
+            timestamp_begin=None if no_ts is None else no_ts + 1,
+            no_speech=None if no_ts is None else no_ts - 1,
+            suppress=tuple(getattr(gen, "suppress_tokens", None) or ()),
+            begin_suppress=tuple(getattr(gen, "begin_suppress_tokens", None) or ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ def _timestamp_rules(row: np.ndarray, tokens: list[int], vocab: Vocab, options: 
         row[begin:floor] = NEG
     if not tokens:  # the first token is a timestamp no later than max_initial_timestamp
         row[:begin] = NEG
-        row[begin + int(round(options.max_initial_timestamp / 0.02)) + 1:] = NEG
+        row[begin + int(round(options.max_initial_timestamp / 0.02)) + 1 :] = NEG
     logprobs = _log_softmax(row)
     if np.logaddexp.reduce(logprobs[begin:]) > logprobs[:begin].max():
         row[:begin] = NEG  # timestamps together are likelier than any single text token
@@ -141,8 +146,15 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
 
 
-def decode(stepper: Stepper, state: Any, batch: int, prompt: list[int], vocab: Vocab, options: DecodingOptions,
-           prefix: list[int] | tuple[int, ...] = ()) -> list[Hypothesis]:
+def decode(
+    stepper: Stepper,
+    state: Any,
+    batch: int,
+    prompt: list[int],
+    vocab: Vocab,
+    options: DecodingOptions,
+    prefix: list[int] | tuple[int, ...] = (),
+) -> list[Hypothesis]:
     """Best hypothesis per input row (``state`` holds ``batch`` rows of encoder output).
     ``prefix``: tokens forced at the start of every hypothesis (already decided text);
     they are fed with the prompt in one step and count as generated for the rules.
@@ -169,7 +181,7 @@ def prefill(stepper: Stepper, state: Any, tokens: np.ndarray, at: int | None = N
     and with ``at`` also the logits at position ``at`` [N, V]."""
     kept = None
     for start in range(0, tokens.shape[1], PREFILL_CHUNK):
-        logits, state = stepper.step(tokens[:, start:start + PREFILL_CHUNK], state)
+        logits, state = stepper.step(tokens[:, start : start + PREFILL_CHUNK], state)
         if at is not None and start <= at < start + PREFILL_CHUNK:
             kept = logits[:, at - start]
     if at is None:
@@ -180,6 +192,7 @@ def prefill(stepper: Stepper, state: Any, tokens: np.ndarray, at: int | None = N
 def _greedy(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypothesis]:
     """``logits`` [B, V]: the prompt's last position (already prefilled into ``state``)."""
     hyps = [Hypothesis(list(prefix)) for _ in range(batch)]
+    tokens = None  # [B, 1]: each step's choice, fed to the next step
     for i in range(options.max_new_tokens):
         if i:
             logits, state = stepper.step(tokens, state)
@@ -208,6 +221,7 @@ def _beam(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypothe
     state, logits = stepper.reorder(state, expand), logits[expand]
     beams = [[Hypothesis(list(prefix), logprob=0.0 if j == 0 else NEG) for j in range(k)] for _ in range(batch)]
     done: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    tokens = None  # [B*K, 1]: each step's choices, fed to the next step
     for i in range(options.max_new_tokens):
         if i:
             logits, state = stepper.step(tokens, state)
@@ -220,14 +234,16 @@ def _beam(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypothe
                 rows += [b * k] * k
                 nxt += [vocab.eot] * k
                 continue
-            scores = np.array([h.logprob for h in beams[b]])[:, None] + logprobs[b * k:(b + 1) * k]  # [K, V]
+            scores = np.array([h.logprob for h in beams[b]])[:, None] + logprobs[b * k : (b + 1) * k]  # [K, V]
             order = np.argsort(-scores, axis=None)[: 2 * k]
             new = []
             for idx in order:
                 j, tok = divmod(int(idx), scores.shape[1])
                 if not np.isfinite(scores[j, tok]):
                     break
-                hyp = Hypothesis(beams[b][j].tokens + ([] if tok == vocab.eot else [tok]), float(scores[j, tok]), tok == vocab.eot)
+                hyp = Hypothesis(
+                    beams[b][j].tokens + ([] if tok == vocab.eot else [tok]), float(scores[j, tok]), tok == vocab.eot
+                )
                 if hyp.finished:
                     if len(done[b]) < k:
                         done[b].append(hyp)

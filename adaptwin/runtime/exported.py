@@ -23,8 +23,10 @@ def cross_feed(cross: list) -> dict[str, Any]:
 def features(processor: Any, audios: list[np.ndarray], where: Any) -> np.ndarray:
     """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each)."""
     if processor is None or processor.feature_extractor is None:
-        raise InvalidInput(f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
-                         "cannot compute features; export from a model folder that has them")
+        raise InvalidInput(
+            f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
+            "cannot compute features; export from a model folder that has them"
+        )
     return processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
 
 
@@ -38,8 +40,10 @@ class ExportedWhisper:
         missing = [f for f in (*required, "config.json") if not (self.path / f).is_file()]
         if missing:
             name = str(folder).rstrip("/")
-            raise InvalidInput(f"{name} is not an exported model for this backend (missing {', '.join(missing)}): "
-                             f"export it first, e.g. `adaptwin-export {name} --out {name}-onnx`, and pass that folder")
+            raise InvalidInput(
+                f"{name} is not an exported model for this backend (missing {', '.join(missing)}): "
+                f"export it first, e.g. `adaptwin-export {name} --out {name}-onnx`, and pass that folder"
+            )
         config = json.loads((self.path / "config.json").read_text())
         if config.get("model_type") != "whisper":
             raise InvalidInput(f"{self.path} holds a {config.get('model_type')!r} model, not Whisper")

@@ -35,8 +35,10 @@ class NoSpeechGate:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.no_speech_threshold <= self.sure_threshold <= 1.0:
-            raise InvalidInput("need 0 <= no_speech_threshold <= sure_threshold <= 1, got "
-                               f"{self.no_speech_threshold} and {self.sure_threshold}")
+            raise InvalidInput(
+                "need 0 <= no_speech_threshold <= sure_threshold <= 1, got "
+                f"{self.no_speech_threshold} and {self.sure_threshold}"
+            )
         if self.logprob_threshold > 0:
             raise InvalidInput(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
         if self.vad not in ("auto", "silero", "energy", "none"):
@@ -67,7 +69,7 @@ def speech_mask(vad: Any, audio: np.ndarray, frame: int = 512) -> np.ndarray:
         probs = vad.probabilities(np.concatenate([audio, np.zeros(-len(audio) % frame, np.float32)]))
         return probs >= vad.threshold
     n = -(-len(audio) // frame)
-    return np.array([vad.speech(audio[i * frame:(i + 1) * frame]) for i in range(n)], dtype=bool)
+    return np.array([vad.speech(audio[i * frame : (i + 1) * frame]) for i in range(n)], dtype=bool)
 
 
 def load_gate_vad(gate: NoSpeechGate | None):

@@ -34,9 +34,16 @@ def _failed(hyp, text: str) -> bool:
     return compression_ratio(text) > MAX_COMPRESSION_RATIO or hyp.avg_logprob < MIN_AVG_LOGPROB
 
 
-def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_beams: int = 1,
-               condition_on_previous_text: bool = True, progress: Callable[[float], None] | None = None,
-               gate: NoSpeechGate | None = NoSpeechGate()) -> Iterator[Segment]:
+def transcribe(
+    backend,
+    audio: np.ndarray,
+    *,
+    language: str | None = "en",
+    num_beams: int = 1,
+    condition_on_previous_text: bool = True,
+    progress: Callable[[float], None] | None = None,
+    gate: NoSpeechGate | None = NoSpeechGate(),
+) -> Iterator[Segment]:
     """Segments of ``audio`` (16 kHz mono) as they are decoded. ``backend``: a ``StepperBackend``.
 
     Each window starts where the last complete segment ended; an open segment at the window
@@ -57,21 +64,27 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
     previous: list[int] = []
     while total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE:
         if speech is not None:  # jump over silence to just before the next speech frame
-            ahead = np.flatnonzero(speech[seek // VAD_FRAME:])
+            ahead = np.flatnonzero(speech[seek // VAD_FRAME :])
             if not len(ahead):
                 break
             seek = max(seek, (seek // VAD_FRAME + int(ahead[0])) * VAD_FRAME - int(SPEECH_PAD * SAMPLE_RATE))
             if total - seek <= MIN_WINDOW_SECONDS * SAMPLE_RATE:
                 break
-        window = audio[seek: seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
+        window = audio[seek : seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
-        hyp, failed = _decode_window(backend, window, language, num_beams,
-                                     previous if condition_on_previous_text else None, tokenizer, gate)
+        hyp, failed = _decode_window(
+            backend, window, language, num_beams, previous if condition_on_previous_text else None, tokenizer, gate
+        )
         if failed:  # drop the prompt that may feed a hallucination
             previous = []
         if gate is not None and gate.no_speech(hyp, failed):
-            logger.debug("no speech at %.1f-%.1f s (p=%.2f, avg log-prob %.2f)", seek / SAMPLE_RATE,
-                         seek / SAMPLE_RATE + seconds, hyp.no_speech_prob, hyp.avg_logprob)
+            logger.debug(
+                "no speech at %.1f-%.1f s (p=%.2f, avg log-prob %.2f)",
+                seek / SAMPLE_RATE,
+                seek / SAMPLE_RATE + seconds,
+                hyp.no_speech_prob,
+                hyp.avg_logprob,
+            )
             seek += len(window)
             _report(progress, seek, total)
             continue
@@ -85,8 +98,9 @@ def transcribe(backend, audio: np.ndarray, *, language: str | None = "en", num_b
                 continue  # starts in the part that is decoded again
             text = tokenizer.decode(text_tokens, skip_special_tokens=True)
             if has_words(text) if gate is not None else text.strip():
-                yield Segment(round(offset + start, 3), round(offset + min(end, seconds), 3), text.strip(),
-                              tuple(text_tokens))
+                yield Segment(
+                    round(offset + start, 3), round(offset + min(end, seconds), 3), text.strip(), tuple(text_tokens)
+                )
             previous = (previous + text_tokens)[-223:]
         seek += max(int(consumed * SAMPLE_RATE), 1)
         _report(progress, seek, total)
@@ -120,8 +134,9 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
         attempts = attempts[1:]
     tried = []
     for beams, prompt in attempts:
-        hyp = backend.generate([window], language=language, num_beams=beams, timestamps=True, previous=prompt or None,
-                               max_new_tokens=220)[0]
+        hyp = backend.generate(
+            [window], language=language, num_beams=beams, timestamps=True, previous=prompt or None, max_new_tokens=220
+        )[0]
         failed = _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True))
         if not failed or (gate is not None and gate.no_speech(hyp, failed=True)):
             return hyp, failed

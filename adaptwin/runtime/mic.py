@@ -30,12 +30,12 @@ class RingBuffer:
         self.lock = threading.Lock()
 
     def push(self, samples: np.ndarray) -> None:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)[-len(self.data):]
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)[-len(self.data) :]
         with self.lock:
             n, size = len(samples), len(self.data)
             start = self.write % size
             first = min(n, size - start)
-            self.data[start:start + first] = samples[:first]
+            self.data[start : start + first] = samples[:first]
             self.data[: n - first] = samples[first:]
             self.write += n
             if self.write - self.read > size:
@@ -60,8 +60,11 @@ class StreamStats:
 
 
 def input_devices(sd) -> str:
-    devices = [f"  {i}: {d['name']} ({d['max_input_channels']} ch)" for i, d in enumerate(sd.query_devices())
-               if d.get("max_input_channels", 0) > 0]
+    devices = [
+        f"  {i}: {d['name']} ({d['max_input_channels']} ch)"
+        for i, d in enumerate(sd.query_devices())
+        if d.get("max_input_channels", 0) > 0
+    ]
     return "\n".join(devices) if devices else "  (none: is a microphone connected and allowed?)"
 
 
@@ -71,14 +74,22 @@ def import_sounddevice():
     except ImportError:
         raise MissingDependency("the live microphone needs sounddevice: pip install 'adaptwin[mic]'") from None
     except OSError:
-        raise MissingDependency("sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
-                          "(macOS: brew install portaudio)") from None
+        raise MissingDependency(
+            "sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
+            "(macOS: brew install portaudio)"
+        ) from None
     return sd
 
 
-def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: float = 0.5,
-            on_words: Callable[[list[Emitted], str], None] | None = None, sd=None,
-            stop: threading.Event | None = None) -> StreamStats:
+def run_mic(
+    online: OnlineProcessor,
+    *,
+    device: int | str | None = None,
+    chunk: float = 0.5,
+    on_words: Callable[[list[Emitted], str], None] | None = None,
+    sd=None,
+    stop: threading.Event | None = None,
+) -> StreamStats:
     """Listen until Ctrl-C (or ``stop``), committing words as they are decided; the last
     words are flushed on exit. ``sd``: the sounddevice module (tests inject a fake)."""
     sd = sd or import_sounddevice()
@@ -90,11 +101,19 @@ def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: 
         ring.push(indata[:, 0] if indata.ndim == 2 else indata)
 
     try:
-        stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", device=device,
-                                blocksize=int(chunk * SAMPLE_RATE / 4), callback=callback)
+        stream = sd.InputStream(
+            samplerate=SAMPLE_RATE,
+            channels=1,
+            dtype="float32",
+            device=device,
+            blocksize=int(chunk * SAMPLE_RATE / 4),
+            callback=callback,
+        )
     except Exception as exc:  # PortAudioError, ValueError for unknown names
-        raise ExternalFailure(f"cannot open input device {device!r}: {exc}\navailable input devices:\n{input_devices(sd)}\n"
-                           "choose one with --device N") from None
+        raise ExternalFailure(
+            f"cannot open input device {device!r}: {exc}\navailable input devices:\n{input_devices(sd)}\n"
+            "choose one with --device N"
+        ) from None
     report = on_words or (lambda words, pending: None)
     try:
         with stream:
@@ -117,8 +136,14 @@ def run_mic(online: OnlineProcessor, *, device: int | str | None = None, chunk: 
     return stats
 
 
-def simulate(online: OnlineProcessor, audio: np.ndarray, *, chunk: float = 0.5, realtime: bool = False,
-             on_words: Callable[[list[Emitted], str], None] | None = None) -> list[tuple[Emitted, float]]:
+def simulate(
+    online: OnlineProcessor,
+    audio: np.ndarray,
+    *,
+    chunk: float = 0.5,
+    realtime: bool = False,
+    on_words: Callable[[list[Emitted], str], None] | None = None,
+) -> list[tuple[Emitted, float]]:
     """Feed a recording through the online processor as a live source would: each step
     takes all audio that has arrived by then (at least ``chunk`` seconds), so a slow engine
     gets bigger steps and falls behind exactly as it would live. Returns (word, emission

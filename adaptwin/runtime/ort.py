@@ -20,16 +20,22 @@ def _ort():
     try:
         import onnxruntime
     except ImportError:
-        raise MissingDependency("the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' "
-                          "(or onnxruntime-gpu for CUDA)") from None
+        raise MissingDependency(
+            "the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' (or onnxruntime-gpu for CUDA)"
+        ) from None
     return onnxruntime
 
 
 class OrtWhisper(ExportedWhisper):
     """Encoder + merged decoder sessions; CUDA when available, else CPU."""
 
-    def __init__(self, folder: str | os.PathLike, providers: list[str] | None = None, threads: int | None = None,
-                 processor: Any = None) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        processor: Any = None,
+    ) -> None:
         ort = _ort()
         super().__init__(folder, (ENCODER, DECODER), processor)
         if providers is None:

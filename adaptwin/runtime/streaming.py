@@ -39,7 +39,7 @@ class LocalAgreement:
         self.history: list[list] = []
 
     def update(self, continuation: list) -> list:
-        self.history = (self.history + [list(continuation)])[-self.n:]
+        self.history = (self.history + [list(continuation)])[-self.n :]
         if len(self.history) < self.n:
             return []
         k = 0
@@ -75,8 +75,14 @@ class Unit:
         return self.word.key
 
 
-def units_of(tokens: list[int], boundary: int, timestamp_begin: int, decode: Callable[[list[int]], str],
-             offset: float, window: float) -> list[Unit]:
+def units_of(
+    tokens: list[int],
+    boundary: int,
+    timestamp_begin: int,
+    decode: Callable[[list[int]], str],
+    offset: float,
+    window: float,
+) -> list[Unit]:
     """Words of ``tokens`` (Whisper output with timestamps), those from index ``boundary``
     on. Times: each segment's span shared among its words by character count."""
     groups: list[list[int]] = []  # token indices of each unit: leading timestamps + one word
@@ -100,7 +106,9 @@ def units_of(tokens: list[int], boundary: int, timestamp_begin: int, decode: Cal
             length = (seg_end - seg_start) * chars[g] / total
             if groups[g][-1] >= boundary:
                 text = "".join(pieces[i] for i in groups[g])
-                word = Word(round(offset + at, 3), round(offset + at + length, 3), text if text.startswith(" ") else " " + text)
+                word = Word(
+                    round(offset + at, 3), round(offset + at + length, 3), text if text.startswith(" ") else " " + text
+                )
                 units.append(Unit(tuple(tokens[i] for i in groups[g]), word))
             at += length
     return units
@@ -245,22 +253,30 @@ class OnlineProcessor:
 
     def _decode(self) -> list[Unit]:
         """The newest hypothesis' words after the committed prefix."""
-        window = self.buffer[-int(self.max_buffer * SAMPLE_RATE):]
+        window = self.buffer[-int(self.max_buffer * SAMPLE_RATE) :]
         seconds = len(window) / SAMPLE_RATE
         offset = self.received - seconds
         context = self.context[-400:]
-        context = context[context.find(" "):] if len(self.context) > 400 and " " in context else context  # whole words
+        context = context[context.find(" ") :] if len(self.context) > 400 and " " in context else context  # whole words
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback); whatever still loops is cut after its first period, so a
         # loop is never committed, and so never forced into the following decodes
         for previous, beams in ((prompt, 1), (None, 5)):
-            hyp = self.backend.generate([window], language=self.language, timestamps=True, previous=previous,
-                                        num_beams=beams, max_new_tokens=120, prefix=self.prefix)[0]
+            hyp = self.backend.generate(
+                [window],
+                language=self.language,
+                timestamps=True,
+                previous=previous,
+                num_beams=beams,
+                max_new_tokens=120,
+                prefix=self.prefix,
+            )[0]
             self.decodes += 1
-            units = units_of(list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode,
-                             offset, seconds)
+            units = units_of(
+                list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode, offset, seconds
+            )
             loop = loop_start(units)
             silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None)
             if loop is None or silent:
@@ -313,6 +329,6 @@ class OnlineProcessor:
         done = self.prefix[:keep_from] if keep_from is not None else self.prefix
         self.context = (self.context + self.tokenizer.decode([t for t in done if t < begin]))[-2000:]
         self.prefix = [max(begin, t - shift) if t >= begin else t for t in kept]
-        self.buffer = self.buffer[int(round((at - self.buffer_start) * SAMPLE_RATE)):]
+        self.buffer = self.buffer[int(round((at - self.buffer_start) * SAMPLE_RATE)) :]
         self.buffer_start = at
         self.policy.reset()

@@ -33,7 +33,9 @@ class TrtWhisper(ExportedWhisper):
         for name in ENGINES:
             engine = runtime.deserialize_cuda_engine((self.path / name).read_bytes())
             if engine is None:
-                raise ExternalFailure(f"{self.path / name} could not be loaded (built by another TensorRT version or GPU?)")
+                raise ExternalFailure(
+                    f"{self.path / name} could not be loaded (built by another TensorRT version or GPU?)"
+                )
             self.engines[name.split(".")[0]] = (engine, engine.create_execution_context())
         self.past_names = [n for n in self._io("decoder_with_past_model", input=True) if n.startswith("past.")]
 
@@ -46,8 +48,12 @@ class TrtWhisper(ExportedWhisper):
     def _run(self, graph: str, inputs: dict[str, Any]) -> dict[str, Any]:
         torch, trt = self._torch, self._trt
         engine, context = self.engines[graph]
-        kinds = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT64: torch.int64,
-                 trt.DataType.INT32: torch.int32}
+        kinds = {
+            trt.DataType.FLOAT: torch.float32,
+            trt.DataType.HALF: torch.float16,
+            trt.DataType.INT64: torch.int64,
+            trt.DataType.INT32: torch.int32,
+        }
         keep = {}
         for name in self._io(graph, input=True):
             t = inputs[name]
@@ -58,8 +64,9 @@ class TrtWhisper(ExportedWhisper):
             context.set_tensor_address(name, t.data_ptr())
         outputs = {}
         for name in self._io(graph, input=False):
-            out = torch.empty(tuple(context.get_tensor_shape(name)), dtype=kinds[engine.get_tensor_dtype(name)],
-                              device="cuda")
+            out = torch.empty(
+                tuple(context.get_tensor_shape(name)), dtype=kinds[engine.get_tensor_dtype(name)], device="cuda"
+            )
             outputs[name] = out
             context.set_tensor_address(name, out.data_ptr())
         stream = torch.cuda.current_stream()

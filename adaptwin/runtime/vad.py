@@ -56,10 +56,10 @@ class SileroVAD:
         """Speech probability of each complete 32 ms frame (leftover samples wait for the next chunk)."""
         audio = np.concatenate([self.rest, np.asarray(chunk, dtype=np.float32)])
         n = len(audio) // FRAME
-        self.rest = audio[n * FRAME:]
+        self.rest = audio[n * FRAME :]
         probs = []
         for i in range(n):
-            frame = audio[i * FRAME:(i + 1) * FRAME]
+            frame = audio[i * FRAME : (i + 1) * FRAME]
             x = np.concatenate([self.context, frame])[None]  # [1, 576]
             p, self.h, self.c = self.session.run(None, {"input": x, "h": self.h, "c": self.c})
             self.context = frame[-CONTEXT:]
@@ -91,13 +91,17 @@ def load_vad(kind: str = "auto"):
     path = silero_path()
     if path is None:
         if kind == "silero":
-            raise MissingDependency("the Silero VAD model ships in the faster-whisper wheel: pip install faster-whisper "
-                              "(or use --vad energy)")
+            raise MissingDependency(
+                "the Silero VAD model ships in the faster-whisper wheel: pip install faster-whisper "
+                "(or use --vad energy)"
+            )
         logger.info("faster-whisper is not installed: using the energy VAD")
         return EnergyVAD()
     try:
         return SileroVAD(path)
     except ImportError:
         if kind == "silero":
-            raise MissingDependency("the Silero VAD needs onnxruntime: pip install onnxruntime (or use --vad energy)") from None
+            raise MissingDependency(
+                "the Silero VAD needs onnxruntime: pip install onnxruntime (or use --vad energy)"
+            ) from None
         return EnergyVAD()

@@ -49,10 +49,16 @@ def main() -> int:
         t = time.perf_counter()
         text = backend.transcribe_batch([audio])[0]
         e2e.append(time.perf_counter() - t)
-    result = {"model": args.model, "audio_seconds": len(audio) / 16000, "text": text,
-              "encoder_ms_median": 1000 * statistics.median(enc), "encoder_ms_p90": 1000 * sorted(enc)[int(0.9 * len(enc))],
-              "e2e_ms_median": 1000 * statistics.median(e2e), "rtf": statistics.median(e2e) / (len(audio) / 16000),
-              **tegrastats_peak(stats)}
+    result = {
+        "model": args.model,
+        "audio_seconds": len(audio) / 16000,
+        "text": text,
+        "encoder_ms_median": 1000 * statistics.median(enc),
+        "encoder_ms_p90": 1000 * sorted(enc)[int(0.9 * len(enc))],
+        "e2e_ms_median": 1000 * statistics.median(e2e),
+        "rtf": statistics.median(e2e) / (len(audio) / 16000),
+        **tegrastats_peak(stats),
+    }
     print(json.dumps(result, indent=1))
     return 0
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import tiny_run
 import torch
 
-import tiny_run
 from adaptwin.adapt import AdaptConfig, adapt_
 from adaptwin.adapt.core import compressed_blocks
 from adaptwin.adapt.data import build_windows
@@ -37,9 +37,21 @@ def _errors(student, teacher, data, config):
     cache = cache_teacher(teacher, windows, blocks, "model.encoder.layers.0", config.topk, torch.device("cpu"))
     with torch.no_grad():
         per_block = {b: sum(float(block_loss(student, b, cache, w)) for w in range(len(windows))) for b in blocks}
-        e2e = sum(float(e2e_loss(student, 0, windows, cache, w, config.distill_for(windows.source[w]), torch.device("cpu"),
-                                 config.encoder_match))
-                  for w in range(len(windows)))
+        e2e = sum(
+            float(
+                e2e_loss(
+                    student,
+                    0,
+                    windows,
+                    cache,
+                    w,
+                    config.distill_for(windows.source[w]),
+                    torch.device("cpu"),
+                    config.encoder_match,
+                )
+            )
+            for w in range(len(windows))
+        )
     return per_block, e2e
 
 
@@ -47,7 +59,9 @@ def test_layerwise_stage_lowers_every_block_error(data):
     teacher, student = tiny_run.models()
     config = tiny_run.config(layerwise_epochs=4, epochs=0)
     before, _ = _errors(student, teacher, data, config)
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    report = adapt_(
+        student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor()
+    )
     after, _ = _errors(student, teacher, data, config)
     assert set(before) == {f"model.{s}.layers.{i}" for s in ("encoder", "decoder") for i in (0, 1)}
     for block in before:
@@ -60,7 +74,9 @@ def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
     config = tiny_run.config(layerwise_epochs=0, epochs=8, lr=1e-2, batch_size=1)
     frozen = {n: p.clone() for n, p in student.named_parameters() if "embed" in n or "layer_norm" in n}
     _, before = _errors(student, teacher, data, config)
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    report = adapt_(
+        student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor()
+    )
     _, after = _errors(student, teacher, data, config)
     assert after < 0.9 * before
     assert report.losses[-1] < report.losses[0]
@@ -107,9 +123,15 @@ def test_lora_adaptation_leaves_the_compressed_structure(data):
     teacher, student = tiny_run.models()
     shapes = {n: p.shape for n, p in student.named_parameters()}
     config = tiny_run.config(layerwise_epochs=0, epochs=6, lora_rank=2)
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
-    assert report.lora_merged == sum(isinstance(m, torch.nn.Linear) for t in student.modules()
-                                     if isinstance(t, (TwinAttention, LowRankLinear)) for m in t.modules())
+    report = adapt_(
+        student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor()
+    )
+    assert report.lora_merged == sum(
+        isinstance(m, torch.nn.Linear)
+        for t in student.modules()
+        if isinstance(t, (TwinAttention, LowRankLinear))
+        for m in t.modules()
+    )
     assert not any(isinstance(m, LoRALinear) for m in student.modules())
     assert {n: p.shape for n, p in student.named_parameters()} == shapes
     assert report.losses[-1] < report.losses[0]
@@ -117,7 +139,9 @@ def test_lora_adaptation_leaves_the_compressed_structure(data):
 
 def _run(data, out, *extra, env=None):
     cmd = [sys.executable, str(HERE / "tiny_run.py"), str(data), str(out), *extra]
-    return subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True, text=True)
+    return subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True, text=True
+    )
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
@@ -151,7 +175,10 @@ def test_two_gloo_processes_match_one(data, tmp_path):
     cmd = lambda rank, out: subprocess.Popen(  # noqa: E731
         [sys.executable, str(HERE / "tiny_run.py"), str(data), str(out)],
         env={**os.environ, **env, "RANK": str(rank), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     procs = [cmd(0, tmp_path / "dist.pt"), cmd(1, tmp_path / "unused.pt")]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
@@ -206,11 +233,23 @@ def test_bad_input_gives_clear_errors(data, tmp_path):
 
 def test_a_time_budget_shortens_training_and_says_so(data):
     teacher, student = tiny_run.models()
-    full = adapt_(copy.deepcopy(student), teacher, data / "target.jsonl", data / "general.jsonl",
-                  tiny_run.config(epochs=20), processor=tiny_run.processor())
+    full = adapt_(
+        copy.deepcopy(student),
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        tiny_run.config(epochs=20),
+        processor=tiny_run.processor(),
+    )
     assert not full.stopped_early
-    short = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
-                   tiny_run.config(epochs=20, time_budget=0.5 * full.seconds["total"]), processor=tiny_run.processor())
+    short = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        tiny_run.config(epochs=20, time_budget=0.5 * full.seconds["total"]),
+        processor=tiny_run.processor(),
+    )
     assert short.stopped_early and 0 < short.steps < full.steps
     assert short.losses and len(short.blocks) == 4  # both stages still ran, each shortened
 
@@ -218,9 +257,19 @@ def test_a_time_budget_shortens_training_and_says_so(data):
 def test_training_utterances_use_the_adapt_split_and_skip_non_speech_annotations(tmp_path):
     from adaptwin.adapt.data import take_minutes, training_utterances
 
-    rows = [{"audio": f"{i}.wav", "text": t, "split": s, "duration": 2.0} for i, (t, s) in enumerate(
-        [("hello there", "adapt"), ("(2 seconds of silence)", "adapt"), ("<beep>", "adapt"), ("press 1", "test"),
-         ("press 2", "adapt"), ("too long", "adapt")])]
+    rows = [
+        {"audio": f"{i}.wav", "text": t, "split": s, "duration": 2.0}
+        for i, (t, s) in enumerate(
+            [
+                ("hello there", "adapt"),
+                ("(2 seconds of silence)", "adapt"),
+                ("<beep>", "adapt"),
+                ("press 1", "test"),
+                ("press 2", "adapt"),
+                ("too long", "adapt"),
+            ]
+        )
+    ]
     rows[-1]["duration"] = 40.0
     utts, _ = training_utterances(_manifest(tmp_path / "m.jsonl", rows), "target")
     assert [u.text for u in utts] == ["hello there", "press 2", "too long"]
@@ -247,8 +296,14 @@ def test_minutes_are_spread_over_the_manifest_and_nested():
 
 def test_bf16_autocast_runs(data):
     teacher, student = tiny_run.models()
-    report = adapt_(student, teacher, data / "target.jsonl", None, tiny_run.config(precision="bf16", replay=0.0),
-                    processor=tiny_run.processor())
+    report = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        None,
+        tiny_run.config(precision="bf16", replay=0.0),
+        processor=tiny_run.processor(),
+    )
     assert report.precision == "bf16" and all(torch.isfinite(torch.tensor(report.losses)))
     assert all(p.dtype == torch.float32 for p in student.parameters())  # autocast: weights stay fp32
 
@@ -263,8 +318,15 @@ def test_a_full_disk_skips_checkpoints_but_never_stops_training(data, tmp_path, 
 
     teacher, student = tiny_run.models()
     monkeypatch.setattr(train.torch, "save", full)
-    report = adapt_(student, teacher, data / "target.jsonl", None, tiny_run.config(replay=0.0, epochs=1),
-                    processor=tiny_run.processor(), state_dir=tmp_path / "state")
+    report = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        None,
+        tiny_run.config(replay=0.0, epochs=1),
+        processor=tiny_run.processor(),
+        state_dir=tmp_path / "state",
+    )
     assert report.steps > 0 and report.losses and not report.stopped_early
     assert "the disk is full" in caplog.text
     assert not list((tmp_path / "state").glob("*.tmp"))  # no half-written checkpoint left behind
@@ -283,23 +345,39 @@ def test_windows_mix_shuffled_utterances_in_varied_amounts(tmp_path):
     texts = [proc.tokenizer.decode_ids(ids) for ids in windows.ids]
     sizes = [len(t.split()) // 2 for t in texts]  # each utterance reads two words
     assert sum(sizes) == 36 and min(sizes) == 1 and max(sizes) >= 4  # all 36 adapt utterances, 1 to 4+ per window
-    adapt_order = [" ".join(tiny_run.WORDS[(i + k) % len(tiny_run.WORDS)] for k in range(2))
-                   for i in range(48) if i % 4 != 3]
+    adapt_order = [
+        " ".join(tiny_run.WORDS[(i + k) % len(tiny_run.WORDS)] for k in range(2)) for i in range(48) if i % 4 != 3
+    ]
     assert " ".join(texts) != " ".join(adapt_order)  # shuffled
     assert sorted(" ".join(texts).split()) == sorted(" ".join(adapt_order).split())  # each utterance once
-    assert torch.equal(windows.features, make(0).features) and not torch.equal(windows.features[:3], make(1).features[:3])
+    assert torch.equal(windows.features, make(0).features) and not torch.equal(
+        windows.features[:3], make(1).features[:3]
+    )
 
 
 def test_a_time_budget_limits_the_teacher_pass_and_a_resume_keeps_its_windows(data, tmp_path):
     teacher, student = tiny_run.models()
-    run = lambda **kw: adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",  # noqa: E731
-                              tiny_run.config(**kw), processor=tiny_run.processor(), state_dir=tmp_path)
+    run = lambda **kw: adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",  # noqa: E731
+        tiny_run.config(**kw),
+        processor=tiny_run.processor(),
+        state_dir=tmp_path,
+    )
     first = run(time_budget=1e-3, max_steps=2)  # the budget is spent at once: the pass stops after one window
     assert first.data["used"]["windows"] == 1 < first.data["used"]["of"] and first.stopped_early
     again = run()  # resumed without a budget: the same single window, not all of them
     assert again.resumed and again.data["used"] == first.data["used"]
-    fresh = adapt_(copy.deepcopy(student), teacher, data / "target.jsonl", data / "general.jsonl",
-                   tiny_run.config(max_steps=1), processor=tiny_run.processor())
+    fresh = adapt_(
+        copy.deepcopy(student),
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        tiny_run.config(max_steps=1),
+        processor=tiny_run.processor(),
+    )
     assert fresh.data["used"]["windows"] == fresh.data["used"]["of"]
 
 
@@ -329,8 +407,14 @@ def test_steps_that_slow_down_still_end_within_the_time_budget(data, monkeypatch
     monkeypatch.setattr(Trainer, "_step", slowing_step)
     teacher, student = tiny_run.models()
     budget = 5.0
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl",
-                    tiny_run.config(epochs=50, time_budget=budget), processor=tiny_run.processor())
+    report = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        tiny_run.config(epochs=50, time_budget=budget),
+        processor=tiny_run.processor(),
+    )
     assert report.stopped_early and report.losses
     # past it by at most about one step (0.3 s of sleep, more when the machine is busy)
     assert report.seconds["total"] <= budget + longest[0] + 0.2

@@ -3,17 +3,16 @@
 import json
 
 import pytest
-import torch
-
 import tiny_run
+import torch
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
+    from conftest import tiny_config
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
     import adaptwin
-    from conftest import tiny_config
 
     try:
         processor = adaptwin.load_whisper("tiny.en").processor
@@ -21,8 +20,9 @@ def folders(tmp_path_factory):
         pytest.skip(f"needs the tiny.en tokenizer from the models extra: {exc}")
     root = tmp_path_factory.mktemp("adapt-cli")
     torch.manual_seed(0)
-    cfg = tiny_config(vocab_size=51864, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
-                      bos_token_id=50256)
+    cfg = tiny_config(
+        vocab_size=51864, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256
+    )
     teacher = WhisperForConditionalGeneration(cfg).eval()
     processor.feature_extractor = WhisperFeatureExtractor(feature_size=16, chunk_length=1)
     adaptwin.save(teacher, root / "teacher", processor)
@@ -33,9 +33,26 @@ def folders(tmp_path_factory):
 
 
 def _args(root, *extra):
-    return ["adapt", "--model", str(root / "student"), "--teacher", str(root / "teacher"),
-            "--target", str(root / "data" / "target.jsonl"), "--general", str(root / "data" / "general.jsonl"),
-            "--layerwise-epochs", "1", "--epochs", "1", "--batch-size", "2", "--out", str(root / "adapted"), *extra]
+    return [
+        "adapt",
+        "--model",
+        str(root / "student"),
+        "--teacher",
+        str(root / "teacher"),
+        "--target",
+        str(root / "data" / "target.jsonl"),
+        "--general",
+        str(root / "data" / "general.jsonl"),
+        "--layerwise-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--out",
+        str(root / "adapted"),
+        *extra,
+    ]
 
 
 def test_adapt_command_writes_a_loadable_model_that_records_its_data(folders, capsys):

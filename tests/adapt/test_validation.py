@@ -5,9 +5,9 @@ import json
 import time
 
 import pytest
+import tiny_run
 import torch
 
-import tiny_run
 from adaptwin.adapt import adapt_
 from adaptwin.adapt.data import canary_utterances, hold_out
 from adaptwin.adapt.train import Trainer
@@ -23,8 +23,15 @@ def data(tmp_path_factory):
 def _adapt(data, **kw):
     teacher, student = tiny_run.models()
     config = tiny_run.config(**{"layerwise_epochs": 0, "holdout": 0.25, **kw})
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config,
-                    canary=data / "canary.jsonl", processor=tiny_run.processor())
+    report = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        config,
+        canary=data / "canary.jsonl",
+        processor=tiny_run.processor(),
+    )
     return student, report
 
 
@@ -38,8 +45,11 @@ def test_hold_out_takes_a_spread_share_and_never_everything():
 
 
 def test_canary_takes_its_validation_split_spread_over_speakers(tmp_path):
-    rows = [{"audio": f"{s}{i}.wav", "text": f"w {i}", "speaker": s, "split": "validation" if i < 6 else "test"}
-            for s in "ab" for i in range(8)]
+    rows = [
+        {"audio": f"{s}{i}.wav", "text": f"w {i}", "speaker": s, "split": "validation" if i < 6 else "test"}
+        for s in "ab"
+        for i in range(8)
+    ]
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     utts, _ = canary_utterances(tmp_path / "c.jsonl", limit=6)
     assert len(utts) == 6 and all(u.split == "validation" for u in utts)
@@ -137,9 +147,17 @@ def test_the_stop_rule_does_not_depend_on_step_speed(data, monkeypatch):
 def test_a_canary_speaker_that_training_hears_is_refused(data, tmp_path):
     rows = [json.loads(line) for line in (data / "general.jsonl").read_text().splitlines()]
     bad = tmp_path / "canary.jsonl"
-    bad.write_text("".join(json.dumps({**r, "audio": str(data / r["audio"]), "split": "validation"}) + "\n"
-                           for r in rows))
+    bad.write_text(
+        "".join(json.dumps({**r, "audio": str(data / r["audio"]), "split": "validation"}) + "\n" for r in rows)
+    )
     teacher, student = tiny_run.models()
     with pytest.raises(ValueError, match=r"canary speaker\(s\) \['general'\]"):
-        adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", tiny_run.config(),
-               canary=bad, processor=tiny_run.processor())
+        adapt_(
+            student,
+            teacher,
+            data / "target.jsonl",
+            data / "general.jsonl",
+            tiny_run.config(),
+            canary=bad,
+            processor=tiny_run.processor(),
+        )

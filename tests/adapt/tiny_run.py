@@ -37,8 +37,9 @@ class FakeTokenizer:
 def processor():
     from transformers import WhisperFeatureExtractor
 
-    return SimpleNamespace(feature_extractor=WhisperFeatureExtractor(feature_size=16, chunk_length=1),
-                           tokenizer=FakeTokenizer())
+    return SimpleNamespace(
+        feature_extractor=WhisperFeatureExtractor(feature_size=16, chunk_length=1), tokenizer=FakeTokenizer()
+    )
 
 
 def write_data(root: Path, n_target: int = 12, n_general: int = 8, n_canary: int = 6) -> Path:
@@ -67,10 +68,10 @@ def models():
     """(teacher, student): a random tiny Whisper and its compressed copy (attention and FFN)."""
     import copy
 
+    from conftest import tiny_config
     from transformers import WhisperForConditionalGeneration
 
     from adaptwin import AdaPTwinConfig, compress_
-    from conftest import tiny_config
 
     torch.manual_seed(0)
     teacher = WhisperForConditionalGeneration(tiny_config()).eval()
@@ -82,8 +83,16 @@ def models():
 def config(**kw):
     from adaptwin.adapt import AdaptConfig
 
-    base = dict(layerwise_epochs=2, epochs=2, batch_size=2, lr=3e-3, layerwise_lr=3e-3, checkpoint_every=0, replay=0.3,
-                holdout=0.0)
+    base = dict(
+        layerwise_epochs=2,
+        epochs=2,
+        batch_size=2,
+        lr=3e-3,
+        layerwise_lr=3e-3,
+        checkpoint_every=0,
+        replay=0.3,
+        holdout=0.0,
+    )
     base.update(kw)
     return AdaptConfig(**base)
 
@@ -113,8 +122,16 @@ def main(argv=None) -> int:
     teacher, student = models()
     data = Path(args.data)
     # validation on: a resumed or two-process run must also agree on every validation and the kept step
-    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config(holdout=0.25),
-                    canary=data / "canary.jsonl", processor=processor(), state_dir=args.state)
+    report = adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        config(holdout=0.25),
+        canary=data / "canary.jsonl",
+        processor=processor(),
+        state_dir=args.state,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save({"params": student.state_dict(), "report": report.to_dict()}, args.out)
     return 0

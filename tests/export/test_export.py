@@ -45,7 +45,9 @@ def exports(tmp_path_factory, tiny_dense, compressed):
     out = {}
     for name, model in (("dense", tiny_dense), ("compressed", compressed)):
         for precision in ("fp32", "int8"):
-            out[name, precision] = export(tiny_loaded(model), root / f"{name}-{precision}", ExportOptions(precision=precision))
+            out[name, precision] = export(
+                tiny_loaded(model), root / f"{name}-{precision}", ExportOptions(precision=precision)
+            )
     out["dense", "fp16"] = export(tiny_loaded(tiny_dense), root / "dense-fp16", ExportOptions(precision="fp16"))
     return out
 
@@ -63,9 +65,17 @@ def test_fp16_export_runs_on_cpu_within_its_tolerance(exports):
 def test_folder_layout_and_shared_weights(exports):
     report = exports["compressed", "fp32"]
     names = set(report.files)
-    assert {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx",
-            "model.onnx_data", "config.json", "generation_config.json", "preprocessor_config.json",
-            "adaptwin_export.json"} <= names
+    assert {
+        "encoder_model.onnx",
+        "decoder_model.onnx",
+        "decoder_with_past_model.onnx",
+        "decoder_model_merged.onnx",
+        "model.onnx_data",
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "adaptwin_export.json",
+    } <= names
     # The three decoders share one copy of their weights: the data file is far smaller than three copies.
     data = report.files["model.onnx_data"]
     import onnx
@@ -73,8 +83,11 @@ def test_folder_layout_and_shared_weights(exports):
     per_graph = {}
     for g in ("encoder_model", "decoder_model", "decoder_with_past_model"):
         proto = onnx.load(str(report.out / f"{g}.onnx"), load_external_data=False)
-        per_graph[g] = sum(int(next(e.value for e in t.external_data if e.key == "length"))
-                           for t in proto.graph.initializer if t.external_data)
+        per_graph[g] = sum(
+            int(next(e.value for e in t.external_data if e.key == "length"))
+            for t in proto.graph.initializer
+            if t.external_data
+        )
     assert data < per_graph["encoder_model"] + 1.2 * per_graph["decoder_model"]
 
 
@@ -94,7 +107,7 @@ def test_fp32_logits_match_pytorch(exports, tiny_dense, compressed, inputs, name
     # merged decoder, token by token through the KV cache
     steps, state = [], (cross, past)
     for t in range(ids.shape[1]):
-        logits, state = engine.step(ids[:, t:t + 1].numpy(), state)
+        logits, state = engine.step(ids[:, t : t + 1].numpy(), state)
         steps.append(logits)
     assert np.abs(np.concatenate(steps, 1) - ref).max() <= 1e-4
 
@@ -147,8 +160,12 @@ def test_beam_search_through_ort(exports):
     feats = torch.randn(2, 16, 100, generator=torch.Generator().manual_seed(6)).numpy()
     vocab = Vocab.from_generation_config(engine.generation_config)
     greedy = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(max_new_tokens=12))
-    beam1 = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=1, max_new_tokens=12))
-    beam4 = decode(engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=4, max_new_tokens=12))
+    beam1 = decode(
+        engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=1, max_new_tokens=12)
+    )
+    beam4 = decode(
+        engine, engine.encode(feats), 2, vocab.prompt(), vocab, DecodingOptions(beam_size=4, max_new_tokens=12)
+    )
     assert [h.tokens for h in greedy] == [h.tokens for h in beam1]
     for g, b in zip(greedy, beam4):
         if len(g.tokens) == len(b.tokens):  # same length: the beam's total log-probability is at least greedy's

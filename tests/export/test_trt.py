@@ -24,8 +24,10 @@ def folders(tmp_path_factory, tiny_dense):
     compressed = copy.deepcopy(tiny_dense)
     compress_(compressed, AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=12))
     root = tmp_path_factory.mktemp("trt")
-    return {name: export(tiny_loaded(m), root / name, ExportOptions(precision=p)).out
-            for name, m, p in (("fp32", compressed, "fp32"), ("int8", compressed, "int8"), ("dense", tiny_dense, "fp32"))}
+    return {
+        name: export(tiny_loaded(m), root / name, ExportOptions(precision=p)).out
+        for name, m, p in (("fp32", compressed, "fp32"), ("int8", compressed, "int8"), ("dense", tiny_dense, "fp32"))
+    }
 
 
 def test_missing_tensorrt_is_a_clear_error(tmp_path, tiny_dense):
@@ -79,7 +81,9 @@ def test_profiles_match_the_graphs_and_run_at_their_corners(folders, name):
                 shape = shapes[graph][i.name][point]
                 if i.name.startswith("past."):  # the largest past that still fits Whisper's positions
                     shape = (*shape[:2], min(shape[2], max_len - tokens), shape[3])
-                feed[i.name] = (np.ones(shape, np.int64) if "int64" in i.type else np.random.rand(*shape).astype(np.float32))
+                feed[i.name] = (
+                    np.ones(shape, np.int64) if "int64" in i.type else np.random.rand(*shape).astype(np.float32)
+                )
             outputs = session.run(None, feed)
             assert all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f")
 

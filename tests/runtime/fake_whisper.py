@@ -24,7 +24,10 @@ WORD, GAP = 0.4, 0.1
 def script_audio(n_words: int, pause_every: int = 0, pause: float = 1.5) -> np.ndarray:
     pieces = []
     for k in range(n_words):
-        pieces += [np.full(int(WORD * SAMPLE_RATE), (k + 1) / 1000, np.float32), np.zeros(int(GAP * SAMPLE_RATE), np.float32)]
+        pieces += [
+            np.full(int(WORD * SAMPLE_RATE), (k + 1) / 1000, np.float32),
+            np.zeros(int(GAP * SAMPLE_RATE), np.float32),
+        ]
         if pause_every and (k + 1) % pause_every == 0:
             pieces.append(np.zeros(int(pause * SAMPLE_RATE), np.float32))
     return np.concatenate(pieces)
@@ -68,14 +71,21 @@ class FakeBackend:
 
     def __init__(self, hallucinate: bool = False):
         self.hallucinate = hallucinate
-        gen = SimpleNamespace(decoder_start_token_id=SOT, eos_token_id=EOT, no_timestamps_token_id=NO_TS,
-                              suppress_tokens=[], begin_suppress_tokens=[], is_multilingual=False,
-                              prev_sot_token_id=3)
+        gen = SimpleNamespace(
+            decoder_start_token_id=SOT,
+            eos_token_id=EOT,
+            no_timestamps_token_id=NO_TS,
+            suppress_tokens=[],
+            begin_suppress_tokens=[],
+            is_multilingual=False,
+            prev_sot_token_id=3,
+        )
         self.engine = SimpleNamespace(generation_config=gen, processor=SimpleNamespace(tokenizer=FakeTokenizer()))
         self.calls = []
 
-    def generate(self, audios, *, language="en", num_beams=1, timestamps=False, previous=None, max_new_tokens=None,
-                 prefix=None):
+    def generate(
+        self, audios, *, language="en", num_beams=1, timestamps=False, previous=None, max_new_tokens=None, prefix=None
+    ):
         out = []
         for audio in audios:
             self.calls.append(len(audio) / SAMPLE_RATE)
@@ -87,7 +97,7 @@ class FakeBackend:
                     seen += tokens[i] < NO_TS
                     i += 1
                 tokens = list(prefix) + tokens[i:]
-            heard = any(t < NO_TS for t in tokens[len(prefix or []):])
+            heard = any(t < NO_TS for t in tokens[len(prefix or []) :])
             if self.hallucinate and not heard:
                 tokens = list(prefix or []) + ([TS0, HALLUCINATION, TS0 + 50] if timestamps else [HALLUCINATION])
                 out.append(Hypothesis(tokens=tokens, logprob=-2.0 * (len(tokens) + 1), no_speech_prob=0.9))
@@ -101,13 +111,15 @@ class FakeBackend:
     def _hear(self, audio, timestamps):
         seconds = len(audio) / SAMPLE_RATE
         runs = [(k, a, b, b >= seconds - 1e-9) for k, a, b in runs_of(audio)]
-        runs = [r for r in runs if not (r[1] == 0.0 and r[2] - r[1] < WORD - 1e-6)]  # a word cut at the start is not heard
+        runs = [
+            r for r in runs if not (r[1] == 0.0 and r[2] - r[1] < WORD - 1e-6)
+        ]  # a word cut at the start is not heard
         if not timestamps:
             return [10 + k for k, *_ in runs]
         tokens = []
         ts = lambda t: TS0 + int(round(t / 0.02))  # noqa: E731
         for j in range(0, len(runs), 3):
-            group = runs[j:j + 3]
+            group = runs[j : j + 3]
             tokens.append(ts(group[0][1]))
             tokens += [10 + k for k, *_ in group]
             if not group[-1][3]:  # the segment closes unless its last word runs into the edge

@@ -3,8 +3,8 @@ import json
 import pytest
 from fake_whisper import FakeBackend, script_audio
 
-from adaptwin.data.tts import write_wav
 from adaptwin.cli import main
+from adaptwin.data.tts import write_wav
 
 
 @pytest.fixture
@@ -21,8 +21,20 @@ def test_transcribe_long_file_to_srt_and_json(tmp_path, fake_backend, capsys):
     assert out.startswith("1\n00:00:00,000 --> ") and " --> 00:01:" in out
     words = [w for line in out.splitlines() for w in line.split() if w.startswith("w")]
     assert words == [f"w{k}" for k in range(120)]
-    assert main(["transcribe", str(tmp_path / "long.wav"), str(tmp_path / "long.wav"), "--output", "json",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "transcribe",
+                str(tmp_path / "long.wav"),
+                str(tmp_path / "long.wav"),
+                "--output",
+                "json",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "out" / "long.json").read_text())
     assert len(data["segments"]) >= 40 and not list((tmp_path / "out").glob(".*part"))
 

@@ -35,8 +35,9 @@ def tiny_ts(tiny_dense):
     gen = model.generation_config
     gen.no_timestamps_token_id, gen.decoder_start_token_id, gen.eos_token_id = NO_TS, 1, 2
     gen.prev_sot_token_id, gen.suppress_tokens, gen.begin_suppress_tokens = 0, [], []
-    processor = SimpleNamespace(feature_extractor=WhisperFeatureExtractor(feature_size=16, chunk_length=1),
-                                tokenizer=Tokenizer())
+    processor = SimpleNamespace(
+        feature_extractor=WhisperFeatureExtractor(feature_size=16, chunk_length=1), tokenizer=Tokenizer()
+    )
     processor.save_pretrained = processor.feature_extractor.save_pretrained
     return LoadedWhisper(model, processor, Path("tiny"))
 
@@ -53,7 +54,7 @@ def stream(backend, audio):
     online = OnlineProcessor(backend, min_chunk=0.2, trim_after=0.5, max_buffer=0.9)
     emitted = []  # fixed 0.2 s steps (not the computation-aware clock), so both engines see the same windows
     for i in range(0, len(audio), 3200):
-        online.insert_audio(audio[i:i + 3200])
+        online.insert_audio(audio[i : i + 3200])
         emitted += online.process()
     return emitted + online.finish(), windows
 
@@ -66,8 +67,9 @@ def test_online_processor_on_a_tiny_model_torch_and_ort_agree(tiny_ts, tmp_path)
 
     rng = np.random.default_rng(0)
     t = np.arange(6 * 16000) / 16000
-    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0)
-             + 0.05 * rng.standard_normal(len(t))).astype(np.float32)  # a generated "file"
+    audio = (
+        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
+    ).astype(np.float32)  # a generated "file"
     torch.manual_seed(0)
     emitted_torch, windows = stream(get_backend("torch", tiny_ts), audio)
     assert windows and max(windows) <= 0.9 + 1e-6  # the decoded window stays bounded
@@ -109,8 +111,21 @@ def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatc
     results, chunk = {}, decoding.PREFILL_CHUNK
     for size in (chunk, 10**6):
         monkeypatch.setattr(decoding, "PREFILL_CHUNK", size)
-        results[size] = [[h.tokens for h in decoding.decode(engine, state, 1, prompt[:-1], vocab, decoding.DecodingOptions(
-            beam_size=beams, max_new_tokens=3), prefix=prompt[-1:])] for beams in (1, 3)]
+        results[size] = [
+            [
+                h.tokens
+                for h in decoding.decode(
+                    engine,
+                    state,
+                    1,
+                    prompt[:-1],
+                    vocab,
+                    decoding.DecodingOptions(beam_size=beams, max_new_tokens=3),
+                    prefix=prompt[-1:],
+                )
+            ]
+            for beams in (1, 3)
+        ]
     assert results[chunk] == results[10**6] and all(results[chunk])
 
 

@@ -29,8 +29,15 @@ def test_gate_rule_is_openai_whispers():
     assert not has_words(" . . .") and not has_words("") and has_words(" 42") and has_words(" you")
 
 
-@pytest.mark.parametrize("kwargs", [{"no_speech_threshold": 1.5}, {"logprob_threshold": 0.5}, {"vad": "webrtc"},
-                                    {"no_speech_threshold": 0.9, "sure_threshold": 0.8}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"no_speech_threshold": 1.5},
+        {"logprob_threshold": 0.5},
+        {"vad": "webrtc"},
+        {"no_speech_threshold": 0.9, "sure_threshold": 0.8},
+    ],
+)
 def test_gate_options_are_validated(kwargs):
     with pytest.raises(ValueError):
         NoSpeechGate(**kwargs)

@@ -34,7 +34,7 @@ class FakeSoundDevice:
 
             def run(self):
                 for n, i in enumerate(range(0, len(fake.audio), blocksize)):
-                    block = fake.audio[i:i + blocksize].reshape(-1, 1)
+                    block = fake.audio[i : i + blocksize].reshape(-1, 1)
                     status = SimpleNamespace(input_overflow=bool(fake.overflow_every and n % fake.overflow_every == 1))
                     callback(block, len(block), None, status)
                     time.sleep(blocksize / SAMPLE_RATE / 20)

@@ -69,7 +69,7 @@ def test_buffer_stays_bounded_on_a_long_stream():
     step = SAMPLE_RATE
     out = []
     for i in range(0, len(audio), step):
-        online.insert_audio(audio[i:i + step])
+        online.insert_audio(audio[i : i + step])
         out += online.process()
         longest = max(longest, len(online.buffer) / SAMPLE_RATE)
     out += online.finish()
@@ -85,7 +85,7 @@ def test_buffer_bounded_even_when_nothing_agrees():
 
     backend = Fickle()
     online = OnlineProcessor(backend, min_chunk=1.0, trim_after=10.0, max_buffer=12.0)
-    for i in range(60):
+    for _ in range(60):
         online.insert_audio(np.full(SAMPLE_RATE, 0.1, np.float32))
         online.process()
         assert len(online.buffer) / SAMPLE_RATE <= 12.0
