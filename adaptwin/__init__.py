@@ -21,11 +21,15 @@ _EXPORTS = {
     "AdaptConfig": ".adapt",
     "AdaptReport": ".adapt",
     "adapt_": ".adapt",
+    "Whisper": ".runtime",
+    "NoSpeechGate": ".runtime",
+    "AdaptwinError": ".errors",
 }
 
 __all__ = [
     "AdaptConfig",
     "AdaptReport",
+    "AdaptwinError",
     "adapt_",
     "AdaPTwinConfig",
     "Calibration",
@@ -33,6 +37,8 @@ __all__ = [
     "FORMAT_VERSION",
     "LoadedWhisper",
     "ModuleReport",
+    "NoSpeechGate",
+    "Whisper",
     "__version__",
     "compress_",
     "load_whisper",

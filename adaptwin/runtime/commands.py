@@ -66,8 +66,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     from ..audio import SAMPLE_RATE, load_audio
     from .decoding import DecodingOptions
-    from .longform import transcribe
     from .output import format_segments
+    from .whisper import Whisper
 
     DecodingOptions(beam_size=args.beams)  # options are checked before the files and the model
     audios = [(f, load_audio(f)) for f in args.files]  # every file is checked before minutes of decoding
@@ -75,7 +75,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     for path, audio in audios:
         if not np.abs(audio).max(initial=0.0) >= 1e-4:
             logger.warning("%s is silent: its transcript is empty", path)
-    backend = _backend(args)
+    model = Whisper(_backend(args), language=args.language, gate=gate)
     for path, audio in audios:
         target = None
         if args.out:
@@ -96,9 +96,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 
-        segments = transcribe(
-            backend, audio, language=args.language, num_beams=args.beams, progress=progress, gate=gate
-        )
+        segments, _ = model.transcribe(audio, beams=args.beams, progress=progress)
         chunks = format_segments(segments, args.output, str(path))
         if target is None:
             for chunk in chunks:

@@ -69,6 +69,8 @@ class FakeBackend:
     """``hallucinate``: where it hears no word, answer " w9999" like Whisper on silence: a
     high no-speech probability and an unlikely text."""
 
+    name = "fake"
+
     def __init__(self, hallucinate: bool = False):
         self.hallucinate = hallucinate
         gen = SimpleNamespace(

@@ -1,0 +1,101 @@
+"""The inference facade: one object, any engine, faster-whisper's shape.
+
+from adaptwin import Whisper
+
+model = Whisper("base-tw30-int8", backend="ort")
+segments, info = model.transcribe("talk.wav")  # segments: a generator, decoded as you iterate
+for s in segments:
+    print(f"[{s.start:.1f} -> {s.end:.1f}] {s.text}")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, load_audio
+from .gate import NoSpeechGate
+from .segments import Segment
+
+
+@dataclass(frozen=True)
+class TranscriptionInfo:
+    duration: float  # seconds of audio
+    language: str | None
+    backend: str
+    no_speech_gate: bool
+
+
+class Whisper:
+    """A model ready to transcribe: ``model`` is anything ``load_whisper`` accepts (or what it
+    returns) for ``backend="torch"``, an ``adaptwin-export`` folder for ``"ort"``/``"trt"``, or
+    an engine-backed ``StepperBackend`` already made. ``gate``: the no-speech gate (None: off)."""
+
+    def __init__(
+        self,
+        model: Any,
+        backend: str = "torch",
+        *,
+        language: str | None = "en",
+        threads: int | None = None,
+        gate: NoSpeechGate | None = NoSpeechGate(),
+    ) -> None:
+        from .backends import get_backend
+
+        if hasattr(model, "generate") and hasattr(model, "engine"):  # a backend already
+            self.backend = model
+        else:
+            kwargs = {"threads": threads} if threads and backend in ("torch", "ort") else {}
+            self.backend = get_backend(backend, model, **kwargs)
+        self.language, self.gate = language, gate
+
+    def transcribe(
+        self,
+        audio: str | Path | np.ndarray,
+        *,
+        beams: int = 1,
+        condition_on_previous_text: bool = True,
+        progress: Callable[[float], None] | None = None,
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Segments of ``audio`` (a file of any format and length, or 16 kHz mono samples) as a
+        generator, and what is known before decoding. Silence gives no segment."""
+        from .decoding import DecodingOptions
+        from .longform import transcribe
+
+        DecodingOptions(beam_size=beams)  # impossible options fail here, not at the first iteration
+        if not isinstance(audio, np.ndarray):
+            audio = load_audio(audio)
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        segments = transcribe(
+            self.backend,
+            audio,
+            language=self.language,
+            num_beams=beams,
+            condition_on_previous_text=condition_on_previous_text,
+            progress=progress,
+            gate=self.gate,
+        )
+        info = TranscriptionInfo(
+            round(len(audio) / SAMPLE_RATE, 3), self.language, self.backend.name, self.gate is not None
+        )
+        return segments, info
+
+    def stream(self, *, chunk: float = 0.5, agreement: int = 2, vad: str = "auto", **options):
+        """An ``OnlineProcessor``: ``insert_audio(samples)``, then ``process()`` -> committed words;
+        ``finish()`` at the end (``runtime.mic.run_mic`` feeds it from a microphone)."""
+        from .streaming import OnlineProcessor
+        from .vad import load_vad
+
+        return OnlineProcessor(
+            self.backend,
+            language=self.language,
+            agreement=agreement,
+            min_chunk=chunk,
+            vad=load_vad(vad),
+            gate=self.gate,
+            **options,
+        )
