@@ -381,11 +381,15 @@ def main(argv=None) -> int:
     p.add_argument("--heal-budget", default="15m", help="time cap of the --heal run")
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
-    p.add_argument("--note", help="a line of provenance for the table")
+    p.add_argument("--note", help="a line of provenance for the table (with --render: appended to the stored one)")
     args = p.parse_args(argv)
     stem = Path(args.out)
     if args.render:
-        render(json.loads(stem.with_suffix(".json").read_text()), stem)
+        result = json.loads(stem.with_suffix(".json").read_text())
+        if args.note:  # a finding about the run, recorded after it
+            result["note"] = f"{result.get('note') or ''} Added after the run: {args.note}".strip()
+            stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        render(result, stem)
         return 0
     if not args.data:
         p.error("--data DIR is required (the output of `adaptwin data build`)")
