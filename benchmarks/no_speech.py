@@ -177,6 +177,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def word_table(title: str, rows: list[dict], clips: list[str]) -> list[str]:
+    lines = [
+        "",
+        title,
+        "",
+        "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
+        "|---|---|---|" + "---|" * (len(clips) + 2),
+    ]
+    for r in rows:
+        words = " | ".join(str(r["words"][c]) for c in clips)
+        lines.append(
+            f"| {r['model']} | {r['engine']} | {r['mode']} | {words} | {sum(r['words'].values())} "
+            f"| {r['seconds']:.0f} |"
+        )
+    return lines
+
+
 def render(result: dict) -> str:
     gate = (
         "NoSpeechGate() defaults: no-speech probability > 0.6 with mean log-probability < -1.0 (or a failed "
@@ -193,31 +210,13 @@ def render(result: dict) -> str:
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['machine']['command']}`",
         f"Gate: {gate}.",
-        "",
-        "Words transcribed from non-speech (long-form `transcribe`; target 0):",
-        "",
-        "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
-        "|---|---|---|" + "---|" * (len(clips) + 2),
     ]
-    for r in result["noise"]:
-        lines.append(
-            f"| {r['model']} | {r['engine']} | {r['mode']} | "
-            + " | ".join(str(r["words"][c]) for c in clips)
-            + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |"
-        )
-    lines += [
-        "",
+    lines += word_table("Words transcribed from non-speech (long-form `transcribe`; target 0):", result["noise"], clips)
+    lines += word_table(
         f"Words committed by `stream` (first {STREAM_SECONDS} s of each clip, 0.5 s chunks; target 0):",
-        "",
-        "| model | engine | mode | " + " | ".join(clips) + " | total | wall (s) |",
-        "|---|---|---|" + "---|" * (len(clips) + 2),
-    ]
-    for r in result["stream"]:
-        lines.append(
-            f"| {r['model']} | {r['engine']} | {r['mode']} | "
-            + " | ".join(str(r["words"][c]) for c in clips)
-            + f" | {sum(r['words'].values())} | {r['seconds']:.0f} |"
-        )
+        result["stream"],
+        clips,
+    )
     lines += [
         "",
         f"WER (%) on speech without and with the gate (PyTorch, {result['args']['limit']} test utterances "
