@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import MissingDependency
-from .graphs import DecoderGraph, EncoderGraph
+from ..graphs import DecoderGraph, EncoderGraph
 from .names import GRAPHS, PRECISIONS  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -29,13 +28,10 @@ _ALIGN_LARGE, _LARGE = 65536, 2**20  # like onnx's external-data writer: big ten
 
 
 def need_onnx():
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependency(
-            f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): pip install 'adaptwin[onnx]'"
-        ) from None
+    from ..optional import require
+
+    require("onnx", "ONNX export")
+    require("onnxruntime", "ONNX export (validation)")
 
 
 def cross_names(layers: int) -> list[str]:

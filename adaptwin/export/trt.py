@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExternalFailure, InvalidInput, MissingDependency
+from ..errors import ExternalFailure, InvalidInput
 from ..runtime.decoding import PREFILL_CHUNK
 
 logger = logging.getLogger(__name__)
@@ -66,14 +66,9 @@ TRT_OPS = frozenset(
 
 
 def need_tensorrt():
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingDependency(
-            "TensorRT is not installed: pip install 'adaptwin[trt]' on an x86-64 CUDA machine (NVIDIA's tensorrt "
-            "wheels), or on Jetson install JetPack's python3-libnvinfer; --engine onnx works without it"
-        ) from None
-    return tensorrt
+    from ..optional import require
+
+    return require("tensorrt", "--engine trt (TensorRT engines; --engine onnx works without it)")
 
 
 def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, tuple[tuple[int, ...], ...]]]:

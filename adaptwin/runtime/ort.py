@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependency
 from .exported import ExportedWhisper, cross_feed
 
 logger = logging.getLogger(__name__)
@@ -17,13 +16,9 @@ ENCODER, DECODER = "encoder_model.onnx", "decoder_model_merged.onnx"
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependency(
-            "the ort backend needs ONNX Runtime: pip install 'adaptwin[onnx]' (or onnxruntime-gpu for CUDA)"
-        ) from None
-    return onnxruntime
+    from ..optional import require
+
+    return require("onnxruntime", "the ort backend")
 
 
 class OrtWhisper(ExportedWhisper):

@@ -12,7 +12,7 @@ from ..checkpoint import LoadedWhisper
 
 class TorchWhisper:
     def __init__(self, loaded: LoadedWhisper, threads: int | None = None) -> None:
-        from ..export.graphs import DecoderGraph, EncoderGraph
+        from ..graphs import DecoderGraph, EncoderGraph
 
         model = loaded.model.eval()
         self.path, self.processor, self.config = loaded.path, loaded.processor, model.config

@@ -19,9 +19,9 @@ ENGINES = ("encoder_model.engine", "decoder_model.engine", "decoder_with_past_mo
 
 class TrtWhisper(ExportedWhisper):
     def __init__(self, folder: str | os.PathLike, processor: Any = None) -> None:
-        from ..export.trt import need_tensorrt
+        from ..optional import require
 
-        trt = need_tensorrt()
+        trt = require("tensorrt", "the trt backend")
         super().__init__(folder, ENGINES, processor)
         import torch
 

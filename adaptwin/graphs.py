@@ -1,4 +1,5 @@
-"""Whisper as plain-tensor graphs for export: no cache objects, no dense weight rebuilt.
+"""Whisper as plain-tensor graphs, shared by the ONNX export and the PyTorch engine: no cache
+objects, no dense weight rebuilt.
 
 Every attention (dense ``WhisperAttention`` or ``TwinAttention``) is read as "H heads,
 query/key ``r_qk`` wide, value/output ``r_vo`` wide": its own q/k/v weights are
