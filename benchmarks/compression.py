@@ -23,7 +23,12 @@ from machine import machine_info, machine_line  # noqa: E402
 import adaptwin  # noqa: E402
 from adaptwin.audio import load_audio  # noqa: E402
 from adaptwin.data import build_calibration, bundled_clips  # noqa: E402
-from adaptwin.transcribe import transcribe  # noqa: E402
+
+
+def transcribe(loaded, audio) -> str:
+    segments, _ = adaptwin.Whisper(loaded).transcribe(audio)
+    return " ".join(s.text for s in segments)
+
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -43,7 +48,7 @@ def main(argv=None) -> int:
     for name in args.models:
         loaded = adaptwin.load_whisper(name)
         audio = load_audio(demo.audio)
-        dense_text = transcribe(loaded, audio).text
+        dense_text = transcribe(loaded, audio)
         calib = build_calibration(loaded, calib_clips)
         for budget in args.budgets:
             for mode in ("data-aware", "data-free"):
@@ -58,7 +63,7 @@ def main(argv=None) -> int:
                     out_err = relative_error(run(model, calib, False), run(loaded.model, calib, False))
                 else:
                     out_err = report.output_error
-                text = transcribe(adaptwin.LoadedWhisper(model, loaded.processor, loaded.path), audio).text
+                text = transcribe(adaptwin.LoadedWhisper(model, loaded.processor, loaded.path), audio)
                 rows.append(
                     {
                         "model": name,

@@ -187,11 +187,14 @@ def build_calibration(loaded, source: str | Path | list[Utterance], max_windows:
     import torch
 
     from ..calibrate import Calibration
-    from ..transcribe import log_mel
 
+    if loaded.processor is None:
+        raise InvalidInput(f"{loaded.path} has no processor files (preprocessor/tokenizer): cannot compute features")
     utterances = source if isinstance(source, list) else read_utterances(source)
     windows = pack_windows(utterances, max_windows)
-    feats = log_mel(loaded, [audio for audio, _ in windows])
+    extract = loaded.processor.feature_extractor
+    feats = extract([audio for audio, _ in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    feats = feats.to(next(loaded.model.parameters()).dtype)  # [N, n_mels, 3000]
     ids = None
     if all(text for _, text in windows):
         tok = loaded.processor.tokenizer
