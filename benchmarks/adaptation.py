@@ -202,7 +202,7 @@ def heal(args, data: Path, work: Path, model: str, comp: Path, rows: list) -> Pa
 
 
 def parse_seconds(text: str) -> float:
-    from adaptwin.adapt.cli import duration
+    from adaptwin.cli.adapt import duration
 
     return duration(text)
 

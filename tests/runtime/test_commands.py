@@ -9,9 +9,9 @@ from adaptwin.data.tts import write_wav
 
 @pytest.fixture
 def fake_backend(monkeypatch):
-    import adaptwin.runtime.commands as commands
+    import adaptwin.cli.common as common
 
-    monkeypatch.setattr(commands, "_backend", lambda args: FakeBackend())
+    monkeypatch.setattr(common, "backend", lambda args: FakeBackend())
 
 
 def test_transcribe_long_file_to_srt_and_json(tmp_path, fake_backend, capsys):

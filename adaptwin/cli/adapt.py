@@ -35,8 +35,10 @@ def epochs(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"{text!r}: give a number of epochs or 'auto'") from None
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .config import AdaptConfig
+def register(sub) -> None:
+    p = sub.add_parser("adapt", help="adapt a compressed model to one speaker (layer-wise + end-to-end)")
+    p.set_defaults(func=run)
+    from ..adapt.config import AdaptConfig
 
     d = AdaptConfig()
     p.add_argument("--model", required=True, help="the compressed model folder (adaptwin compress --out)")
@@ -124,10 +126,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     import adaptwin
 
+    from ..adapt.config import AdaptConfig
+    from ..adapt.core import adapt_
+    from ..adapt.train import Dist
     from ..checkpoint import check_output_dir, save
-    from .config import AdaptConfig
-    from .core import adapt_
-    from .train import Dist
 
     config = AdaptConfig(  # validate before the slow loads
         minutes=args.minutes,

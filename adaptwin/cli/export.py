@@ -6,6 +6,12 @@ import argparse
 import sys
 
 
+def register(sub) -> None:
+    p = sub.add_parser("export", help="ONNX graphs (and TensorRT engines), validated against PyTorch")
+    p.set_defaults(func=run)
+    add_arguments(p)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="built-in name (tiny.en, base), HF/CTranslate2 folder, compressed folder or hub id")
     p.add_argument("--out", required=True, help="output folder (appears only after validation passed)")
@@ -19,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import ExportOptions, export
+    from ..export import ExportOptions, export
 
     options = ExportOptions(
         engine=args.engine,
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from ..cli import run_command
+    from . import run_command
 
     return run_command("adaptwin-export", args, run)
 

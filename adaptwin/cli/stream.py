@@ -1,0 +1,73 @@
+"""``adaptwin stream``: streaming transcription from the microphone or a simulated file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+
+from . import common
+
+logger = logging.getLogger("adaptwin")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stream", help="streaming transcription from the microphone or a simulated file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mic", action="store_true", help="listen to the microphone (sounddevice)")
+    source.add_argument("--simulate", metavar="FILE", help="feed a recording through the same streaming path")
+    common.add_model_args(p)
+    p.add_argument("--device", help="input device index or name (--mic); a wrong one lists the devices")
+    p.add_argument("--chunk", type=float, default=0.5, help="seconds of audio per decoding step")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="--simulate at the recording's own pace")
+    pace.add_argument("--fast", action="store_true", help="--simulate as fast as possible (default)")
+    p.add_argument("--agreement", type=int, default=2, help="LocalAgreement-n: hypotheses that must agree")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..audio import load_audio
+    from ..runtime.mic import print_words, run_mic, simulate
+    from ..runtime.streaming import OnlineProcessor
+    from ..runtime.vad import load_vad
+
+    audio = load_audio(args.simulate) if args.simulate else None
+    if audio is not None and not np.abs(audio).max(initial=0.0) >= 1e-4:
+        logger.warning("%s is silent: nothing will be transcribed", args.simulate)
+    sd = None
+    if args.mic:
+        from ..runtime.mic import import_sounddevice
+
+        sd = import_sounddevice()  # before loading the model: a missing library fails fast
+    online = OnlineProcessor(
+        common.backend(args),
+        language=args.language,
+        agreement=args.agreement,
+        min_chunk=args.chunk,
+        vad=load_vad(args.vad),
+        gate=common.gate_from(args),
+    )
+    if args.mic:
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
+        print("listening; Ctrl-C to stop", file=sys.stderr)
+        stats = run_mic(online, device=device, chunk=args.chunk, on_words=print_words, sd=sd)
+        print(
+            f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
+            f"audio dropped {stats.dropped_seconds:.1f} s",
+            file=sys.stderr,
+        )
+        return 0
+    emitted = simulate(online, audio, chunk=args.chunk, realtime=args.realtime, on_words=print_words)
+    print(file=sys.stdout)
+    lags = sorted(at - e.word.end for e, at in emitted)
+    if lags:
+        median, p90 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(0.9 * len(lags)))]
+        print(
+            f"{len(emitted)} words; {online.decodes} decodes; emission lag after the word's (estimated) end: "
+            f"median {median:.2f} s, p90 {p90:.2f} s",
+            file=sys.stderr,
+        )
+    return 0
