@@ -33,6 +33,7 @@ def unpacked(package: str) -> Path:
     if (root / ".complete").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("fetching the Debian package %s (apt-get download, once; kept in %s)", package, root)
     with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
         try:
             proc = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
@@ -43,7 +44,11 @@ def unpacked(package: str) -> Path:
             raise ExternalFailure(f"apt-get is needed to fetch the Debian package {package}") from None
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or not debs:
-            raise ExternalFailure(f"apt-get download {package} failed: {proc.stderr.strip()[-300:]}")
+            said = " ".join(proc.stderr.split())[-300:]
+            raise ExternalFailure(
+                f"apt-get download {package} failed ({said}): without network access, fetch {package}'s .deb "
+                f"elsewhere and unpack it with `dpkg -x FILE.deb {root}` (then create {root}/.complete)"
+            )
         staging = Path(tmp) / "root"
         _run(["dpkg", "-x", str(debs[0]), str(staging)], f"unpack {package}")
         (staging / ".complete").write_text(debs[0].name)
