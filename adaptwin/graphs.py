@@ -96,9 +96,9 @@ class EncoderGraph(nn.Module):
         self.norm = enc.layer_norm
         cross = [layer.encoder_attn for layer in dec.layers]
         self.cross_widths = [widths(a) for a in cross]
-        # Each decoder layer's cross keys and values in one matmul: [D] -> H*(r_qk + r_vo). One
-        # matmul for all layers held a [S, 6144] product, its split and int8 copies at once (base:
-        # ~75 MB more peak memory for the same speed, hand-measured).
+        # Each decoder layer's cross keys and values in one matmul: [D] -> H*(r_qk + r_vo); one
+        # matmul for all layers would hold every layer's product, its split and int8 copies at
+        # once (more peak memory for the same speed).
         self.cross_kv = nn.ModuleList(_fused([(a.k_proj, 1.0), (a.v_proj, 1.0)]) for a in cross)
 
     def forward(self, input_features):

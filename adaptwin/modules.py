@@ -100,7 +100,7 @@ class TwinAttention(nn.Module):
         width = max(self.r_qk, self.r_vo)
         if impl != "eager" and self.r_qk != self.r_vo:
             # fused kernels (SDPA's flash path) need one head width for q/k and v; else SDPA falls
-            # back to its math path, which costs ~4x (base encoder, 1500 frames, CPU). Zero columns
+            # back to its much slower math path. Zero columns
             # leave q.k unchanged, and zero value columns come out as zeros, cut below.
             query, key, value = (F.pad(t, (0, width - t.shape[-1])) for t in (query, key, value))
         out, weights = attend(

@@ -62,8 +62,8 @@ class LogMel:
         if sampling_rate != SAMPLE_RATE:
             raise InvalidInput(f"features need {SAMPLE_RATE} Hz audio, got {sampling_rate} Hz")
         batch = audios if isinstance(audios, (list, tuple)) else [audios]
-        # a plain namespace: a class made per call sits in a reference cycle, so its ~1 MB of
-        # features lived until Python's rare full collection (a sawtooth of +50 MB in long streams)
+        # a plain namespace: a class made per call sits in a reference cycle, so its features
+        # lived until Python's rare full collection (benchmarks/results/memory-trim-sawtooth.md)
         return SimpleNamespace(input_features=np.stack([self.one(a) for a in batch]))
 
 
