@@ -9,15 +9,15 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AdaPTwinConfig": ".config",
-    "FORMAT_VERSION": ".config",
-    "Calibration": ".calibrate",
+    "AdaPTwinConfig": ".compress",
+    "FORMAT_VERSION": ".models.structure",
+    "Calibration": ".compress",
     "CompressionReport": ".compress",
     "ModuleReport": ".compress",
     "compress_": ".compress",
-    "LoadedWhisper": ".checkpoint",
-    "load_whisper": ".checkpoint",
-    "save": ".checkpoint",
+    "LoadedWhisper": ".models.checkpoint",
+    "load_whisper": ".models.checkpoint",
+    "save": ".models.checkpoint",
     "AdaptConfig": ".adapt",
     "AdaptReport": ".adapt",
     "adapt_": ".adapt",

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adaptwin.calibrate import Calibration, run
-from adaptwin.modules import LowRankLinear
-from adaptwin.targets import count_parameters, set_module
+from adaptwin.compress.calibrate import Calibration, run
+from adaptwin.compress.targets import count_parameters
+from adaptwin.models.modules import LowRankLinear
+from adaptwin.models.structure import set_module
 
 _ATTN = ("q_proj", "k_proj", "v_proj", "out_proj")
 

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from adaptwin.audio import SAMPLE_RATE, load_audio
-    from adaptwin.evaluate import peak_rss_mb
     from adaptwin.runtime import get_backend
+    from adaptwin.runtime.heap import peak_rss_mb
     from adaptwin.runtime.streaming import OnlineProcessor
     from adaptwin.runtime.vad import load_vad
 
@@ -157,6 +157,10 @@ def main(argv=None) -> int:
             f"re-decoded: {result['loops_caught']}.\n"
         )
     out.with_suffix(".md").write_text(text)
+    if out == RESULTS / "memory":
+        from streaming import publish  # the hour is a section of the streaming page
+
+        publish()
     print(text)
     return 0
 

@@ -10,7 +10,8 @@
 3. exported folder sizes.
 
 DIR is the output of `adaptwin data build` (its calib.jsonl drives data-aware compression).
-Compressed models and exports are cached under --work. Writes benchmarks/results/runtime_speed.{json,md}.
+Compressed models and exports are cached under --work. Writes benchmarks/results/runtime_speed.{json,md}
+and the page docs/results/runtime.md; `--render [--note TEXT]` redraws them from the JSON.
 """
 
 from __future__ import annotations
@@ -26,15 +27,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from pages import write_page  # noqa: E402
 from scoring import FasterWhisper, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+ABOUT = """
+From `python benchmarks/runtime_speed.py --data DIR --repeats 7` (one run; `benchmarks/results/runtime_speed.{json,md}`).
+`c30`/`c50`: `base` with 30 % / 50 % of the encoder's parameters removed (data-aware twin +
+FFN, calibrated on `calib.jsonl`), not adapted. Encoder timings: median of the repeated calls
+per engine, the engines interleaved round-robin so that a shared machine's drift hits all
+alike. End to end is `adaptwin eval` over the general test sets, one utterance at a time,
+greedy, each engine in its own process; faster-whisper loads the same CTranslate2 `base`
+weights with `compute_type="int8"` (greedy, no timestamps, no temperature fallback, no VAD).
+Peak RSS is that of the evaluation process, which also loads the text normaliser
+(transformers); [streaming.md](streaming.md) measures the runtime alone.
+"""
 
 
 def prepare(args) -> dict[str, Path]:
     """Compressed models and exports (cached): {label: folder}."""
     import adaptwin
-    from adaptwin.data import build_calibration
+    from adaptwin.compress import build_calibration
     from adaptwin.export import ExportOptions, export
 
     work = Path(args.work)
@@ -171,7 +184,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "runtime_speed"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
+    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
     args = p.parse_args(argv)
+    if args.render:
+        stored = json.loads(Path(args.out).with_suffix(".json").read_text())
+        if args.note:
+            stored["note"] = f"{stored.get('note') or ''} {args.note}".strip()
+            Path(args.out).with_suffix(".json").write_text(json.dumps(stored, indent=1))
+        publish(stored, Path(args.out))
+        return 0
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -187,23 +209,36 @@ def main(argv=None) -> int:
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {"machine": info, "args": vars(args), "encoder_seconds": latency, "end_to_end": e2e, "export_bytes": sizes},
-            indent=1,
-        )
-    )
-    out.with_suffix(".md").write_text(render(info, args, latency, e2e, sizes))
+    stored = {
+        "machine": info,
+        "args": vars(args),
+        "encoder_seconds": latency,
+        "end_to_end": e2e,
+        "export_bytes": sizes,
+        "note": args.note,
+    }
+    out.with_suffix(".json").write_text(json.dumps(stored, indent=1))
+    publish(stored, out)
     print(out.with_suffix(".md").read_text())
     return 0
 
 
-def render(info, args, latency, e2e, sizes) -> str:
+def publish(stored: dict, out: Path) -> None:
+    text = render(stored)
+    out.with_suffix(".md").write_text(text)
+    if out == RESULTS / "runtime_speed":
+        write_page("runtime", "Deployment speed: ONNX Runtime against faster-whisper", "runtime_speed.py", ABOUT, text)
+
+
+def render(stored: dict) -> str:
+    latency, e2e, sizes = stored["encoder_seconds"], stored["end_to_end"], stored["export_bytes"]
+    args = stored["args"]
     dense = latency.get("ort dense-fp32")
     lines = [
-        f"Machine: {machine_line(info)}; {args.threads} threads per engine",
+        f"Machine: {machine_line(stored['machine'])}; {args['threads']} threads per engine",
+        *([stored["note"]] if stored.get("note") else []),
         "",
-        "Encoder, one 30 s window (median of %d):" % args.repeats,
+        "Encoder, one 30 s window (median of %d):" % args["repeats"],
         "",
         "| engine | ms | vs ORT dense fp32 | vs same-precision ORT dense |",
         "|---|---|---|---|",
@@ -216,7 +251,7 @@ def render(info, args, latency, e2e, sizes) -> str:
     n = next(iter(e2e.values()))["n_utterances"] if e2e else 0
     lines += [
         "",
-        f"End to end, general test split ({n} utterances, one at a time, greedy):",
+        f"End to end, general test sets ({n} utterances, one at a time, greedy):",
         "",
         "| engine | WER (%) | RTF | speed vs faster-whisper int8 | peak RSS (MB) |",
         "|---|---|---|---|---|",

@@ -11,7 +11,10 @@ windows) and streaming WER (``--simulate --fast``: computation-aware, each step 
 audio that arrived while the previous one decoded), per-word emission latency (emission
 time minus the word's end) median and p90, end of speech to final text per utterance, RTF,
 model bytes, and RSS: after loading (and one warm-up decode), the stream's peak (the stream
-runs first), and the peak once offline long-form decoding has run too. Writes benchmarks/results/streaming.{json,md}.
+runs first), and the peak once offline long-form decoding has run too. Writes
+benchmarks/results/streaming.{json,md} (or --out) and the page docs/results/streaming.md, which
+also shows every other `streaming-*` result and the hour of `benchmarks/memory.py`; `--render`
+redraws the page from the stored results.
 """
 
 from __future__ import annotations
@@ -29,9 +32,29 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from pages import verdict, write_page  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PAUSE = 0.6
+ABOUT = """
+From `python benchmarks/streaming.py --data DIR --minutes M --engines ENGINE ...` (each run's
+command is stored in its JSON under `benchmarks/results/streaming*.json`). The exports are made
+as in the speed benchmark (`c30` = base with 30 % of the encoder removed, data-aware twin +
+FFN, not adapted). The recording alternates target-speaker prompts and general test
+utterances with 0.6 s pauses. `--simulate --fast` is computation-aware: each step takes all
+audio that arrived while the previous step decoded, so a slow engine falls behind exactly as
+it would live (stream RTF ≈ 1 means the engine is busy all the time). Latency = commit time
+minus the word's end in the audio (each utterance's energy-trimmed speech span shared among
+its words by length; utterance-final words are exact to ~10 ms); "end of speech to final" is
+that latency for each utterance's last word. Each engine runs in its own process; RSS (VmHWM)
+is taken after loading and one warm-up decode, after the stream (its peak), and again after
+offline long-form decoding of the same recording; model MB are the graph and weight files.
+"loops" counts hypotheses caught looping and decoded again. How the memory and loop
+behaviour got where it is: [../experiments/streaming.md](../experiments/streaming.md).
+"""
+# the streaming targets of the dynamic-context issue: median/p90 word latency, end of speech
+# to final text (s), streaming WER over offline (points), peak RSS of the stream (MB)
+TARGETS = {"latency_median": 0.8, "latency_p90": 1.5, "end_of_speech_median": 0.5, "wer_gap": 1.0, "peak_rss_mb": 400}
 
 
 def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, float]:
@@ -107,8 +130,8 @@ def align_pairs(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
 
 def worker(args) -> int:
     from adaptwin.audio import load_audio
-    from adaptwin.evaluate import peak_rss_mb  # (imports neither PyTorch nor transformers)
     from adaptwin.runtime import get_backend
+    from adaptwin.runtime.heap import peak_rss_mb  # (imports neither PyTorch nor transformers)
     from adaptwin.runtime.longform import transcribe
     from adaptwin.runtime.mic import simulate
     from adaptwin.runtime.streaming import OnlineProcessor
@@ -192,6 +215,72 @@ def worker(args) -> int:
     return 0
 
 
+def render(stored: dict) -> str:
+    args, rec = stored["args"], stored.get("recording") or {}
+    seconds = rec.get("seconds", stored.get("recording_seconds", 0.0))
+    utterances = f", {len(rec['utterances'])} utterances" if rec.get("utterances") else ""
+    lines = [
+        f"Machine: {machine_line(stored['machine'])}; {args['threads']} threads",
+        f"Command: `{stored['machine']['command']}`",
+        *([stored["note"]] if stored.get("note") else []),
+        "",
+        f"Recording: {seconds:.0f} s{utterances} (target speaker and general test sets alternating); "
+        f"chunk {args['chunk']} s, LocalAgreement-2, VAD {args['vad']}",
+        "",
+        "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
+        "| stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) | peak with offline (MB) | model MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in stored["rows"]:
+        size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
+        lines.append(
+            f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
+            f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
+            f"| {r['loops']} | {r['rss_loaded_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_with_offline_mb']:.0f} | {size} |"
+        )
+    lines += [
+        "",
+        f"Against the streaming targets (median ≤ {TARGETS['latency_median']} s, p90 ≤ {TARGETS['latency_p90']} s, "
+        f"end of speech to final ≤ {TARGETS['end_of_speech_median']} s, streaming WER ≤ offline + "
+        f"{TARGETS['wer_gap']}, stream peak RSS ≤ {TARGETS['peak_rss_mb']} MB):",
+        "",
+        "| engine | median latency | p90 latency | end of speech to final | streaming WER | peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in stored["rows"]:
+        cells = [
+            verdict(r["latency_median"], TARGETS["latency_median"], unit=" s"),
+            verdict(r["latency_p90"], TARGETS["latency_p90"], unit=" s"),
+            verdict(r["end_of_speech_median"], TARGETS["end_of_speech_median"], unit=" s"),
+            verdict(r["stream_wer"], r["offline_wer"] + TARGETS["wer_gap"]),
+            verdict(r["peak_rss_mb"], TARGETS["peak_rss_mb"], unit=" MB"),
+        ]
+        lines.append(f"| {r['engine'].split('/')[-1]} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish() -> None:
+    """docs/results/streaming.md from every stored streaming run and the memory hour."""
+    sections = []
+    runs = sorted(RESULTS.glob("streaming*.json"), key=lambda p: (p.stem != "streaming", p.stem))
+    for path in runs:  # the default run (all engines) first, then the other stored runs
+        stored = json.loads(path.read_text())
+        seconds = (stored.get("recording") or {}).get("seconds", stored.get("recording_seconds", 0.0))
+        engines = ", ".join(r["engine"].split("/")[-1] for r in stored["rows"])
+        title = f"{engines}: {seconds / 60:.0f}-minute recording, commit {stored['machine']['commit']}"
+        sections.append(f"## {title}\n\n`benchmarks/results/{path.name}`\n\n{render(stored)}")
+    memory = RESULTS / "memory.md"
+    if memory.is_file():
+        sections.append(
+            "## An hour of streaming\n\n`python benchmarks/memory.py --engine ort:C30_INT8 --recording RECORDING "
+            "--reference RECORDING.json --hours 1 --chunk 5`: the streaming recording looped for an hour through the "
+            "same `OnlineProcessor`, 5 s steps so that the hour fits in minutes (the buffer logic is the same at any "
+            "step); RSS sampled once a minute between decodes; the committed text scored against the looped "
+            "transcript.\n\n" + memory.read_text()
+        )
+    write_page("streaming", "Streaming: latency, accuracy, memory", "streaming.py", ABOUT, "\n".join(sections))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
@@ -207,7 +296,12 @@ def main(argv=None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--recording", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+    p.add_argument("--render", action="store_true", help="only redraw the page from the stored results")
     args = p.parse_args(argv)
+    if args.render:
+        publish()
+        return 0
     if args.worker:
         return worker(args)
     work = Path(args.work)
@@ -246,33 +340,13 @@ def main(argv=None) -> int:
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )
-    info_m = machine_info()
+    stored = {"machine": machine_info(), "args": vars(args), "recording": info, "rows": rows, "note": args.note}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {"machine": info_m, "args": vars(args), "recording_seconds": info["seconds"], "rows": rows}, indent=1
-        )
-    )
-    lines = [
-        f"Machine: {machine_line(info_m)}; {args.threads} threads",
-        "",
-        f"Recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances (target speaker and general test "
-        f"sets alternating); chunk {args.chunk} s, LocalAgreement-2, VAD {args.vad}",
-        "",
-        "| engine | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) | end of speech to final (s) "
-        "| stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) | peak with offline (MB) | model MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
-        lines.append(
-            f"| {r['engine'].split('/')[-1]} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} | {r['latency_median']:.2f} "
-            f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
-            f"| {r['loops']} | {r['rss_loaded_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_with_offline_mb']:.0f} | {size} |"
-        )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    out.with_suffix(".json").write_text(json.dumps(stored, indent=1))
+    out.with_suffix(".md").write_text(render(stored))
+    publish()
+    print(render(stored))
     return 0
 
 

@@ -8,7 +8,8 @@ data-aware, attention only; twin data-aware + FFN; a LiteASR re-implementation
 (benchmarks/liteasr.py). Test sets: `test-tts.jsonl` + `test-real.jsonl` (general) and `allison.jsonl` (target), split `test`
 (`--limit N` keeps every k-th utterance so that N remain). Calibration: `calib.jsonl`.
 A method whose WER on both sets exceeds 100 % is not decoded again at larger budgets.
-Writes benchmarks/results/wer_vs_size_MODELS.{json,md,png}; `--render` redraws them from the JSON.
+Writes benchmarks/results/wer_vs_size_MODELS.{json,md,png} and redraws docs/results/compression.md;
+`--render` redraws them from the JSON.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from compression import publish  # noqa: E402
 from liteasr import compress_liteasr_  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
 from scoring import general_test, test_split  # noqa: E402
 
 import adaptwin  # noqa: E402
-from adaptwin import factorize as fz  # noqa: E402
-from adaptwin.compress import part_parameters  # noqa: E402
-from adaptwin.data import build_calibration  # noqa: E402
+from adaptwin.compress import (
+    build_calibration,  # noqa: E402
+    part_parameters,  # noqa: E402
+)
+from adaptwin.compress import factorize as fz  # noqa: E402
 from adaptwin.evaluate import evaluate  # noqa: E402
-from adaptwin.targets import set_module  # noqa: E402
+from adaptwin.models.structure import set_module, twin_attention_shell  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLLAPSE = 100.0  # WER (%) above which a method is not run at larger budgets
@@ -48,13 +52,11 @@ def independent_like(model, compressed):
     """Replace `model`'s attention with per-matrix SVD factors at the ranks `compressed` uses."""
     import torch
 
-    from adaptwin.surgery import build_twin_attention_shell
-
     for name, r in compressed.config.adaptwin["attention"].items():
         attn = model.get_submodule(name)
         if r["qk"] is None and r["vo"] is None:
             continue
-        new = build_twin_attention_shell(attn, r["qk"] or attn.head_dim, r["vo"] or attn.head_dim)
+        new = twin_attention_shell(attn, r["qk"] or attn.head_dim, r["vo"] or attn.head_dim)
         d, h = attn.q_proj.weight.shape[1], attn.num_heads
         with torch.no_grad():
             a, b = fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, h)
@@ -191,6 +193,7 @@ def _write(out: Path, rows, args, final: bool = False, info: dict | None = None)
             )
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     _plot(out, rows)
+    publish()
 
 
 def _plot(out: Path, rows) -> None:

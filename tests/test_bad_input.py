@@ -420,12 +420,12 @@ def test_transcribe_to_an_unwritable_place_keeps_no_partial_file(run, model_dir,
 
 
 def test_interrupted_compress_leaves_nothing(run, model_dir, tmp_path, monkeypatch):
-    import adaptwin
+    from adaptwin.models import checkpoint
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(adaptwin.checkpoint, "save", interrupted)
+    monkeypatch.setattr(checkpoint, "save", interrupted)
     code, _, last = run("compress", "--model", model_dir, "--rank-qk", "8", "--out", tmp_path / "c")
     assert code == 130 and "interrupted" in last and not list(tmp_path.iterdir())
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from adaptwin import AdaPTwinConfig, compress_
-from adaptwin.modules import LowRankLinear, TwinAttention
+from adaptwin.models.modules import LowRankLinear, TwinAttention
 
 
 def logits(model, feats, ids):
@@ -119,7 +119,7 @@ def test_data_aware_lowers_output_error(tiny_dense, calibration):
     for calib in (calibration, None):
         m = copy.deepcopy(tiny_dense)
         compress_(m, AdaPTwinConfig(scope="encoder", rank_qk=4, rank_vo=8), calib)
-        from adaptwin.calibrate import relative_error, run
+        from adaptwin.compress.calibrate import relative_error, run
 
         errors.append(relative_error(run(m, calibration, False), run(tiny_dense, calibration, False)))
     assert errors[0] < errors[1]
@@ -184,7 +184,7 @@ def test_report_counts_match_the_model(model):
 
 
 def test_twin_beats_independent_on_a_model_attention(tiny_dense):
-    from adaptwin import factorize as fz
+    from adaptwin.compress import factorize as fz
 
     attn = tiny_dense.model.encoder.layers[0].self_attn
     a, b = fz.heads_qk(attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, None, attn.num_heads)

@@ -1,6 +1,6 @@
 import torch
 
-from adaptwin import factorize as fz
+from adaptwin.compress import factorize as fz
 
 
 def _rand(*shape, seed=0):

@@ -71,7 +71,7 @@ def test_tokenizer_encodes_like_openai(real):
 
 
 def test_twin_beats_independent_svd_on_real_weights(real):
-    from adaptwin import factorize as fz
+    from adaptwin.compress import factorize as fz
 
     _, loaded = real
     attn = loaded.model.model.encoder.layers[1].self_attn
@@ -90,7 +90,7 @@ def test_twin_beats_independent_svd_on_real_weights(real):
 
 
 def test_data_aware_compression_keeps_the_transcript(real):
-    from adaptwin.data import build_calibration
+    from adaptwin.compress import build_calibration
 
     name, loaded = real
     clips = bundled_clips()

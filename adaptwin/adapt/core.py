@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from ..compress import is_compressed
+from ..compress.targets import check_whisper
 from ..errors import InvalidInput
-from ..evaluate import peak_rss_mb
-from ..modules import LowRankLinear, TwinAttention
-from ..targets import check_whisper
+from ..models.modules import LowRankLinear, TwinAttention
+from ..runtime.heap import peak_rss_mb
 from .config import AdaptConfig
 from .data import build_windows, canary_utterances, validation_windows
 from .lora import inject_lora, merge_lora
@@ -90,7 +90,7 @@ class AdaptReport:
 
 
 def _unwrap(obj, what: str):
-    from ..checkpoint import LoadedWhisper
+    from ..models.checkpoint import LoadedWhisper
 
     if isinstance(obj, LoadedWhisper):
         return obj.model, obj.processor, str(obj.path)

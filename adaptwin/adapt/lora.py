@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..targets import set_module
+from ..models.structure import set_module
 
 
 class LoRALinear(nn.Module):

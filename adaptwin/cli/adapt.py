@@ -11,6 +11,9 @@ import shutil
 import time
 from pathlib import Path
 
+import adaptwin
+
+from ..adapt.config import AdaptConfig
 from ..errors import InvalidInput, MissingFile
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,6 @@ def epochs(text: str) -> int | None:
 def register(sub) -> None:
     p = sub.add_parser("adapt", help="adapt a compressed model to one speaker (layer-wise + end-to-end)")
     p.set_defaults(func=run)
-    from ..adapt.config import AdaptConfig
 
     d = AdaptConfig()
     p.add_argument("--model", required=True, help="the compressed model folder (adaptwin compress --out)")
@@ -124,12 +126,10 @@ SAVE_MARGIN = 10.0  # seconds of a time budget kept for writing the model
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    import adaptwin
 
-    from ..adapt.config import AdaptConfig
     from ..adapt.core import adapt_
     from ..adapt.train import Dist
-    from ..checkpoint import check_output_dir, save
+    from ..models.checkpoint import check_output_dir, save
 
     config = AdaptConfig(  # validate before the slow loads
         minutes=args.minutes,

@@ -1,10 +1,18 @@
-"""Options and helpers shared by the commands that decode audio."""
+"""What the commands share: the error policy (``run_command``) and the options of the commands
+that decode audio."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import sys
 from pathlib import Path
+
+from ..errors import AdaptwinError
+from ..runtime import get_backend
+from ..runtime.gate import NoSpeechGate
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -34,14 +42,11 @@ def add_gate_args(p: argparse.ArgumentParser) -> None:
 
 def gate_from(args: argparse.Namespace):
     """The ``NoSpeechGate`` the options ask for (None when --no-speech-gate off)."""
-    from ..runtime.gate import NoSpeechGate
 
     return None if args.no_speech_gate == "off" else NoSpeechGate(vad=args.vad)
 
 
 def backend(args):
-    from ..runtime import get_backend
-
     kwargs = {"threads": args.threads} if args.threads and args.backend in ("torch", "ort") else {}
     return get_backend(args.backend, args.model, **kwargs)
 
@@ -49,3 +54,32 @@ def backend(args):
 def write_json(path: str, data: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=1))
+
+
+def run_command(prog: str, args: argparse.Namespace, func) -> int:
+    """Logging setup and the error policy shared by every command: a problem the user can fix
+    (``AdaptwinError``, or the OS refusing a file) is one line and exit code 2; anything else
+    is a bug: one line asking for ``-v``, and under ``-v`` the traceback."""
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # transformers reads this when (and if) it is imported: the ONNX Runtime path never imports it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return func(args)
+    except (AdaptwinError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was overwritten", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"{prog}: internal error ({type(exc).__name__}: {exc}); this is a bug: rerun with -v for the "
+            "traceback and report it",
+            file=sys.stderr,
+        )
+        return 1

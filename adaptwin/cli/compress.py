@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+import adaptwin
+
 from .common import write_json
 
 
@@ -29,7 +31,7 @@ def register(sub) -> None:
 
 
 def _config_from(args: argparse.Namespace):
-    from ..config import TWINS, AdaPTwinConfig
+    from ..compress.config import TWINS, AdaPTwinConfig
 
     twins = ("qk",) if args.qk_only else ("vo",) if args.vo_only else TWINS
     return AdaPTwinConfig(
@@ -45,10 +47,8 @@ def _config_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import adaptwin
-
-    from ..checkpoint import check_output_dir
-    from ..data import build_calibration
+    from ..compress import build_calibration
+    from ..models.checkpoint import check_output_dir
 
     config = _config_from(args)  # validate before the slow load
     check_output_dir(args.out)

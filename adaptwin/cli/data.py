@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.build import build_standard_sets
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="speech data sets")
@@ -24,8 +26,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.build import build_standard_sets
-
     report = build_standard_sets(
         args.out,
         per_voice=args.per_voice,

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+import adaptwin
+
+from ..audio import load_audio
+from ..data import bundled_clips
+
 DEMO_CLIP = "librivox_sense_0870.wav"
 
 
@@ -19,11 +24,7 @@ def run(args: argparse.Namespace) -> int:
     """Import real weights, transcribe a bundled clip, compress, transcribe again, report sizes."""
     import time
 
-    import adaptwin
-
-    from ..audio import load_audio
-    from ..compress import part_parameters
-    from ..data import build_calibration, bundled_clips
+    from ..compress import build_calibration, part_parameters
 
     clips = bundled_clips()
     demo = next(c for c in clips if c.audio.name == DEMO_CLIP)

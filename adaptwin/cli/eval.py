@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..data import read_utterances
+from ..evaluate import evaluate
+from ..runtime import get_backend
+from ..runtime.decoding import DecodingOptions
 from .common import add_gate_args, gate_from, write_json
 
 
@@ -25,17 +29,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import read_utterances
-    from ..evaluate import evaluate
-    from ..runtime.decoding import DecodingOptions
-
     DecodingOptions(beam_size=args.beams)  # options are checked before the data and the model
     utterances = read_utterances(args.data)
     if args.split:
         utterances = [u for u in utterances if u.split == args.split]
     if args.limit:
         utterances = utterances[: args.limit]
-    from ..runtime import get_backend
 
     backend = get_backend(args.backend, args.model)
     per_utt = [] if args.per_utterance else None

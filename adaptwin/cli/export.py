@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..export import ExportOptions, export
+from .common import run_command
+
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="ONNX graphs (and TensorRT engines), validated against PyTorch")
@@ -25,8 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ExportOptions, export
-
     options = ExportOptions(
         engine=args.engine,
         precision=args.precision,
@@ -51,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    from . import run_command
 
     return run_command("adaptwin-export", args, run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import adaptwin
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="sizes and ranks of a model")
@@ -13,8 +15,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import adaptwin
-
     from ..compress import part_parameters
 
     loaded = adaptwin.load_whisper(args.model)

@@ -8,6 +8,10 @@ import sys
 
 import numpy as np
 
+from ..audio import load_audio
+from ..runtime.mic import import_sounddevice, print_words, run_mic, simulate
+from ..runtime.streaming import OnlineProcessor
+from ..runtime.vad import load_vad
 from . import common
 
 logger = logging.getLogger("adaptwin")
@@ -29,18 +33,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audio import load_audio
-    from ..runtime.mic import print_words, run_mic, simulate
-    from ..runtime.streaming import OnlineProcessor
-    from ..runtime.vad import load_vad
-
     audio = load_audio(args.simulate) if args.simulate else None
     if audio is not None and not np.abs(audio).max(initial=0.0) >= 1e-4:
         logger.warning("%s is silent: nothing will be transcribed", args.simulate)
     sd = None
     if args.mic:
-        from ..runtime.mic import import_sounddevice
-
         sd = import_sounddevice()  # before loading the model: a missing library fails fast
     online = OnlineProcessor(
         common.backend(args),

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE, load_audio
+from ..runtime.decoding import DecodingOptions
+from ..runtime.output import format_segments
+from ..runtime.whisper import Whisper
 from . import common
 
 logger = logging.getLogger("adaptwin")
@@ -26,11 +30,6 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from ..audio import SAMPLE_RATE, load_audio
-    from ..runtime.decoding import DecodingOptions
-    from ..runtime.output import format_segments
-    from ..runtime.whisper import Whisper
 
     DecodingOptions(beam_size=args.beams)  # options are checked before the files and the model
     audios = [(f, load_audio(f)) for f in args.files]  # every file is checked before minutes of decoding

@@ -181,29 +181,6 @@ def pack_windows(
     return windows
 
 
-def build_calibration(loaded, source: str | Path | list[Utterance], max_windows: int = 24, language: str = "en"):
-    """``Calibration`` windows for ``loaded`` from a manifest/folder (token ids too when every
-    utterance has a transcript, so decoder statistics are teacher-forced on the truth)."""
-    import torch
-
-    from ..calibrate import Calibration
-
-    if loaded.processor is None:
-        raise InvalidInput(f"{loaded.path} has no processor files (preprocessor/tokenizer): cannot compute features")
-    utterances = source if isinstance(source, list) else read_utterances(source)
-    windows = pack_windows(utterances, max_windows)
-    extract = loaded.processor.feature_extractor
-    feats = extract([audio for audio, _ in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-    feats = feats.to(next(loaded.model.parameters()).dtype)  # [N, n_mels, 3000]
-    ids = None
-    if all(text for _, text in windows):
-        tok = loaded.processor.tokenizer
-        if getattr(loaded.model.generation_config, "is_multilingual", False):
-            tok.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
-        ids = [torch.tensor(tok(text).input_ids[:-1]) for _, text in windows]  # teacher-forced: drop the final EOT
-    return Calibration(feats, ids)
-
-
 def bundled_clips() -> list[Utterance]:
     """Five public-domain LibriVox utterances shipped with the package (Sense and Sensibility)."""
     assets = Path(__file__).parent.parent / "assets"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import warnings
 
+from .debian import r_package_data
+
 # Spellings, abbreviations and forms a modern recogniser cannot be expected to reproduce.
 _ARCHAIC = {
     "shew",
@@ -83,7 +85,6 @@ def novel_sentences(lines) -> list[str]:
 
 def corpus_sentences() -> list[tuple[str, str]]:
     """(source, sentence) pairs from the Harvard sentences and six Austen novels, filtered."""
-    from .debian import r_package_data
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,8 +10,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..audio import SAMPLE_RATE, load_audio
+from ..data import bundled_clips
 from ..errors import InvalidInput
+from ..runtime.ort import OrtWhisper
 from .names import GRAPHS, PRECISIONS
+from .trt import build_engines, need_tensorrt
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +75,13 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     check, an interrupt or a full disk leaves no half-written export (and any previous
     ``out`` untouched). ``clips``: real audio for validation (default: the bundled clips).
     """
-    from ..checkpoint import LoadedWhisper, atomic_dir, check_output_dir, load_whisper
-    from ..runtime.ort import OrtWhisper
+    from ..models.checkpoint import LoadedWhisper, atomic_dir, check_output_dir, load_whisper
     from .onnx import export_torch_graphs, need_onnx, quantize_int8, write_shared
     from .validate import ValidationError, validate
 
     check_output_dir(out)  # before minutes of export
     need_onnx()
     if options.engine == "trt":
-        from .trt import need_tensorrt
-
         need_tensorrt()  # before minutes of work
     start = time.perf_counter()
     loaded = source if isinstance(source, LoadedWhisper) else load_whisper(source)
@@ -113,8 +114,6 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
                     + report.validation.format()
                 )
         if options.engine == "trt":
-            from .trt import build_engines
-
             build_engines(tmp, options)
         meta = {
             "format": "adaptwin-onnx",
@@ -135,8 +134,6 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
 
 def _default_clips(loaded):
     """The bundled LibriVox clips, cut to the model's window (tiny test models have short windows)."""
-    from ..audio import SAMPLE_RATE, load_audio
-    from ..data import bundled_clips
 
     seconds = 2 * loaded.model.config.max_source_positions * 160 / SAMPLE_RATE
     return [load_audio(u.audio)[: int(seconds * SAMPLE_RATE)] for u in bundled_clips()[:3]]

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..graphs import DecoderGraph, EncoderGraph
+from ..models.graphs import DecoderGraph, EncoderGraph
+from ..optional import require
 from .names import GRAPHS, PRECISIONS  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ _ALIGN_LARGE, _LARGE = 65536, 2**20  # like onnx's external-data writer: big ten
 
 
 def need_onnx():
-    from ..optional import require
-
     require("onnx", "ONNX export")
     require("onnxruntime", "ONNX export (validation)")
 

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import read_utterances
+from ..data.manifest import pack_windows
 from ..errors import ExternalFailure, InvalidInput
-from ..runtime.decoding import PREFILL_CHUNK
+from ..optional import require
+from ..runtime.decoding import PREFILL_CHUNK, Vocab
+from ..runtime.exported import cross_feed
+from ..runtime.ort import OrtWhisper
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +71,6 @@ TRT_OPS = frozenset(
 
 
 def need_tensorrt():
-    from ..optional import require
-
     return require("tensorrt", "--engine trt (TensorRT engines; --engine onnx works without it)")
 
 
@@ -189,11 +192,6 @@ def build_engine(
 def calibration_batches(folder: Path, graph: str, source: str, max_windows: int = 16) -> list[dict[str, np.ndarray]]:
     """Inputs of ``graph`` on real speech, produced by the fp32 ONNX export in ``folder``:
     features for the encoder; teacher-forced transcripts (or greedy tokens) for the decoders."""
-    from ..data import read_utterances
-    from ..data.manifest import pack_windows
-    from ..runtime.decoding import Vocab
-    from ..runtime.exported import cross_feed
-    from ..runtime.ort import OrtWhisper
 
     engine = OrtWhisper(folder)
     windows = pack_windows(read_utterances(source), max_windows=max_windows)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from ..errors import AdaptwinError
+from ..evaluate import align
+from ..runtime.decoding import DecodingOptions, Vocab, decode
 
 # Per precision, the bounds a check must meet (None: printed, not enforced):
 #   max_abs: max |onnx - torch| / max(1, max |torch|) over all logits
@@ -131,8 +133,6 @@ def validate(
     seed: int = 0,
 ) -> ValidationReport:
     """Compare ``engine`` (an ``OrtWhisper``) with ``model`` (the PyTorch model it was exported from)."""
-    from ..evaluate import align
-    from ..runtime.decoding import DecodingOptions, Vocab, decode
 
     if next(model.parameters()).dtype != torch.float32:  # compare in fp32 without touching the caller's model
         import copy

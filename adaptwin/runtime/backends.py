@@ -9,7 +9,10 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
+from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
+from .ort import OrtWhisper
+from .trt import TrtWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
 
@@ -54,7 +57,6 @@ class StepperBackend:
         max_new_tokens: int | None = None,
         prefix: list[int] | None = None,
     ):
-        from .decoding import DecodingOptions, Vocab, decode
 
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
@@ -105,7 +107,7 @@ def get_backend(name: str, model, **engine_kwargs) -> Backend:
     """A backend by name for ``model``: anything ``load_whisper`` accepts (or a ``LoadedWhisper``)
     for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines)."""
     if name == "torch":
-        from ..checkpoint import LoadedWhisper, load_whisper
+        from ..models.checkpoint import LoadedWhisper, load_whisper
 
         if not isinstance(model, LoadedWhisper):
             model = load_whisper(model)
@@ -114,11 +116,7 @@ def get_backend(name: str, model, **engine_kwargs) -> Backend:
         return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch")
     model = getattr(model, "path", model)  # a LoadedWhisper: its folder
     if name == "ort":
-        from .ort import OrtWhisper
-
         return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort")
     if name == "trt":
-        from .trt import TrtWhisper
-
         return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt")
     raise InvalidInput(f"unknown backend {name!r}: choose torch, ort or trt")

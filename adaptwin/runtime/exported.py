@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
+from .features import Processor
 
 
 def cross_feed(cross: list) -> dict[str, Any]:
@@ -34,8 +35,6 @@ class ExportedWhisper:
     float_type: type = np.float32
 
     def __init__(self, folder: str | os.PathLike, required: tuple[str, ...], processor: Any = None) -> None:
-        from .features import Processor
-
         self.path = Path(folder).expanduser()
         missing = [f for f in (*required, "config.json") if not (self.path / f).is_file()]
         if missing:

@@ -63,7 +63,7 @@ class LogMel:
             raise InvalidInput(f"features need {SAMPLE_RATE} Hz audio, got {sampling_rate} Hz")
         batch = audios if isinstance(audios, (list, tuple)) else [audios]
         # a plain namespace: a class made per call sits in a reference cycle, so its features
-        # lived until Python's rare full collection (benchmarks/results/memory-trim-sawtooth.md)
+        # lived until Python's rare full collection (docs/experiments/streaming.md)
         return SimpleNamespace(input_features=np.stack([self.one(a) for a in batch]))
 
 

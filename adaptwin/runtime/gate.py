@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
+from .vad import load_vad
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,5 @@ def load_gate_vad(gate: NoSpeechGate | None):
     """The VAD a gate asks for (None: no VAD)."""
     if gate is None or gate.vad == "none":
         return None
-    from .vad import load_vad
 
     return load_vad(gate.vad)

@@ -1,15 +1,16 @@
-"""Give freed heap memory back to the operating system, so a long stream's RSS stays flat.
+"""Process memory: give freed heap pages back to the operating system (so a long stream's RSS
+stays flat), and read the peak resident memory.
 
 glibc's malloc keeps freed chunks for reuse; ONNX Runtime's decoder allocates tensors of a
 new size at every step (the KV cache grows), so freed but retained memory stays resident.
-``malloc_trim(0)`` returns every whole free page to the kernel: in the one-hour streaming
-benchmark (base -30 % int8) RSS sat about 30 MB lower with it. Elsewhere (macOS, musl,
-Windows) this is a no-op.
+``malloc_trim(0)`` returns every whole free page to the kernel (the streaming benchmark's RSS
+is lower with it). Elsewhere (macOS, musl, Windows) this is a no-op.
 """
 
 from __future__ import annotations
 
 import ctypes
+import resource
 import sys
 
 _trim = None  # libc's malloc_trim once looked up, False where there is none
@@ -30,3 +31,16 @@ def trim() -> bool:
         return False
     _trim(0)
     return True
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB: VmHWM (reset by exec, unlike ru_maxrss,
+    which Linux carries over from the parent that launched the process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

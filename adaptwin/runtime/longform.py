@@ -9,6 +9,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
+from .decoding import Vocab
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .segments import Segment, parse_window
 
@@ -52,7 +53,6 @@ def transcribe(
     With a ``gate``, stretches without speech are skipped before decoding and windows the
     model calls silent yield nothing.
     """
-    from .decoding import Vocab
 
     engine = backend.engine
     vocab = Vocab.from_generation_config(engine.generation_config, language)

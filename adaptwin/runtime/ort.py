@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..optional import require
 from .exported import ExportedWhisper, cross_feed
 
 logger = logging.getLogger(__name__)
@@ -16,8 +17,6 @@ ENCODER, DECODER = "encoder_model.onnx", "decoder_model_merged.onnx"
 
 
 def _ort():
-    from ..optional import require
-
     return require("onnxruntime", "the ort backend")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
 from . import heap
+from .decoding import Vocab
 from .gate import NoSpeechGate
 from .segments import SECONDS_PER_TIMESTAMP, Word
 
@@ -191,8 +192,6 @@ class OnlineProcessor:
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
-        from .decoding import Vocab
-
         if not 0 < self.min_chunk < self.max_buffer <= 30.0:
             raise InvalidInput("need 0 < min_chunk < max_buffer <= 30 seconds")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checkpoint import LoadedWhisper
+from ..models.checkpoint import LoadedWhisper
+from .exported import features
 
 
 class TorchWhisper:
     def __init__(self, loaded: LoadedWhisper, threads: int | None = None) -> None:
-        from ..graphs import DecoderGraph, EncoderGraph
+        from ..models.graphs import DecoderGraph, EncoderGraph
 
         model = loaded.model.eval()
         self.path, self.processor, self.config = loaded.path, loaded.processor, model.config
@@ -24,8 +25,6 @@ class TorchWhisper:
             torch.set_num_threads(threads)
 
     def features(self, audios: list[np.ndarray]) -> np.ndarray:
-        from .exported import features
-
         return features(self.processor, audios, self.path)
 
     @torch.inference_mode()

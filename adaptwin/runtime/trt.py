@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExternalFailure
+from ..optional import require
 from .exported import ExportedWhisper, cross_feed
 
 ENGINES = ("encoder_model.engine", "decoder_model.engine", "decoder_with_past_model.engine")
@@ -19,8 +20,6 @@ ENGINES = ("encoder_model.engine", "decoder_model.engine", "decoder_with_past_mo
 
 class TrtWhisper(ExportedWhisper):
     def __init__(self, folder: str | os.PathLike, processor: Any = None) -> None:
-        from ..optional import require
-
         trt = require("tensorrt", "the trt backend")
         super().__init__(folder, ENGINES, processor)
         import torch

@@ -18,8 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from .backends import get_backend
+from .decoding import DecodingOptions
 from .gate import NoSpeechGate
+from .longform import transcribe
 from .segments import Segment
+from .streaming import OnlineProcessor
+from .vad import load_vad
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,6 @@ class Whisper:
         threads: int | None = None,
         gate: NoSpeechGate | None = NoSpeechGate(),
     ) -> None:
-        from .backends import get_backend
 
         if hasattr(model, "generate") and hasattr(model, "engine"):  # a backend already
             self.backend = model
@@ -63,8 +67,6 @@ class Whisper:
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments of ``audio`` (a file of any format and length, or 16 kHz mono samples) as a
         generator, and what is known before decoding. Silence gives no segment."""
-        from .decoding import DecodingOptions
-        from .longform import transcribe
 
         DecodingOptions(beam_size=beams)  # impossible options fail here, not at the first iteration
         if not isinstance(audio, np.ndarray):
@@ -87,8 +89,6 @@ class Whisper:
     def stream(self, *, chunk: float = 0.5, agreement: int = 2, vad: str = "auto", **options):
         """An ``OnlineProcessor``: ``insert_audio(samples)``, then ``process()`` -> committed words;
         ``finish()`` at the end (``runtime.mic.run_mic`` feeds it from a microphone)."""
-        from .streaming import OnlineProcessor
-        from .vad import load_vad
 
         return OnlineProcessor(
             self.backend,

@@ -20,7 +20,7 @@ from adaptwin.adapt.data import build_windows
 from adaptwin.adapt.lora import LoRALinear, inject_lora, merge_lora
 from adaptwin.adapt.stages import block_loss, e2e_loss
 from adaptwin.adapt.teacher import cache_teacher
-from adaptwin.modules import LowRankLinear, TwinAttention
+from adaptwin.models.modules import LowRankLinear, TwinAttention
 
 HERE = Path(__file__).resolve().parent
 

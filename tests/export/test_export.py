@@ -10,8 +10,8 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from adaptwin import AdaPTwinConfig, compress_  # noqa: E402
-from adaptwin.checkpoint import LoadedWhisper  # noqa: E402
 from adaptwin.export import ExportOptions, export  # noqa: E402
+from adaptwin.models.checkpoint import LoadedWhisper  # noqa: E402
 from adaptwin.runtime.decoding import DecodingOptions, Vocab, decode  # noqa: E402
 from adaptwin.runtime.ort import OrtWhisper  # noqa: E402
 

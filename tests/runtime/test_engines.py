@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptwin.checkpoint import LoadedWhisper
+from adaptwin.models.checkpoint import LoadedWhisper
 from adaptwin.runtime.backends import StepperBackend
 from adaptwin.runtime.streaming import OnlineProcessor
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .errors import InvalidInput
+from ..audio import SAMPLE_RATE
+from ..data.manifest import Utterance, pack_windows, read_utterances
+from ..errors import InvalidInput
+from ..models.structure import set_module
 from .targets import Site
 
 
@@ -54,6 +58,25 @@ class _Moment:
         if self.xtx is None:
             raise RuntimeError("no calibration input reached this layer: is the decoder given token ids?")
         return self.xtx / self.n
+
+
+def build_calibration(loaded, source: str | Path | list[Utterance], max_windows: int = 24, language: str = "en"):
+    """``Calibration`` windows for ``loaded`` from a manifest/folder (token ids too when every
+    utterance has a transcript, so decoder statistics are teacher-forced on the truth)."""
+    if loaded.processor is None:
+        raise InvalidInput(f"{loaded.path} has no processor files (preprocessor/tokenizer): cannot compute features")
+    utterances = source if isinstance(source, list) else read_utterances(source)
+    windows = pack_windows(utterances, max_windows)
+    extract = loaded.processor.feature_extractor
+    feats = extract([audio for audio, _ in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+    feats = feats.to(next(loaded.model.parameters()).dtype)  # [N, n_mels, 3000]
+    ids = None
+    if all(text for _, text in windows):
+        tok = loaded.processor.tokenizer
+        if getattr(loaded.model.generation_config, "is_multilingual", False):
+            tok.set_prefix_tokens(language=language, task="transcribe", predict_timestamps=False)
+        ids = [torch.tensor(tok(text).input_ids[:-1]) for _, text in windows]  # teacher-forced: drop the final EOT
+    return Calibration(feats, ids)
 
 
 def _needs_decoder(sites: Sequence[Site]) -> bool:
@@ -119,8 +142,6 @@ def relative_error(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -
 
 @contextmanager
 def swapped(model: nn.Module, name: str, module: nn.Module) -> Iterator[None]:
-    from .targets import set_module
-
     old = set_module(model, name, module)
     try:
         yield

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models.modules import LowRankLinear, TwinAttention
+from ..models.structure import twin_attention_shell
 from . import factorize as fz
-from .modules import LowRankLinear, TwinAttention
 
 
 def attention_twins(
@@ -38,25 +39,6 @@ def _white(moments: dict[str, torch.Tensor], key: str, damping: float) -> torch.
     return fz.whitener(moments[key], damping) if key in moments else None
 
 
-def build_twin_attention_shell(attn: nn.Module, r_qk: int, r_vo: int) -> TwinAttention:
-    """An uninitialised ``TwinAttention`` with ``attn``'s hyper-parameters and the given widths."""
-    ref = attn.q_proj.weight
-    return TwinAttention(
-        attn.embed_dim,
-        attn.num_heads,
-        r_qk,
-        r_vo,
-        attn.head_dim,
-        q_bias=attn.q_proj.bias is not None,
-        k_bias=attn.k_proj.bias is not None,
-        is_decoder=getattr(attn, "is_decoder", False),
-        is_causal=getattr(attn, "is_causal", False),
-        layer_idx=getattr(attn, "layer_idx", None),
-        config=getattr(attn, "config", None),
-        dropout=getattr(attn, "dropout", 0.0),
-    ).to(device=ref.device, dtype=ref.dtype)
-
-
 @torch.no_grad()
 def build_twin_attention(
     attn: nn.Module, facts: dict[str, fz.Factorization], r_qk: int | None, r_vo: int | None
@@ -64,7 +46,7 @@ def build_twin_attention(
     """A ``TwinAttention`` equivalent to ``attn`` with the given twins truncated (None: kept exact)."""
     heads, dh = attn.num_heads, attn.head_dim
     d_model = attn.q_proj.weight.shape[1]
-    new = build_twin_attention_shell(attn, r_qk or dh, r_vo or dh)
+    new = twin_attention_shell(attn, r_qk or dh, r_vo or dh)
 
     if r_qk is None:
         _copy(new.q_proj, attn.q_proj)

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compress import rebuild_structure
-from .errors import InvalidInput, MissingFile
-from .models.assets import cache_dir
-from .models.builtin import BUILTINS, builtin_dir
+from ..errors import InvalidInput, MissingFile
+from .assets import cache_dir
+from .builtin import BUILTINS, builtin_dir
+from .structure import rebuild_structure
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _read_config(path: Path) -> dict:
 
 
 def _converted_ct2(ct2_dir: Path) -> Path:
-    from .models.convert import convert_ct2_dir
+    from .convert import convert_ct2_dir
 
     stat = (ct2_dir / "model.bin").stat()
     key = hashlib.sha256(f"{ct2_dir.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -9,13 +9,14 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import InvalidInput
+from ..models.modules import LowRankLinear, TwinAttention
+from ..models.structure import FORMAT_VERSION, set_module
 from . import surgery
 from .allocate import Option, Unit, allocate, max_savings
 from .calibrate import Calibration, relative_error, run, second_moments, swapped
-from .config import FORMAT_VERSION, AdaPTwinConfig
-from .errors import InvalidInput
+from .config import AdaPTwinConfig
 from .factorize import Factorization
-from .modules import LowRankLinear, TwinAttention
 from .targets import (
     Site,
     check_whisper,
@@ -23,7 +24,6 @@ from .targets import (
     find_attention,
     find_ffn,
     scope_modules,
-    set_module,
 )
 
 logger = logging.getLogger(__name__)
@@ -283,24 +283,3 @@ def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
             )
         )
     return reports
-
-
-def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
-    """Replace dense modules by empty compressed ones with the ranks recorded in ``meta``
-    (``config.adaptwin``), so that a saved state dict loads into them exactly."""
-    version = meta.get("format_version", 0)
-    if version > FORMAT_VERSION:
-        raise InvalidInput(
-            f"checkpoint format {version} is newer than this adaptwin ({FORMAT_VERSION}): upgrade adaptwin"
-        )
-    for name, r in meta.get("attention", {}).items():
-        attn = model.get_submodule(name)
-        if r.get("qk") is None and r.get("vo") is None:
-            continue
-        dh = attn.head_dim
-        new = surgery.build_twin_attention_shell(attn, r.get("qk") or dh, r.get("vo") or dh)
-        set_module(model, name, new)
-    for name, r in meta.get("ffn", {}).items():
-        if r is not None:
-            lin = model.get_submodule(name)
-            set_module(model, name, LowRankLinear(lin.in_features, lin.out_features, r, bias=lin.bias is not None))

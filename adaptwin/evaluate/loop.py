@@ -1,109 +1,21 @@
-"""Word error rate: Whisper's English normaliser on both sides, corpus WER with S/D/I, per speaker."""
+"""Score a backend on a manifest: corpus WER with S/D/I, per speaker, speed and memory."""
 
 from __future__ import annotations
 
-import json
 import logging
-import resource
 import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Iterable, Iterator
 
-from .audio import SAMPLE_RATE, load_audio
-from .data.manifest import Utterance
-from .errors import InvalidInput
-from .runtime.gate import NoSpeechGate
+from ..audio import SAMPLE_RATE, load_audio
+from ..data.manifest import Utterance
+from ..errors import InvalidInput
+from ..runtime import get_backend
+from ..runtime.gate import NoSpeechGate
+from ..runtime.heap import peak_rss_mb
+from .wer import Score, wer_counts
 
 logger = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def normalizer():
-    """OpenAI's ``EnglishTextNormalizer`` (the transformers port) with OpenAI's spelling table."""
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
-
-    from .models.assets import openai_asset
-
-    return EnglishTextNormalizer(json.loads(openai_asset("english.json").read_text()))
-
-
-def normalize(text: str) -> str:
-    return normalizer()(text)
-
-
-@dataclass(frozen=True)
-class Alignment:
-    substitutions: int
-    deletions: int
-    insertions: int
-    ref_words: int
-
-    @property
-    def errors(self) -> int:
-        return self.substitutions + self.deletions + self.insertions
-
-
-def align(reference: list[str], hypothesis: list[str]) -> Alignment:
-    """Levenshtein alignment of word lists, counting substitutions, deletions and insertions."""
-    n, m = len(reference), len(hypothesis)
-    # cost[j], with (subs, dels, ins) kept along the minimum-cost path
-    prev = [(j, 0, 0, j) for j in range(m + 1)]  # (cost, S, D, I)
-    for i in range(1, n + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            if reference[i - 1] == hypothesis[j - 1]:
-                best = prev[j - 1]
-            else:
-                c, s, d, ins = prev[j - 1]
-                sub = (c + 1, s + 1, d, ins)
-                c, s, d, ins = prev[j]
-                dele = (c + 1, s, d + 1, ins)
-                c, s, d, ins = cur[j - 1]
-                inse = (c + 1, s, d, ins + 1)
-                best = min(sub, dele, inse)
-            cur.append(best)
-        prev = cur
-    _, s, d, ins = prev[m]
-    return Alignment(s, d, ins, n)
-
-
-def wer_counts(reference: str, hypothesis: str) -> Alignment:
-    return align(normalize(reference).split(), normalize(hypothesis).split())
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB: VmHWM (reset by exec, unlike ru_maxrss,
-    which Linux carries over from the parent that launched the process)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@dataclass
-class Score:
-    substitutions: int = 0
-    deletions: int = 0
-    insertions: int = 0
-    words: int = 0
-    utterances: int = 0
-
-    def add(self, a: Alignment) -> None:
-        self.substitutions += a.substitutions
-        self.deletions += a.deletions
-        self.insertions += a.insertions
-        self.words += a.ref_words
-        self.utterances += 1
-
-    @property
-    def wer(self) -> float:
-        """Corpus WER in percent: total errors over total reference words."""
-        return 100.0 * (self.substitutions + self.deletions + self.insertions) / max(self.words, 1)
 
 
 @dataclass(frozen=True)
@@ -173,10 +85,7 @@ def evaluate(
     """Decode every utterance with ``backend`` (a ``Backend``, or a ``LoadedWhisper`` for the
     PyTorch one; batched greedy by default) and score it; unreadable files are skipped and
     listed in the report, never fatal. ``gate``: the no-speech gate (None: off)."""
-    from .checkpoint import LoadedWhisper
-    from .runtime import get_backend
-
-    if isinstance(backend, LoadedWhisper):
+    if not hasattr(backend, "transcribe_batch"):  # a LoadedWhisper (or what load_whisper accepts)
         backend = get_backend("torch", backend)
     utterances = list(utterances)
     if not utterances:

@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import InvalidInput
-
-FORMAT_VERSION = 1
+from ..errors import InvalidInput
+from ..models.structure import FORMAT_VERSION, check_format
 
 SCOPES = ("encoder", "decoder", "all")
 ATTENTION_KINDS = ("encoder_self", "decoder_self", "cross")
@@ -94,11 +93,6 @@ class AdaPTwinConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AdaPTwinConfig":
         d = dict(d)
-        version = d.pop("format_version", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise InvalidInput(
-                f"this checkpoint uses adaptwin format {version}, newer than this install understands "
-                f"({FORMAT_VERSION}): upgrade adaptwin"
-            )
+        check_format(d.pop("format_version", FORMAT_VERSION))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 _PATTERNS = {
     "encoder_self": re.compile(r"(^|\.)encoder\.layers\.(\d+)\.self_attn$"),
@@ -58,14 +58,6 @@ def find_ffn(model: nn.Module, sides: tuple[str, ...]) -> list[Site]:
     if not sites:
         raise InvalidInput(f"no FFN layer (fc1/fc2) found in {sides}")
     return sites
-
-
-def set_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, child)
-    setattr(parent, child, new)
-    return old
 
 
 def scope_modules(model: nn.Module, scope: str) -> list[nn.Module]:

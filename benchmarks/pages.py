@@ -1,0 +1,27 @@
+"""The pages under docs/results: each is written by its benchmark script (from the script's
+description of the method and the stored results), never edited by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def write_page(name: str, title: str, script: str, about: str, body: str) -> Path:
+    """Write docs/results/NAME.md: the title, what the benchmark does (``about``), the results."""
+    path = DOCS / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# {title}\n\n"
+        f"<!-- written by benchmarks/{script} (its --render redraws it from the stored results): "
+        "edit the script, not this page -->\n\n"
+        f"{about.strip()}\n\n{body.strip()}\n"
+    )
+    return path
+
+
+def verdict(value: float, bound: float, lower_is_better: bool = True, unit: str = "") -> str:
+    """'met' or 'missed by X' for ``value`` against ``bound``."""
+    gap = value - bound if lower_is_better else bound - value
+    return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
