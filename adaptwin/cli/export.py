@@ -18,8 +18,13 @@ def register(sub) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="built-in name (tiny.en, base), HF/CTranslate2 folder, compressed folder or hub id")
     p.add_argument("--out", required=True, help="output folder (appears only after validation passed)")
-    p.add_argument("--engine", default="onnx", choices=["onnx", "trt"], help="trt: also build TensorRT engines")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument(
+        "--engine",
+        default="onnx",
+        choices=["onnx", "trt", "ggml"],
+        help="trt: also build TensorRT engines; ggml: a whisper.cpp model file (dense models) instead of ONNX",
+    )
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="ggml: f32, f16, q8_0")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--calib", help="manifest/folder of speech for TensorRT int8 entropy calibration")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT profiles")
@@ -39,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = export(args.model, args.out, options)
     print(report.format())
-    print(f"saved {args.out} (run it: adaptwin eval --backend ort --model {args.out} ...)")
+    if options.engine == "ggml":
+        print(f"saved {args.out}/ggml-model.bin (run it with whisper.cpp, e.g. pywhispercpp)")
+    else:
+        print(f"saved {args.out} (run it: adaptwin eval --backend ort --model {args.out} ...)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``export(model, out)``: self-contained ONNX folders (and TensorRT engines), validated against PyTorch."""
+"""``export(model, out)``: self-contained ONNX folders (and TensorRT engines, or a whisper.cpp model
+file), validated against PyTorch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from .trt import build_engines, need_tensorrt
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("onnx", "trt")
+ENGINES = ("onnx", "trt", "ggml")
+# whisper.cpp file types for our precisions: ggml's own 8-bit blocks stand in for int8
+GGML_TYPES = {"fp32": "f32", "fp16": "f16", "int8": "q8_0"}
+# largest rms(written - PyTorch) / rms(PyTorch) over the tensors of a ggml file, per file type: q8_0
+# rounds to steps of max|block|/127, an rms error of a step/sqrt(12), about 1 % of a Gaussian block
+GGML_TOLERANCE = {"f32": 0.0, "f16": 1e-3, "q8_0": 2e-2}
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class ExportOptions:
             raise InvalidInput(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 14 <= self.opset <= 21:
             raise InvalidInput(f"opset {self.opset} is not supported: use 14..21 (17 is TensorRT's safest choice)")
+        if self.engine == "ggml" and self.opset != 17:
+            raise InvalidInput("--opset applies to ONNX graphs, not to whisper.cpp files")
         if self.engine == "trt" and self.precision == "int8" and not self.calib:
             raise InvalidInput("TensorRT int8 needs calibration audio: pass --calib MANIFEST (a few minutes of speech)")
         if self.max_batch < 1:
@@ -58,12 +66,19 @@ class ExportReport:
         return sum(self.files.values())
 
     def format(self) -> str:
+        graphs = f", opset {self.options.opset}" if self.options.engine != "ggml" else ""
         lines = [
-            f"exported {self.out} ({self.options.engine}, {self.options.precision}, opset {self.options.opset}) "
+            f"exported {self.out} ({self.options.engine}, {self.options.precision}{graphs}) "
             f"in {self.seconds:.0f} s: {self.total_bytes / 2**20:.1f} MiB"
         ]
         lines += [f"  {name:<34} {size / 2**20:9.2f} MiB" for name, size in self.files.items()]
-        if self.validation is not None:
+        if isinstance(self.validation, dict):  # a whisper.cpp file's round trip
+            v = self.validation
+            lines.append(
+                f"  every tensor read back: worst relative rms error {v['worst']:.2e} ({v['tensor']}), "
+                f"tolerance {v['tolerance']:g}"
+            )
+        elif self.validation is not None:
             lines.append(self.validation.format())
         return "\n".join(lines)
 
@@ -80,6 +95,8 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     from .validate import ValidationError, validate
 
     check_output_dir(out)  # before minutes of export
+    if options.engine == "ggml":
+        return _export_ggml(source, out, options)
     need_onnx()
     if options.engine == "trt":
         need_tensorrt()  # before minutes of work
@@ -130,6 +147,67 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
         report.files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _export_ggml(source, out, options: ExportOptions) -> ExportReport:
+    """A folder with whisper.cpp's model file, every tensor read back and compared with PyTorch."""
+    from ..models.checkpoint import LoadedWhisper, atomic_dir, load_whisper
+    from .ggml import read_ggml, write_ggml
+    from .validate import ValidationError
+
+    start = time.perf_counter()
+    loaded = source if isinstance(source, LoadedWhisper) else load_whisper(source)
+    if loaded.processor is None:
+        raise InvalidInput(f"{loaded.path} has no tokenizer/feature-extractor files: a whisper.cpp file needs both")
+    kind = GGML_TYPES[options.precision]
+    report = ExportReport(Path(out), options)
+    with atomic_dir(out) as tmp:
+        path = write_ggml(loaded.model, loaded.processor, Path(tmp) / "ggml-model.bin", kind)
+        validation = None
+        if options.validate:
+            validation = report.validation = _check_ggml(loaded.model, read_ggml(path), kind)
+            logger.info(
+                "ggml round trip: worst relative rms error %.2e (%s)", validation["worst"], validation["tensor"]
+            )
+            if not validation["ok"]:
+                raise ValidationError(
+                    f"the whisper.cpp file does not hold the model's weights within {GGML_TOLERANCE[kind]:g} "
+                    f"(worst: {validation['tensor']}, {validation['worst']:.2e}); nothing was written"
+                )
+        meta = {
+            "format": "whisper.cpp-ggml",
+            "file": path.name,
+            "ggml_type": kind,
+            "precision": options.precision,
+            "engine": "ggml",
+            "source": str(loaded.path),
+            "compressed": loaded.compressed,
+            "validation": validation,
+        }
+        (Path(tmp) / "adaptwin_export.json").write_text(json.dumps(meta, indent=1))
+        report.files = {p.name: p.stat().st_size for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_ggml(model, written, kind: str) -> dict:
+    """Every tensor of the file against the PyTorch weights: relative rms error within the type's tolerance."""
+    from .ggml import ggml_name
+
+    worst, worst_name, missing = 0.0, "", []
+    for hf_name, tensor in model.state_dict().items():
+        name = ggml_name(hf_name)
+        if name is None:
+            continue
+        if name not in written.tensors:
+            missing.append(name)
+            continue
+        ref = tensor.detach().float().cpu().numpy().reshape(written.tensors[name][1])
+        err = float(((written.tensors[name][2] - ref) ** 2).mean() ** 0.5 / max((ref**2).mean() ** 0.5, 1e-12))
+        if err > worst:
+            worst, worst_name = err, name
+    ok = not missing and worst <= GGML_TOLERANCE[kind]
+    return {"ok": ok, "worst": worst, "tensor": worst_name, "missing": missing, "tolerance": GGML_TOLERANCE[kind]}
 
 
 def _default_clips(loaded):
