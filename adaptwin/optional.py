@@ -10,6 +10,8 @@ from .errors import MissingDependency
 HINTS = {
     "onnxruntime": "pip install 'adaptwin[onnx]' (or onnxruntime-gpu for CUDA)",
     "onnx": "pip install 'adaptwin[onnx]'",
+    "sounddevice": "pip install 'adaptwin[mic]'",
+    "rdata": "pip install 'adaptwin[data]'",
     "tensorrt": "pip install 'adaptwin[trt]' on an x86-64 CUDA machine (NVIDIA's tensorrt wheels), or on Jetson "
     "install JetPack's python3-libnvinfer",
 }

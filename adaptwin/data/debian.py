@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ExternalFailure
 from ..models.assets import cache_dir
+from ..optional import require
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,9 @@ def r_package_data(package: str, r_name: str) -> dict:
     """Objects of an R package's lazy-load data base (``data/Rdata.rdb``), read with ``rdata``."""
     import zlib
 
-    try:
-        from rdata import conversion, parser
-    except ImportError:
-        raise ExternalFailure("reading R data needs the rdata package: pip install 'adaptwin[data]'") from None
+    require("rdata", "reading R data")
+    from rdata import conversion, parser
+
     base = unpacked(package) / f"usr/lib/R/site-library/{r_name}/data/Rdata"
     index = conversion.convert(parser.parse_data(gzip.decompress(base.with_suffix(".rdx").read_bytes())))
     blob = base.with_suffix(".rdb").read_bytes()

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import ExternalFailure, MissingDependency
+from ..optional import require
 from .streaming import Emitted, OnlineProcessor
 
 logger = logging.getLogger(__name__)
@@ -70,9 +71,7 @@ def input_devices(sd) -> str:
 
 def import_sounddevice():
     try:
-        import sounddevice as sd
-    except ImportError:
-        raise MissingDependency("the live microphone needs sounddevice: pip install 'adaptwin[mic]'") from None
+        sd = require("sounddevice", "the live microphone")
     except OSError:
         raise MissingDependency(
             "sounddevice cannot find the PortAudio library: apt-get install libportaudio2 "
