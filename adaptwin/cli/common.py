@@ -42,7 +42,6 @@ def add_gate_args(p: argparse.ArgumentParser) -> None:
 
 def gate_from(args: argparse.Namespace):
     """The ``NoSpeechGate`` the options ask for (None when --no-speech-gate off)."""
-
     return None if args.no_speech_gate == "off" else NoSpeechGate(vad=args.vad)
 
 

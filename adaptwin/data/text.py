@@ -85,7 +85,6 @@ def novel_sentences(lines) -> list[str]:
 
 def corpus_sentences() -> list[tuple[str, str]]:
     """(source, sentence) pairs from the Harvard sentences and six Austen novels, filtered."""
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         harvard = r_package_data("r-cran-stringr", "stringr")["sentences"]

@@ -212,7 +212,6 @@ def _check_ggml(model, written, kind: str) -> dict:
 
 def _default_clips(loaded):
     """The bundled LibriVox clips, cut to the model's window (tiny test models have short windows)."""
-
     seconds = 2 * loaded.model.config.max_source_positions * 160 / SAMPLE_RATE
     return [load_audio(u.audio)[: int(seconds * SAMPLE_RATE)] for u in bundled_clips()[:3]]
 

@@ -192,7 +192,6 @@ def build_engine(
 def calibration_batches(folder: Path, graph: str, source: str, max_windows: int = 16) -> list[dict[str, np.ndarray]]:
     """Inputs of ``graph`` on real speech, produced by the fp32 ONNX export in ``folder``:
     features for the encoder; teacher-forced transcripts (or greedy tokens) for the decoders."""
-
     engine = OrtWhisper(folder)
     windows = pack_windows(read_utterances(source), max_windows=max_windows)
     if not windows:

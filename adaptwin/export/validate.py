@@ -133,7 +133,6 @@ def validate(
     seed: int = 0,
 ) -> ValidationReport:
     """Compare ``engine`` (an ``OrtWhisper``) with ``model`` (the PyTorch model it was exported from)."""
-
     if next(model.parameters()).dtype != torch.float32:  # compare in fp32 without touching the caller's model
         import copy
 

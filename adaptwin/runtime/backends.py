@@ -57,7 +57,6 @@ class StepperBackend:
         max_new_tokens: int | None = None,
         prefix: list[int] | None = None,
     ):
-
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
         prompt = vocab.prompt(timestamps, previous, getattr(gen, "prev_sot_token_id", None))

@@ -53,7 +53,6 @@ def transcribe(
     With a ``gate``, stretches without speech are skipped before decoding and windows the
     model calls silent yield nothing.
     """
-
     engine = backend.engine
     vocab = Vocab.from_generation_config(engine.generation_config, language)
     if vocab.timestamp_begin is None:

@@ -49,7 +49,6 @@ class Whisper:
         threads: int | None = None,
         gate: NoSpeechGate | None = NoSpeechGate(),
     ) -> None:
-
         if hasattr(model, "generate") and hasattr(model, "engine"):  # a backend already
             self.backend = model
         else:
@@ -67,7 +66,6 @@ class Whisper:
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments of ``audio`` (a file of any format and length, or 16 kHz mono samples) as a
         generator, and what is known before decoding. Silence gives no segment."""
-
         DecodingOptions(beam_size=beams)  # impossible options fail here, not at the first iteration
         if not isinstance(audio, np.ndarray):
             audio = load_audio(audio)
@@ -89,7 +87,6 @@ class Whisper:
     def stream(self, *, chunk: float = 0.5, agreement: int = 2, vad: str = "auto", **options):
         """An ``OnlineProcessor``: ``insert_audio(samples)``, then ``process()`` -> committed words;
         ``finish()`` at the end (``runtime.mic.run_mic`` feeds it from a microphone)."""
-
         return OnlineProcessor(
             self.backend,
             language=self.language,
