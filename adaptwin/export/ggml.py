@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInput
+from ..models.tokenizer import byte_to_unicode
 
 MAGIC = 0x67676D6C
 F32, F16, Q8_0 = 0, 1, 8  # ggml tensor types
@@ -70,24 +71,11 @@ def ggml_name(hf_name: str) -> str | None:
 def byte_level_vocab(tokenizer) -> list[bytes]:
     """The vocabulary without added tokens, in id order, as the raw bytes of each token."""
     vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
-    decode = {c: b for b, c in _bytes_to_unicode().items()}
+    decode = {c: b for b, c in byte_to_unicode().items()}
     ordered = sorted(vocab.items(), key=lambda kv: kv[1])
     if [i for _, i in ordered] != list(range(len(ordered))):
         raise InvalidInput("the tokenizer's vocabulary is not numbered 0..n-1: cannot write a ggml vocabulary")
     return [bytes(decode[c] for c in token) for token, _ in ordered]
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # GPT-2's reversible map from bytes to printable characters, which byte-level BPE vocabularies use
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
 
 
 def quantize_q8_0(x: np.ndarray) -> bytes:

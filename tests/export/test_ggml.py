@@ -21,10 +21,10 @@ class TinyProcessor:
     def __init__(self, n_tokens=100):
         from transformers import WhisperFeatureExtractor
 
-        from adaptwin.export.ggml import _bytes_to_unicode
+        from adaptwin.models.tokenizer import byte_to_unicode
 
         self.feature_extractor = WhisperFeatureExtractor(feature_size=16, chunk_length=1)
-        chars = _bytes_to_unicode()
+        chars = byte_to_unicode()
         vocab = {chars[b]: i for i, b in enumerate(range(n_tokens))}
         self.tokenizer = SimpleNamespace(backend_tokenizer=SimpleNamespace(get_vocab=lambda with_added_tokens: vocab))
 
