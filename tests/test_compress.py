@@ -69,6 +69,45 @@ def test_full_rank_ffn_reproduces_dense_logits(model, inputs):
     assert (logits(model, *inputs) - ref).abs().max() <= 1e-4
 
 
+def test_full_rank_head_reproduces_dense_logits_cached_and_uncached(model, inputs, tmp_path):
+    import adaptwin
+
+    ref = logits(model, *inputs)
+    full = min(model.config.vocab_size, model.config.d_model)
+    report = compress_(model, AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=full))
+    assert isinstance(model.proj_out, LowRankLinear) and report.modules[-1].kind == "head"
+    assert (logits(model, *inputs) - ref).abs().max() <= 1e-4
+    assert (stepwise_logits(model, *inputs) - ref).abs().max() <= 1e-4
+    adaptwin.save(model, tmp_path / "m")
+    again = adaptwin.load_whisper(tmp_path / "m").model
+    assert torch.equal(logits(again, *inputs), logits(model, *inputs))
+
+
+def test_the_head_factors_serve_lookup_and_logits_stored_once(model, inputs, calibration):
+    from adaptwin.models.modules import FactoredEmbedding
+
+    dense_head = model.proj_out.weight.numel()
+    report = compress_(
+        model, AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=24), calibration
+    )
+    embed, head = model.model.decoder.embed_tokens, model.proj_out
+    assert isinstance(embed, FactoredEmbedding) and embed.head is head
+    names = [n for n in model.state_dict() if "embed_tokens" in n or "proj_out" in n]
+    assert sorted(names) == ["proj_out.down.weight", "proj_out.up.weight"]  # one copy, under the head
+    assert report.params_before["decoder"] - report.params_after["decoder"] > dense_head - 24 * (120 + 64) - 64 * 16
+    embed(inputs[1]).sum().backward()  # the lookup trains the same factors the logits use
+    assert head.up.weight.grad is not None and head.down.weight.grad is not None
+
+
+def test_the_head_needs_the_decoder_side():
+    from adaptwin.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="decoder"):
+        AdaPTwinConfig(scope="encoder", budget=0.3, head=True)
+    with pytest.raises(InvalidInput, match="head=True"):
+        AdaPTwinConfig(scope="all", rank_qk=8, rank_head=8)
+
+
 def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs, calibration):
     compress_(model, AdaPTwinConfig(scope="all", budget=0.3, ffn=True, ffn_rank_step=8), calibration)
     feats = inputs[0]
@@ -91,10 +130,12 @@ def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs,
         ("all", True, 0.1),
         ("all", True, 0.25),
         ("all", False, 0.1),
+        ("decoder", "head", 0.25),
+        ("all", "head", 0.25),
     ],
 )
 def test_budget_met_within_one_rank_step(model, calibration, scope, ffn, budget):
-    cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=ffn, ffn_rank_step=8)
+    cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=bool(ffn), head=ffn == "head", ffn_rank_step=8)
     report = compress_(model, cfg, calibration)
     part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[scope]
     removed = report.params_before[part] - report.params_after[part]

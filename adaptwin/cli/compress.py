@@ -1,4 +1,4 @@
-"""``adaptwin compress``: factorize a model's product twins (and FFN) to a budget or ranks."""
+"""``adaptwin compress``: factorize a model's product twins (and FFN, vocabulary head) to a budget or ranks."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def register(sub) -> None:
     twin.add_argument("--qk-only", action="store_true")
     twin.add_argument("--vo-only", action="store_true")
     p.add_argument("--ffn", action="store_true", help="also split FFN matrices into thin factors")
+    p.add_argument(
+        "--head",
+        action="store_true",
+        help="also factorize the vocabulary head (the tied token embedding and logits; scope decoder or all)",
+    )
+    p.add_argument("--rank-head", type=int, help="explicit rank of the vocabulary head (with --head)")
     p.add_argument("--calib", help="calibration audio: JSON-lines manifest or folder (data-aware compression)")
     p.add_argument("--calib-windows", type=int, default=24, help="at most this many 30 s calibration windows")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -42,6 +48,8 @@ def _config_from(args: argparse.Namespace):
         rank_ffn=args.rank_ffn,
         twins=twins,
         ffn=args.ffn,
+        head=args.head,
+        rank_head=args.rank_head,
         rank_step=args.rank_step,
     )
 

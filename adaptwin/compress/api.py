@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import InvalidInput
 from ..models.modules import LowRankLinear, TwinAttention
-from ..models.structure import FORMAT_VERSION, set_module
+from ..models.structure import FORMAT_VERSION, set_head, set_module
 from . import surgery
 from .allocate import Option, Unit, allocate, max_savings
 from .calibrate import Calibration, relative_error, run, second_moments, swapped
@@ -23,11 +23,14 @@ from .targets import (
     count_parameters,
     find_attention,
     find_ffn,
+    find_head,
     scope_modules,
 )
 
 logger = logging.getLogger(__name__)
 
+# units factorized as one thin pair (an FFN matrix, the vocabulary head), not as attention twins
+THIN = ("ffn", "head")
 PROBE_WINDOWS = 4  # calibration windows used to measure each unit's sensitivity
 
 
@@ -35,7 +38,7 @@ PROBE_WINDOWS = 4  # calibration windows used to measure each unit's sensitivity
 class ModuleReport:
     name: str
     kind: str
-    ranks: dict[str, int | None]  # twin ("qk", "vo", "ffn") -> rank, None = left dense
+    ranks: dict[str, int | None]  # twin ("qk", "vo", "ffn", "head") -> rank, None = left dense
     full: dict[str, int]  # twin -> full width (head width, or min(in, out) for FFN)
     params_before: int
     params_after: int
@@ -103,6 +106,7 @@ def compress_(
     attn_sites = find_attention(model, config.attention)
     sides = {"encoder": ("encoder",), "decoder": ("decoder",), "all": ("encoder", "decoder")}[config.scope]
     ffn_sites = find_ffn(model, sides) if config.ffn else []
+    ffn_sites += find_head(model) if config.head else []
     sites = attn_sites + ffn_sites
 
     moments = second_moments(model, calibration, sites) if calibration is not None else {}
@@ -112,7 +116,7 @@ def compress_(
         for twin, fact in surgery.attention_twins(attn, moments, site.name, config.twins, config.damping).items():
             facts[(site.name, twin)] = fact
     for site in _bar(ffn_sites, progress, "splitting FFN"):
-        facts[(site.name, "ffn")] = surgery.linear_split(
+        facts[(site.name, site.kind)] = surgery.linear_split(
             model.get_submodule(site.name), moments, site.name, config.damping
         )
 
@@ -129,8 +133,9 @@ def compress_(
     model.config.adaptwin = {
         "format_version": FORMAT_VERSION,
         "config": config.to_dict(),
-        "attention": {m.name: {k: m.ranks.get(k) for k in ("qk", "vo")} for m in reports if m.kind != "ffn"},
+        "attention": {m.name: {k: m.ranks.get(k) for k in ("qk", "vo")} for m in reports if m.kind not in THIN},
         "ffn": {m.name: m.ranks["ffn"] for m in reports if m.kind == "ffn"},
+        "head": next((m.ranks["head"] for m in reports if m.kind == "head"), None),
     }
     out_err = None
     if reference is not None:
@@ -165,7 +170,7 @@ def _bar(items, progress: bool, desc: str):
 
 def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, config: AdaPTwinConfig) -> list[Option]:
     module = model.get_submodule(name)
-    if twin == "ffn":
+    if twin in THIN:
         dense = sum(p.numel() for p in module.parameters())
         step = config.ffn_rank_step
         opts = [
@@ -184,7 +189,7 @@ def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, c
 
 def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, rank: int) -> nn.Module:
     module = model.get_submodule(name)
-    if twin == "ffn":
+    if twin in THIN:
         return surgery.build_low_rank(module, fact, rank)
     return surgery.build_twin_attention(
         module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None
@@ -221,7 +226,7 @@ def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, 
 
 def _explicit_ranks(config, sites, facts):
     ranks: dict[tuple[str, str], int | None] = {}
-    uniform = {"qk": config.rank_qk, "vo": config.rank_vo, "ffn": config.rank_ffn}
+    uniform = {"qk": config.rank_qk, "vo": config.rank_vo, "ffn": config.rank_ffn, "head": config.rank_head}
     for name, twin in facts:
         ranks[(name, twin)] = uniform[twin]
     names = [s.name for s in sites]
@@ -239,7 +244,7 @@ def _explicit_ranks(config, sites, facts):
         if r is not None and not 1 <= r <= full:
             raise InvalidInput(
                 f"rank {r} for {twin} of {name} is impossible: it must lie in 1..{full} "
-                f"({'the head width' if twin != 'ffn' else 'min(in, out)'})"
+                f"({'the head width' if twin not in THIN else 'min(in, out)'})"
             )
     return ranks
 
@@ -249,20 +254,25 @@ def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
     for site in sites:
         module = model.get_submodule(site.name)
         before = sum(p.numel() for p in module.parameters())
-        if site.kind == "ffn":
-            fact, r = facts[(site.name, "ffn")], ranks.get((site.name, "ffn"))
+        if site.kind in THIN:
+            kind = site.kind
+            fact, r = facts[(site.name, kind)], ranks.get((site.name, kind))
             if r is not None:
-                set_module(model, site.name, surgery.build_low_rank(module, fact, r))
+                new = surgery.build_low_rank(module, fact, r)
+                if kind == "head":
+                    set_head(model, new)  # the output projection and the token lookup
+                else:
+                    set_module(model, site.name, new)
             after = sum(p.numel() for p in model.get_submodule(site.name).parameters())
             reports.append(
                 ModuleReport(
                     site.name,
-                    "ffn",
-                    {"ffn": r},
-                    {"ffn": fact.full_rank},
+                    kind,
+                    {kind: r},
+                    {kind: fact.full_rank},
                     before,
                     after,
-                    {"ffn": fact.rel_error(r) if r else 0.0},
+                    {kind: fact.rel_error(r) if r else 0.0},
                 )
             )
             continue

@@ -121,7 +121,7 @@ def second_moments(model: nn.Module, calibration: Calibration, sites: Sequence[S
 
     for site in sites:
         module = model.get_submodule(site.name)
-        if site.kind == "ffn":
+        if site.kind in ("ffn", "head"):
             hooks.append(module.register_forward_pre_hook(hook(f"{site.name}/x", False)))
             continue
         hooks.append(module.q_proj.register_forward_pre_hook(hook(f"{site.name}/x", module.q_proj.bias is not None)))

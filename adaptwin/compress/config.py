@@ -40,6 +40,9 @@ class AdaPTwinConfig:
     attention: tuple[str, ...] | None = None  # None: every attention kind inside `scope`
     twins: tuple[str, ...] = TWINS
     ffn: bool = False
+    # the tied token embedding / output projection as one data-aware low-rank pair (decoder side)
+    head: bool = False
+    rank_head: int | None = None  # with head=True and explicit ranks: its rank
     rank_step: int = 8  # attention ranks move in steps of this many per head
     ffn_rank_step: int = 32
     damping: float = 1e-4  # ridge added to calibration second moments, relative to mean diagonal
@@ -64,19 +67,30 @@ class AdaPTwinConfig:
                     f"budget={self.budget} is the fraction of parameters to remove and must lie in (0, 1), "
                     "e.g. 0.3 to remove 30 %"
                 )
-            if self.rank_qk is not None or self.rank_vo is not None or self.rank_ffn is not None or self.ranks:
+            if any(r is not None for r in (self.rank_qk, self.rank_vo, self.rank_ffn, self.rank_head)) or self.ranks:
                 raise InvalidInput("give either a budget or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both")
-        elif self.rank_qk is None and self.rank_vo is None and self.rank_ffn is None and not self.ranks:
+        elif all(r is None for r in (self.rank_qk, self.rank_vo, self.rank_ffn, self.rank_head)) and not self.ranks:
             raise InvalidInput("nothing to do: give a budget (e.g. 0.3) or explicit ranks (rank_qk=/rank_vo=)")
+        if (self.head or self.rank_head is not None) and self.scope == "encoder":
+            raise InvalidInput(
+                "the vocabulary head belongs to the decoder: use scope='decoder' or 'all' with head=True"
+            )
+        if self.rank_head is not None and not self.head:
+            raise InvalidInput("rank_head was given but head=False: pass head=True (--head) to factorize the head")
         if self.rank_ffn is not None and not self.ffn:
             raise InvalidInput("rank_ffn was given but ffn=False: pass ffn=True (--ffn) to split the FFN matrices")
-        for name, value in (("rank_qk", self.rank_qk), ("rank_vo", self.rank_vo), ("rank_ffn", self.rank_ffn)):
+        for name, value in (
+            ("rank_qk", self.rank_qk),
+            ("rank_vo", self.rank_vo),
+            ("rank_ffn", self.rank_ffn),
+            ("rank_head", self.rank_head),
+        ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidInput(f"{name}={value!r} must be a positive integer (at most the head width)")
         for module, r in self.ranks.items():
             for twin, value in r.items():
-                if twin not in TWINS + ("ffn",) or not isinstance(value, int) or value < 1:
-                    raise InvalidInput(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn, rank >= 1")
+                if twin not in TWINS + ("ffn", "head") or not isinstance(value, int) or value < 1:
+                    raise InvalidInput(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn/head, rank >= 1")
         for name in ("rank_step", "ffn_rank_step"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be >= 1")

@@ -20,7 +20,7 @@ _FFN = re.compile(r"(^|\.)(encoder|decoder)\.layers\.(\d+)\.(fc1|fc2)$")
 @dataclass(frozen=True)
 class Site:
     name: str  # module path inside the model, e.g. "model.encoder.layers.0.self_attn"
-    kind: str  # encoder_self | decoder_self | cross | ffn
+    kind: str  # encoder_self | decoder_self | cross | ffn | head
     side: str  # encoder | decoder
     layer: int
 
@@ -60,13 +60,22 @@ def find_ffn(model: nn.Module, sides: tuple[str, ...]) -> list[Site]:
     return sites
 
 
+def find_head(model: nn.Module) -> list[Site]:
+    """The output projection (tied to the token embedding), the decoder's vocabulary head."""
+    if not isinstance(getattr(model, "proj_out", None), nn.Linear):
+        raise InvalidInput(
+            "no output projection (proj_out) found: the head can be factorized on WhisperForConditionalGeneration"
+        )
+    return [Site("proj_out", "head", "decoder", -1)]
+
+
 def scope_modules(model: nn.Module, scope: str) -> list[nn.Module]:
-    """The sub-trees whose parameters a budget for ``scope`` counts."""
+    """The sub-trees whose parameters a budget for ``scope`` counts (the head is the decoder's)."""
     base = model.model if hasattr(model, "model") else model
     if scope == "encoder":
         return [base.encoder]
     if scope == "decoder":
-        return [base.decoder]
+        return [base.decoder] + ([model.proj_out] if hasattr(model, "proj_out") else [])
     return [model]
 
 

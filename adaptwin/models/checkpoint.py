@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import InvalidInput, MissingFile
 from .assets import cache_dir
 from .builtin import BUILTINS, builtin_dir
-from .structure import rebuild_structure
+from .structure import head_is_factored, rebuild_structure
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def load_whisper(
                 f"{path} does not match its config: missing {missing[:4]}, unexpected {unexpected[:4]} "
                 "(was it saved by a different adaptwin version?)"
             )
-        model.tie_weights()
+        if not head_is_factored(model):  # a factorized head is already one pair for lookup and logits
+            model.tie_weights()
         if (path / "generation_config.json").is_file():
             model.generation_config = GenerationConfig.from_pretrained(str(path))
     left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .modules import LowRankLinear
+
 NEG_INF = -1e9  # additive mask value (finite: fp16-safe after the softmax max-subtraction)
 
 
@@ -132,12 +134,18 @@ class DecoderGraph(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         dec = model.model.decoder
-        # One [D, V] table serves both the token lookup (columns) and the logits (matmul), so the
-        # exported graph holds a single copy of Whisper's tied embedding.
-        self.register_buffer("table", model.proj_out.weight.detach().t().contiguous())  # [D, V]
-        tied = model.proj_out.weight is dec.embed_tokens.weight or torch.equal(
-            model.proj_out.weight, dec.embed_tokens.weight
-        )
+        # One table serves both the token lookup (columns) and the logits (matmul), so the exported
+        # graph holds a single copy of Whisper's tied embedding: [D, V], or for a factorized head
+        # [r, V] with the [r, D] factor that maps between r and D.
+        head = model.proj_out
+        if isinstance(head, LowRankLinear):
+            self.register_buffer("table", head.up.weight.detach().t().contiguous())  # [r, V]
+            self.register_buffer("inner", head.down.weight.detach().contiguous())  # [r, D]
+            tied = True
+        else:
+            self.register_buffer("table", head.weight.detach().t().contiguous())  # [D, V]
+            self.inner = None
+            tied = head.weight is dec.embed_tokens.weight or torch.equal(head.weight, dec.embed_tokens.weight)
         self.embed = self._lookup if tied else dec.embed_tokens
         self.embed_scale = float(getattr(dec, "embed_scale", 1.0))
         self.register_buffer("positions", dec.embed_positions.weight.detach().clone(), persistent=False)
@@ -145,7 +153,13 @@ class DecoderGraph(nn.Module):
         self.norm = dec.layer_norm
 
     def _lookup(self, ids):
-        return self.table[:, ids].permute(1, 2, 0)  # [D, B, T] -> [B, T, D]
+        x = self.table[:, ids].permute(1, 2, 0)  # [D or r, B, T] -> [B, T, D or r]
+        return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
+
+    def _logits(self, x):
+        if self.inner is not None:
+            x = x @ self.inner.t()  # [B, T, D] -> [B, T, r]
+        return x @ self.table  # -> [B, T, V]
 
     def forward(self, input_ids, cross, past=None):
         """cross: [(k, v)] per layer; past: [(k, v)] per layer or None -> logits, [(k, v)] presents."""
@@ -159,7 +173,7 @@ class DecoderGraph(nn.Module):
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, cross[i], None if past is None else past[i], mask)
             presents.append((k, v))
-        return self.norm(x) @ self.table, presents  # logits [B, T, V]
+        return self._logits(self.norm(x)), presents  # logits [B, T, V]
 
 
 class _DecoderLayer(nn.Module):

@@ -140,3 +140,24 @@ class LowRankLinear(nn.Module):
             if self.up.bias is not None:
                 dense.bias.copy_(self.up.bias)
         return dense
+
+
+class FactoredEmbedding(nn.Module):
+    """Token lookup through a low-rank vocabulary head: row ``i`` of ``up.weight @ down.weight``.
+
+    Whisper ties its token embedding to its output projection, so one factor pair serves both
+    the lookup and the logits; this module holds no parameters of its own (the head is kept
+    outside the module tree), so the factors are trained, saved and exported once.
+    """
+
+    def __init__(self, head: LowRankLinear) -> None:
+        super().__init__()
+        self._head = (head,)  # a tuple: not a registered submodule
+        self.num_embeddings, self.embedding_dim = head.out_features, head.in_features
+
+    @property
+    def head(self) -> LowRankLinear:
+        return self._head[0]
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.head.up.weight) @ self.head.down.weight  # [B, T] -> [B, T, r] -> [B, T, D]

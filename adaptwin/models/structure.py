@@ -9,9 +9,10 @@ from typing import Any
 from torch import nn
 
 from ..errors import InvalidInput
-from .modules import LowRankLinear, TwinAttention
+from .modules import FactoredEmbedding, LowRankLinear, TwinAttention
 
-FORMAT_VERSION = 1
+# 2: the vocabulary head may be factorized (``head``), which format-1 readers cannot load
+FORMAT_VERSION = 2
 
 
 def check_format(version: int) -> None:
@@ -50,6 +51,16 @@ def twin_attention_shell(attn: nn.Module, r_qk: int, r_vo: int) -> TwinAttention
     ).to(device=ref.device, dtype=ref.dtype)
 
 
+def set_head(model: nn.Module, head: LowRankLinear) -> None:
+    """Make ``head`` the model's output projection and its token lookup (one factor pair for both)."""
+    model.proj_out = head
+    model.model.decoder.embed_tokens = FactoredEmbedding(head)
+
+
+def head_is_factored(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "proj_out", None), LowRankLinear)
+
+
 def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
     """Replace dense modules by empty compressed ones with the ranks recorded in ``meta``
     (``config.adaptwin``), so that a saved state dict loads into them exactly."""
@@ -64,3 +75,6 @@ def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
         if r is not None:
             lin = model.get_submodule(name)
             set_module(model, name, LowRankLinear(lin.in_features, lin.out_features, r, bias=lin.bias is not None))
+    if meta.get("head"):
+        out = model.proj_out
+        set_head(model, LowRankLinear(out.in_features, out.out_features, meta["head"], bias=False))
