@@ -20,6 +20,7 @@ from ..compress import is_compressed
 from ..compress.targets import check_whisper
 from ..errors import InvalidInput
 from ..models.modules import LowRankLinear, TwinAttention
+from ..models.structure import head_is_factored
 from ..runtime.heap import peak_rss_mb
 from .config import AdaptConfig
 from .data import build_windows, canary_utterances, validation_windows
@@ -103,7 +104,7 @@ def compressed_blocks(model: nn.Module) -> dict[str, list[str]]:
     """Encoder/decoder layers holding compressed modules -> those modules' names."""
     blocks: dict[str, list[str]] = {}
     for name, module in model.named_modules():
-        if isinstance(module, (TwinAttention, LowRankLinear)):
+        if isinstance(module, (TwinAttention, LowRankLinear)) and ".layers." in name:  # not the head
             parts = name.split(".")
             i = parts.index("layers")
             blocks.setdefault(".".join(parts[: i + 2]), []).append(name)
@@ -324,6 +325,8 @@ def adapt_(
     validator = Validator(model, start_index, valsets, device, autocast, dist) if valsets else None
     if epochs:
         everything = [p for b in names for p in block_params[b]]
+        if head_is_factored(model):  # its factors train directly (no LoRA), end to end only
+            everything += [n for n, _ in model.named_parameters() if n.startswith("proj_out.")]
         loss = lambda w: e2e_loss(
             model,
             start_index,

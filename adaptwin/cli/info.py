@@ -38,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<40} qk={r['qk'] or 'dense'} vo={r['vo'] or 'dense'}")
     for name, r in meta["ffn"].items():
         print(f"  {name:<40} ffn={r or 'dense'}")
+    if meta.get("head"):
+        print(f"  {'proj_out (vocabulary head)':<40} rank={meta['head']}")
     return 0

@@ -61,17 +61,20 @@ def _int8_embedding(graph: DecoderGraph) -> None:
     quantization ``_share_int8_table`` makes it byte-identical to the logits weight, so the
     folder stores the embedding once."""
     scale = graph.table.abs().amax(dim=0).clamp_min(1e-12) / 127.0  # [V]
-    graph.embed = _QuantEmbedding(torch.round(graph.table / scale).to(torch.int8), scale)
+    graph.embed = _QuantEmbedding(torch.round(graph.table / scale).to(torch.int8), scale, graph.inner)
 
 
 class _QuantEmbedding(nn.Module):
-    def __init__(self, table: torch.Tensor, scale: torch.Tensor) -> None:
+    def __init__(self, table: torch.Tensor, scale: torch.Tensor, inner: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.register_buffer("table", table)  # [D, V] int8
+        self.register_buffer("table", table)  # [D, V] int8 ([r, V] for a factorized head)
         self.register_buffer("scale", scale)  # [V]
+        # None, or the head's [r, D] factor: the decoder graph's own tensor, so the export stores it once
+        self.register_buffer("inner", inner)
 
     def forward(self, ids):
-        return (self.table[:, ids].float() * self.scale[ids]).permute(1, 2, 0)  # [D, B, T] -> [B, T, D]
+        x = (self.table[:, ids].float() * self.scale[ids]).permute(1, 2, 0)  # [D or r, B, T] -> [B, T, D or r]
+        return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
 
 
 def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp32", opset: int = 17) -> dict[str, Path]:

@@ -86,6 +86,23 @@ def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
     assert record["data"]["general"]["windows"] >= 1 and record["config"]["epochs"] == 8
 
 
+def test_a_factorized_head_trains_end_to_end_and_stays_one_pair(data):
+    from adaptwin import AdaPTwinConfig, compress_
+
+    teacher, _ = tiny_run.models()
+    student = copy.deepcopy(teacher)
+    compress_(student, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, head=True, rank_head=16))
+    before = {n: p.clone() for n, p in student.named_parameters() if n.startswith("proj_out.")}
+    config = tiny_run.config(layerwise_epochs=0, epochs=4, lr=1e-2, batch_size=1)
+    report = adapt_(
+        student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor()
+    )
+    assert report.losses[-1] < report.losses[0]
+    after = dict(student.named_parameters())
+    assert before and all(not torch.equal(p, after[n]) for n, p in before.items())  # the head trained
+    assert student.model.decoder.embed_tokens.head is student.proj_out  # lookup and logits still one pair
+
+
 def test_target_windows_take_their_own_distillation_weight(data, monkeypatch):
     import adaptwin.adapt.core as core
 
