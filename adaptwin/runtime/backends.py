@@ -75,7 +75,8 @@ class StepperBackend:
         num_beams: int = 1,
         gate: NoSpeechGate | None = NoSpeechGate(),
     ) -> list[str]:
-        """Text of each clip. With a ``gate``, clips that are silent or hold no VAD speech
+        """Text of each clip. A decode that loops or is unlikely is tried again with beam search
+        (openai/whisper's fallback). With a ``gate``, clips that are silent or hold no VAD speech
         frame are not decoded, and hypotheses the gate rejects are ""."""
         texts = [""] * len(audios)
         keep = list(range(len(audios)))
@@ -86,11 +87,23 @@ class StepperBackend:
             ]
         if not keep:
             return texts
-        hyps = self.generate([audios[i] for i in keep], language=language, num_beams=num_beams)
         tok = self.engine.processor.tokenizer
-        for i, hyp in zip(keep, hyps):
-            text = tok.decode(hyp.tokens, skip_special_tokens=True).strip()
-            if gate is None or (has_words(text) and not gate.no_speech(hyp)):
+        decoded = lambda hyp: tok.decode(hyp.tokens, skip_special_tokens=True).strip()  # noqa: E731
+        hyps = self.generate([audios[i] for i in keep], language=language, num_beams=num_beams)
+        failed = [hyp.failed(decoded(hyp)) for hyp in hyps]
+        # openai/whisper's fallback, as in long-form transcription: a looping or unlikely clip is
+        # decoded again with beam search, unless the gate drops it anyway
+        again = [
+            j for j, f in enumerate(failed) if f and not (gate is not None and gate.no_speech(hyps[j], failed=True))
+        ]
+        if again:
+            retry = self.generate([audios[keep[j]] for j in again], language=language, num_beams=max(num_beams, 5))
+            for j, hyp in zip(again, retry):
+                if not hyp.failed(decoded(hyp)):
+                    hyps[j], failed[j] = hyp, False
+        for i, hyp, f in zip(keep, hyps, failed):
+            text = decoded(hyp)
+            if gate is None or (has_words(text) and not gate.no_speech(hyp, failed=f)):
                 texts[i] = text
         return texts
 

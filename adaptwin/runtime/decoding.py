@@ -8,6 +8,7 @@ suppressed at the first step, and the timestamp rules when timestamps are on.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,6 +104,20 @@ class Hypothesis:
     def avg_logprob(self) -> float:
         """Mean log-probability per generated token, EOT included (openai/whisper's measure)."""
         return self.logprob / (len(self.tokens) + 1)
+
+    def failed(self, text: str) -> bool:
+        """openai/whisper's test of a failed decode: repetitive (a loop) or unlikely text."""
+        return compression_ratio(text) > MAX_COMPRESSION_RATIO or self.avg_logprob < MIN_AVG_LOGPROB
+
+
+# openai/whisper's thresholds for a failed decode: repetitive text or an unlikely one
+MAX_COMPRESSION_RATIO, MIN_AVG_LOGPROB = 2.4, -1.0
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes / gzip-compressed bytes: high for looping, repetitive output."""
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data))) if data else 0.0
 
 
 def apply_rules(logits: np.ndarray, generated: list[list[int]], vocab: Vocab, options: DecodingOptions) -> np.ndarray:

@@ -19,20 +19,6 @@ WINDOW_SECONDS = 30.0
 MIN_WINDOW_SECONDS = 0.1  # a shorter tail is padding, not speech
 VAD_FRAME = 512  # samples per VAD decision (Silero's 32 ms frame)
 SPEECH_PAD = 0.4  # seconds kept before the first speech frame after skipped silence
-# openai/whisper's thresholds for a failed window: repetitive text or an unlikely one
-MAX_COMPRESSION_RATIO, MIN_AVG_LOGPROB = 2.4, -1.0
-
-
-def compression_ratio(text: str) -> float:
-    """Bytes / gzip-compressed bytes: high for looping, repetitive output."""
-    import zlib
-
-    data = text.encode("utf-8")
-    return len(data) / max(1, len(zlib.compress(data))) if data else 0.0
-
-
-def _failed(hyp, text: str) -> bool:
-    return compression_ratio(text) > MAX_COMPRESSION_RATIO or hyp.avg_logprob < MIN_AVG_LOGPROB
 
 
 def transcribe(
@@ -136,7 +122,7 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
         hyp = backend.generate(
             [window], language=language, num_beams=beams, timestamps=True, previous=prompt or None, max_new_tokens=220
         )[0]
-        failed = _failed(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True))
+        failed = hyp.failed(tokenizer.decode(hyp.tokens, skip_special_tokens=True))
         if not failed or (gate is not None and gate.no_speech(hyp, failed=True)):
             return hyp, failed
         tried.append((beams, prompt, hyp))

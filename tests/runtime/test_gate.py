@@ -106,6 +106,28 @@ def test_batch_transcription_skips_silent_clips_without_decoding():
     assert open_[1] == open_[2] == HALLUCINATED
 
 
+def test_batch_transcription_decodes_a_loop_again_with_beam_search():
+    from adaptwin.runtime import StepperBackend
+
+    class Looping(FakeBackend):
+        """Greedy decoding loops ("w98 w99 w98 w99 ..."); beam search does so only when ``stubborn``."""
+
+        stubborn = False
+
+        def generate(self, audios, *, num_beams=1, **kw):
+            out = super().generate(audios, num_beams=num_beams, **kw)
+            for hyp in out:
+                if num_beams == 1 or self.stubborn:
+                    hyp.tokens = list(hyp.tokens) + [108, 109] * 40
+            return out
+
+    backend = Looping()
+    assert StepperBackend.transcribe_batch(_AsStepper(backend), [script_audio(3)])[0].split() == ["w0", "w1", "w2"]
+    assert len(backend.calls) == 2  # the greedy decode, then beam search for the looping clip
+    backend.stubborn = True  # every attempt loops: the greedy text stays (the model is sure there is speech)
+    assert StepperBackend.transcribe_batch(_AsStepper(backend), [script_audio(3)])[0].split()[-2:] == ["w98", "w99"]
+
+
 class _AsStepper:
     """The fake as a StepperBackend: its generate and VAD, StepperBackend's batch logic."""
 
