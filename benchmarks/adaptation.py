@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import verdict, write_page  # noqa: E402
-from scoring import TEST_SETS, FasterWhisper, score_sets, worse_share  # noqa: E402
+from scoring import SCORING, TEST_SETS, FasterWhisper, score_sets, worse_share  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -54,12 +54,18 @@ TARGET_PRECISION = 0.5  # fp32 and bf16 WERs within this many points
 TARGETS = ("allison", "joe")
 
 
-def cell(work: Path, name: str, make):
-    """Run ``make()`` once; its JSON result is kept in WORK/cells/NAME.json."""
+def cell(work: Path, name: str, make, rescore=None):
+    """Run ``make()`` once; its JSON result is kept in WORK/cells/NAME.json. ``rescore``: a
+    cached result scored by an older SCORING gets its test-set scores from ``rescore()``."""
     path = work / "cells" / f"{name}.json"
     if path.is_file():
-        return json.loads(path.read_text())
-    result = make()
+        result = json.loads(path.read_text())
+        if rescore is None or result.get("scoring", 1) == SCORING:
+            return result
+        result.update(rescore())
+    else:
+        result = make()
+    result["scoring"] = SCORING
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return result
@@ -102,7 +108,9 @@ def run(args) -> list[dict]:
     precision = tuple(args.precision_cell.split(":")) if args.precision_cell else None
     rows = []
     for model in args.models:
-        dense = cell(work, f"{model}-dense", lambda model=model: scores(model, data, args.targets, args.limit))
+        again = args.rescore
+        dense_scores = lambda model=model: scores(model, data, args.targets, args.limit)  # noqa: E731
+        dense = cell(work, f"{model}-dense", dense_scores, again and dense_scores)
         rows.append({"model": model, "budget": 0.0, "stage": "dense", "scores": dense})
 
         def faster(model=model):
@@ -111,7 +119,12 @@ def run(args) -> list[dict]:
             return score_sets(FasterWhisper(str(builtin_ct2_dir(model)), 2), sets_for(data, args.targets), args.limit)
 
         rows.append(
-            {"model": model, "budget": 0.0, "stage": "faster-whisper int8", "scores": cell(work, f"{model}-fw", faster)}
+            {
+                "model": model,
+                "budget": 0.0,
+                "stage": "faster-whisper int8",
+                "scores": cell(work, f"{model}-fw", faster, again and faster),
+            }
         )
         for budget in args.budgets:
             if only and (model, budget) not in only:
@@ -136,7 +149,17 @@ def run(args) -> list[dict]:
                 return {"compress_seconds": secs, **scores(str(comp), data, args.targets, args.limit)}
 
             rows.append(
-                {"model": model, "budget": budget, "stage": "compressed", "scores": cell(work, comp.name, compress)}
+                {
+                    "model": model,
+                    "budget": budget,
+                    "stage": "compressed",
+                    "scores": cell(
+                        work,
+                        comp.name,
+                        compress,
+                        again and (lambda comp=comp: scores(str(comp), data, args.targets, args.limit)),
+                    ),
+                }
             )
             if args.heal:
                 comp = heal(args, data, work, model, comp, rows)
@@ -278,7 +301,7 @@ def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, e
         "target": target,
         "minutes": minutes,
         "variant": label,
-        "scores": cell(work, out.name, adapt),
+        "scores": cell(work, out.name, adapt, args.rescore and (lambda: scores(str(out), data, [target], args.limit))),
     }
 
 
@@ -342,7 +365,15 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
     lines = [
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['machine']['command']}`",
-        "Test utterances per set: " + ", ".join(f"{k} {v['utterances']}" for k, v in first.items()),
+        "Test utterances per set: "
+        + ", ".join(f"{k} {v['utterances']}" for k, v in first.items() if isinstance(v, dict) and "wer" in v),
+        "Scoring: "
+        + (
+            "every cell by `eval` with the fallback (a looping or unlikely clip decoded again with beam search)."
+            if all(r["scores"].get("scoring", 1) == SCORING for r in rows)
+            else f"{sum(r['scores'].get('scoring', 1) < SCORING for r in rows)} of {len(rows)} cells scored before "
+            "`eval` decoded looping or unlikely clips again with beam search (`--rescore` updates them)."
+        ),
         *([result["note"]] if result.get("note") else []),
         "",
     ]
@@ -447,6 +478,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--heal-distill", type=float, default=0.8, help="the teacher's weight during --heal")
     p.add_argument("--heal-budget", default="15m", help="time cap of the --heal run")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score cached cells again (from their model folders in WORK) when an older SCORING scored them",
+    )
     p.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON")
     p.add_argument("--out", default=str(RESULTS / "adaptation"), help="results stem (.json/.md/.png)")
     p.add_argument("--note", help="a line of provenance for the table (with --render: appended to the stored one)")

@@ -25,6 +25,11 @@ def general_test(data: Path, limit: int | None = None) -> list:
     return [u for path in TEST_SETS.values() for u in test_split(Path(data) / path, limit)]
 
 
+# how test sets are scored: 1 before eval decoded looping or unlikely clips again with beam
+# search, 2 since (cells carry it; `benchmarks/adaptation.py --rescore` brings old ones up to date)
+SCORING = 2
+
+
 def score_sets(loaded, sets: dict[str, Path], limit: int | None, gate=None) -> dict[str, dict]:
     """{set: {"wer", "utterances", "errors": [per utterance], "words": [per utterance]}}.
     The no-speech gate is off by default: these sets hold only speech, and cached cells
