@@ -60,7 +60,7 @@ def cell(work: Path, name: str, make, rescore=None):
     path = work / "cells" / f"{name}.json"
     if path.is_file():
         result = json.loads(path.read_text())
-        if rescore is None or result.get("scoring", 1) == SCORING:
+        if not rescore or result.get("scoring", 1) == SCORING:
             return result
         result.update(rescore())
     else:
