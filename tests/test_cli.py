@@ -37,7 +37,7 @@ def test_compress_and_info(saved_dense, tmp_path, capsys):
     assert report["params_after"]["total"] < report["params_before"]["total"]
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "qk=8 vo=12" in text and "adaptwin format 1" in text
+    assert "qk=8 vo=12" in text and f"adaptwin format {adaptwin.FORMAT_VERSION}" in text
 
 
 def test_errors_are_reported_not_raised(saved_dense, tmp_path, capsys):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from ..audio import load_audio
-from ..runtime.mic import import_sounddevice, print_words, run_mic, simulate
+from ..runtime import mic
 from ..runtime.streaming import OnlineProcessor
 from ..runtime.vad import load_vad
 from . import common
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("%s is silent: nothing will be transcribed", args.simulate)
     sd = None
     if args.mic:
-        sd = import_sounddevice()  # before loading the model: a missing library fails fast
+        sd = mic.import_sounddevice()  # before loading the model: a missing library fails fast
     online = OnlineProcessor(
         common.backend(args),
         language=args.language,
@@ -50,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         print("listening; Ctrl-C to stop", file=sys.stderr)
-        stats = run_mic(online, device=device, chunk=args.chunk, on_words=print_words, sd=sd)
+        stats = mic.run_mic(online, device=device, chunk=args.chunk, on_words=mic.print_words, sd=sd)
         print(
             f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
             f"audio dropped {stats.dropped_seconds:.1f} s",
             file=sys.stderr,
         )
         return 0
-    emitted = simulate(online, audio, chunk=args.chunk, realtime=args.realtime, on_words=print_words)
+    emitted = mic.simulate(online, audio, chunk=args.chunk, realtime=args.realtime, on_words=mic.print_words)
     print(file=sys.stdout)
     lags = sorted(at - e.word.end for e, at in emitted)
     if lags:

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_audio
+from . import longform
 from .backends import get_backend
 from .decoding import DecodingOptions
 from .gate import NoSpeechGate
-from .longform import transcribe
 from .segments import Segment
 from .streaming import OnlineProcessor
 from .vad import load_vad
@@ -70,7 +70,7 @@ class Whisper:
         if not isinstance(audio, np.ndarray):
             audio = load_audio(audio)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        segments = transcribe(
+        segments = longform.transcribe(
             self.backend,
             audio,
             language=self.language,
