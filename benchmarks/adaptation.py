@@ -1,6 +1,6 @@
 """Speaker adaptation as an outsider measures it: WER on the target speaker's test split and
 on general speakers that no step ever heard (unseen synthetic voices, unseen real speakers),
-for the dense model, faster-whisper int8, the compressed model and the adapted ones.
+for the dense model, faster-whisper int8, whisper.cpp q8_0, the compressed model and the adapted ones.
 
     python benchmarks/adaptation.py --data DIR --work WORK [--models base tiny.en] [--budgets 0.3 0.5]
         [--targets allison joe] [--minutes 5 10 20] [--time-budget 10m] [--limit 100]
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import verdict, write_page  # noqa: E402
-from scoring import SCORING, TEST_SETS, FasterWhisper, score_sets, worse_share  # noqa: E402
+from scoring import SCORING, TEST_SETS, FasterWhisper, WhisperCpp, score_sets, worse_share  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -126,6 +126,19 @@ def run(args) -> list[dict]:
                 "scores": cell(work, f"{model}-fw", faster, again and faster),
             }
         )
+
+        def whisper_cpp(model=model):
+            from adaptwin.export import ExportOptions, export
+
+            folder = work / f"{model}-ggml-q8_0"
+            if not (folder / "ggml-model.bin").is_file():
+                export(model, folder, ExportOptions(engine="ggml", precision="int8"))
+            backend = WhisperCpp(str(folder / "ggml-model.bin"), 2)
+            return score_sets(backend, sets_for(data, args.targets), args.limit)
+
+        if not args.no_whisper_cpp:
+            wcpp = cell(work, f"{model}-whispercpp-q8", whisper_cpp, again and whisper_cpp)
+            rows.append({"model": model, "budget": 0.0, "stage": "whisper.cpp q8_0", "scores": wcpp})
         for budget in args.budgets:
             if only and (model, budget) not in only:
                 continue
@@ -478,6 +491,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--heal-distill", type=float, default=0.8, help="the teacher's weight during --heal")
     p.add_argument("--heal-budget", default="15m", help="time cap of the --heal run")
+    p.add_argument("--no-whisper-cpp", action="store_true", help="leave out the whisper.cpp baseline rows")
     p.add_argument(
         "--rescore",
         action="store_true",

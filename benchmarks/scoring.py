@@ -82,3 +82,18 @@ class FasterWhisper:
             )
             out.append(" ".join(s.text.strip() for s in segments))
         return out
+
+
+class WhisperCpp:
+    """whisper.cpp (pywhispercpp) as an evaluation backend, with its own defaults (greedy, its
+    temperature fallback), on a model file from `adaptwin-export --engine ggml`."""
+
+    name = "whisper.cpp"
+
+    def __init__(self, ggml_file: str, threads: int) -> None:
+        from pywhispercpp.model import Model
+
+        self.model = Model(ggml_file, n_threads=threads, redirect_whispercpp_logs_to=None, print_progress=False)
+
+    def transcribe_batch(self, audios, *, language="en", num_beams=1, gate=None):  # its own no-speech rule is on
+        return [" ".join(s.text.strip() for s in self.model.transcribe(audio, language=language)) for audio in audios]
