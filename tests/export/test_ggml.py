@@ -88,7 +88,8 @@ def test_export_folder_is_validated_and_refuses_compressed_models(tiny_dense, tm
     report = export(loaded, tmp_path / "out", ExportOptions(engine="ggml", precision="int8"))
     meta = json.loads((tmp_path / "out" / "adaptwin_export.json").read_text())
     assert meta["ggml_type"] == "q8_0" and meta["validation"]["ok"] and meta["validation"]["worst"] > 0
-    assert set(report.files) == {"ggml-model.bin", "adaptwin_export.json"} and "round trip" not in report.format()
+    assert set(report.files) == {"ggml-model.bin", "adaptwin_export.json"}
+    assert "every tensor read back" in report.format() and "opset" not in report.format()
     compressed = copy.deepcopy(tiny_dense)
     compress_(compressed, AdaPTwinConfig(scope="encoder", rank_qk=8, rank_vo=8))
     with pytest.raises(InvalidInput, match="dense weights only"):
@@ -116,3 +117,14 @@ def test_whisper_cpp_transcribes_our_file_like_pytorch(tmp_path, precision):
         theirs = " ".join(s.text for s in model.transcribe(audio))
         a = wer_counts(ours, theirs)
         assert a.errors <= max(1, a.ref_words // 10), (ours, theirs)
+
+
+def test_a_file_outside_its_tolerance_is_never_written(tiny_dense, tmp_path, monkeypatch):
+    import adaptwin.export as export_module
+    from adaptwin.export.validate import ValidationError
+
+    monkeypatch.setitem(export_module.GGML_TOLERANCE, "q8_0", 1e-6)  # q8_0 cannot hold the weights this closely
+    loaded = LoadedWhisper(copy.deepcopy(tiny_dense), TinyProcessor(), tmp_path / "src")
+    with pytest.raises(ValidationError, match="nothing was written"):
+        export(loaded, tmp_path / "out", ExportOptions(engine="ggml", precision="int8"))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("*.partial"))
