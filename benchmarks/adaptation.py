@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import verdict, write_page  # noqa: E402
-from scoring import SCORING, TEST_SETS, FasterWhisper, WhisperCpp, score_sets, worse_share  # noqa: E402
+from scoring import SCORING, SCORINGS, TEST_SETS, FasterWhisper, WhisperCpp, score_sets, worse_share  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -380,12 +380,12 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
         f"Command: `{result['machine']['command']}`",
         "Test utterances per set: "
         + ", ".join(f"{k} {v['utterances']}" for k, v in first.items() if isinstance(v, dict) and "wer" in v),
-        "Scoring: "
+        f"Scoring {SCORING}: {SCORINGS[SCORING]}."
         + (
-            "every cell by `eval` with the fallback (a looping or unlikely clip decoded again with beam search)."
+            ""
             if all(r["scores"].get("scoring", 1) == SCORING for r in rows)
-            else f"{sum(r['scores'].get('scoring', 1) < SCORING for r in rows)} of {len(rows)} cells scored before "
-            "`eval` decoded looping or unlikely clips again with beam search (`--rescore` updates them)."
+            else f" {sum(r['scores'].get('scoring', 1) < SCORING for r in rows)} of {len(rows)} cells were scored "
+            "by an older version (`--rescore` updates them)."
         ),
         *([result["note"]] if result.get("note") else []),
         "",

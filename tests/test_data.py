@@ -233,6 +233,7 @@ def _fake_sources(tmp_path, monkeypatch):
                 }
             )
     rows[-1]["text"] = "fotaq_joe line 0"  # a stock line Joe also says in his adapt split: not a test line
+    rows[-2]["text"] = "Frrblrt, trgn smrrldn."  # gibberish has no spelling to score against
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return corpus
 
@@ -262,6 +263,30 @@ def test_the_build_writes_speaker_disjoint_sets(tmp_path, monkeypatch):
     assert {u.split for u in sets["general"]} == {"adapt"} and {u.split for u in sets["canary"]} == {"validation"}
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["test_lines_heard_in_training_left_out"] == {"test-tts": 0, "test-real": 1}
+    assert "Frrblrt, trgn smrrldn." not in {u.text for u in sets["test-real"]}
+    assert provenance["test_lines_of_invented_words_left_out"] == {"test-real": 1}
+
+
+@pytest.mark.parametrize(
+    "text, gibberish",
+    [
+        ("Frrblrt, trgn smrrldn.", True),
+        ("Yrrr rrly mmmfnk srro?", True),  # vowels, but spelt as no English word is
+        ("Rrky Jrgg!", True),
+        ("Frt MMFRT GBBRLT MMMNRT!", True),  # capitals are not all acronyms
+        ("Hmmm, well they're rather intelligent and playful...", False),  # an interjection in a sentence
+        ("Mmmm, that was yummy!", False),
+        ("Why try my gym? My pleasure.", False),  # y is a vowel
+        ("MGCP", False),  # an acronym
+        ("Hurry, sorry, error: strength!", False),
+        ("I", False),
+        ("", False),
+    ],
+)
+def test_invented_words(text, gibberish):
+    from adaptwin.data.build import invented
+
+    assert invented(text) is gibberish
 
 
 def test_check_disjoint_refuses_a_test_speaker_heard_in_training(tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,21 @@ logger = logging.getLogger(__name__)
 TEST_EVERY = 4  # target speaker: every 4th prompt in sorted file-name order is a test prompt
 TRAINING_SETS = ("allison", "joe", "general", "calib", "canary")  # heard by training, calibration or validation
 TEST_SETS = ("test-tts", "test-real")
+_WORD = re.compile(r"[A-Za-z]+")
+# what English spelling never does: no vowel, a letter three times running, a doubled first
+# letter, "rr" after a consonant
+_NOT_ENGLISH = re.compile(r"^[^aeiouy]+$|(.)\1\1|^(.)\2|[^aeiouy]rr", re.IGNORECASE)
+_ACRONYM = re.compile(r"^(?!.*(.)\1)[A-Z]{2,5}$")
+
+
+def invented(text: str | None) -> bool:
+    """True for a line made mostly of invented words (a game character's gibberish, e.g.
+    "Frrblrt, trgn smrrldn."): at least half its words of two or more letters are spelt as
+    no English word is. Such a line has no spelling to score a model against. Interjections
+    inside sentences ("Hmmm, well ...") and acronyms ("MGCP") stay."""
+    words = [w for w in _WORD.findall(text or "") if len(w) >= 2]
+    odd = sum(bool(_NOT_ENGLISH.search(w)) and not _ACRONYM.match(w) for w in words)
+    return bool(words) and 2 * odd >= len(words)
 
 
 @dataclass
@@ -208,13 +224,21 @@ def build_standard_sets(
     sets["calib"] = [Utterance(u.audio, u.text, u.speaker, "calib", u.duration) for u in sets["calib"]]
     # a game repeats stock lines across characters: a test line heard in training is not a test
     heard = {u.text.strip().lower() for n in TRAINING_SETS for u in sets.get(n, []) if u.text}
-    repeated = {}
+    repeated, gibberish = {}, {}
     for name in TEST_SETS:
         keep = [u for u in sets[name] if (u.text or "").strip().lower() not in heard]
         repeated[name] = len(sets[name]) - len(keep)
         sets[name] = keep
     if any(repeated.values()):
         logger.info("left out test utterances whose sentence is also in training data: %s", repeated)
+    # every scored split (general tests and the targets' test prompts) drops unscorable lines
+    for name, utts in sets.items():
+        keep = [u for u in utts if u.split != "test" or not invented(u.text)]
+        gibberish[name] = len(utts) - len(keep)
+        sets[name] = keep
+    gibberish = {k: v for k, v in gibberish.items() if v}
+    if gibberish:
+        logger.info("left out test utterances made of invented words: %s", gibberish)
     check_disjoint(sets, lambda s: person_of(s, voices))
     for name, utts in sets.items():
         if utts:
@@ -237,6 +261,7 @@ def build_standard_sets(
         "voices": roles,
         "fotaq": str(corpus) if corpus else None,
         "test_lines_heard_in_training_left_out": repeated,
+        "test_lines_of_invented_words_left_out": gibberish,
         "debian_packages": {
             p: package_version(p)
             for p in (
