@@ -32,6 +32,10 @@ SCORINGS = {
     2: "`eval` decodes a looping or unlikely clip again with beam search",
     3: "as 2, on test sets without lines of invented words (`adaptwin data build` leaves them out), "
     "faster-whisper with its default temperature fallback",
+    4: "`eval` decodes a looping or unlikely clip again with beam search and keeps a loop that "
+    "survives every attempt once; general test sets hold English lines only (`adaptwin data build` "
+    "leaves out gibberish, invented-language and foreign lines); faster-whisper with its default "
+    "temperature fallback",
 }
 SCORING = max(SCORINGS)
 

@@ -12,6 +12,7 @@ from ..errors import InvalidInput
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
+from .segments import cut_loop
 from .trt import TrtWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
@@ -102,7 +103,7 @@ class StepperBackend:
                 if not hyp.failed(decoded(hyp)):
                     hyps[j], failed[j] = hyp, False
         for i, hyp, f in zip(keep, hyps, failed):
-            text = decoded(hyp)
+            text = cut_loop(decoded(hyp)) if f else decoded(hyp)  # every attempt looped: keep the pattern once
             if gate is None or (has_words(text) and not gate.no_speech(hyp, failed=f)):
                 texts[i] = text
         return texts

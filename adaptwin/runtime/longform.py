@@ -11,7 +11,7 @@ from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
 from .decoding import Vocab
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
-from .segments import Segment, parse_window
+from .segments import Segment, cut_loop, parse_window
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,13 @@ def transcribe(
             if start >= consumed and not result.complete:
                 continue  # starts in the part that is decoded again
             text = tokenizer.decode(text_tokens, skip_special_tokens=True)
+            text = cut_loop(text) if failed else text  # every attempt looped: keep the pattern once
             if has_words(text) if gate is not None else text.strip():
                 yield Segment(
                     round(offset + start, 3), round(offset + min(end, seconds), 3), text.strip(), tuple(text_tokens)
                 )
-            previous = (previous + text_tokens)[-223:]
+            if not failed:  # a loop never becomes the next window's prompt
+                previous = (previous + text_tokens)[-223:]
         seek += max(int(consumed * SAMPLE_RATE), 1)
         _report(progress, seek, total)
 

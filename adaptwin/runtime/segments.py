@@ -24,7 +24,36 @@ class Word:
     @property
     def key(self) -> str:
         """Comparison form: case and punctuation do not make two hypotheses disagree."""
-        return "".join(ch for ch in self.text.lower() if ch.isalnum() or ch == "'")
+        return word_key(self.text)
+
+
+def word_key(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum() or ch == "'")
+
+
+LOOP_REPEATS = 4  # a pattern of 1..LOOP_PERIOD words said this many times in a row is a decoding loop
+LOOP_PERIOD = 4
+
+
+def loop_index(keys: list[str]) -> int | None:
+    """Index where a decoding loop ("to five to five to five to five ...") becomes one: the
+    first word after one period of a pattern of 1..4 words repeated 4+ times in a row."""
+    for i in range(len(keys)):
+        if not keys[i]:
+            continue
+        for p in range(1, LOOP_PERIOD + 1):
+            run = LOOP_REPEATS * p
+            if i + run <= len(keys) and all(keys[i + k] == keys[i + k % p] for k in range(run)):
+                return i + p
+    return None
+
+
+def cut_loop(text: str) -> str:
+    """``text`` without a decoding loop's repetitions: the pattern is kept once ("Ha ha ha ha
+    ha ..." -> "Ha"). A loop is never what was said, and its repetitions cost one error each."""
+    words = text.split()
+    at = loop_index([word_key(w) for w in words])
+    return text if at is None else " ".join(words[:at])
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..errors import InvalidInput
 from . import heap
 from .decoding import Vocab
 from .gate import NoSpeechGate
-from .segments import SECONDS_PER_TIMESTAMP, Word
+from .segments import SECONDS_PER_TIMESTAMP, Word, loop_index
 
 
 class LocalAgreement:
@@ -150,22 +150,9 @@ def _by_segment(groups: list[list[int]], spans: list[tuple[int, float, float]]):
             yield start, max(end, start), m
 
 
-LOOP_REPEATS = 4  # a pattern of 1..LOOP_PERIOD words said this many times in a row is a decoding loop
-LOOP_PERIOD = 4
-
-
 def loop_start(units: list) -> int | None:
-    """Index where a decoding loop ("to five to five to five to five ...") becomes one: the
-    first unit after one period of a pattern of 1..4 words repeated 4+ times in a row."""
-    keys = [u.key for u in units]
-    for i in range(len(keys)):
-        if not keys[i]:
-            continue
-        for p in range(1, LOOP_PERIOD + 1):
-            run = LOOP_REPEATS * p
-            if i + run <= len(keys) and all(keys[i + k] == keys[i + k % p] for k in range(run)):
-                return i + p
-    return None
+    """Index where a decoding loop becomes one (``segments.loop_index`` on the units' words)."""
+    return loop_index([u.key for u in units])
 
 
 @dataclass

@@ -64,3 +64,22 @@ def test_output_formats():
     assert "".join(format_segments(segs, "txt")) == "Hello there.\nBye.\n"
     with pytest.raises(ValueError, match="format"):
         list(format_segments(segs, "doc"))
+
+
+def test_a_window_that_loops_under_every_attempt_keeps_the_loop_once():
+    """Greedy, unprompted and beam decodes all loop inside the first segment: the segment keeps
+    the repeated word once, and the loop is not the next window's prompt."""
+
+    class Looping(FakeBackend):
+        def generate(self, audios, *, previous=None, **kw):
+            self.prompts = getattr(self, "prompts", []) + [previous]
+            out = super().generate(audios, previous=previous, **kw)
+            for hyp in out:
+                if len(self.calls) <= 3:  # the first window's three attempts
+                    hyp.tokens = [hyp.tokens[0], 10, *[11] * 60, *hyp.tokens[1:]]
+            return out
+
+    backend = Looping()
+    segments = list(transcribe(backend, script_audio(80)))
+    assert segments[0].text.split() == ["w0", "w1"]  # "w0", then the looping "w1" once
+    assert backend.prompts[3] is None  # the second window: no prompt from the looped one

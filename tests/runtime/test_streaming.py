@@ -153,6 +153,16 @@ def test_loop_start_finds_repeated_patterns_only():
     assert loop_start(units("the cat sat on the mat")) is None
 
 
+def test_cut_loop_keeps_a_loop_once_and_speech_whole():
+    from adaptwin.runtime.segments import cut_loop
+
+    assert cut_loop("Ha ha ha ha ha ha ha ha ha.") == "Ha"
+    assert cut_loop("press four to five, to five to five to five to five") == "press four to five,"
+    assert cut_loop("one two three one two three one two three") == "one two three one two three one two three"
+    assert cut_loop("no, no, no.") == "no, no, no."  # three times is speech
+    assert cut_loop("") == ""
+
+
 def test_a_looping_hypothesis_is_never_committed():
     audio = script_audio(40, pause_every=7)
     online = OnlineProcessor(LoopingBackend(), min_chunk=1.0)
