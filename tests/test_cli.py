@@ -1,9 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 
 import adaptwin
 from adaptwin.cli import main
+from adaptwin.data.tts import write_wav
+from adaptwin.errors import InvalidInput
 
 
 @pytest.fixture
@@ -38,6 +41,25 @@ def test_compress_and_info(saved_dense, tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "qk=8 vo=12" in text and f"adaptwin format {adaptwin.FORMAT_VERSION}" in text
+    assert "audio context: full 30 s windows" in text
+
+
+def test_decoding_commands_pass_the_context_choice(monkeypatch, tmp_path):
+    import adaptwin.cli.common as common
+
+    seen = []
+
+    def fake(name, model, context="auto", **kwargs):
+        seen.append(context)
+        raise InvalidInput("stop here")
+
+    monkeypatch.setattr(common, "get_backend", fake)
+    write_wav(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32))
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--context", "full"]) == 2
+    assert main(["transcribe", str(tmp_path / "a.wav")]) == 2
+    assert seen == ["full", "auto"]
+    with pytest.raises(SystemExit):
+        main(["transcribe", str(tmp_path / "a.wav"), "--context", "short"])
 
 
 def test_errors_are_reported_not_raised(saved_dense, tmp_path, capsys):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import InvalidInput
+from ..models.context import AudioContext
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # epochs=None: the whole epochs nearest to this many window passes, within [1, MAX_EPOCHS];
@@ -48,6 +49,13 @@ class AdaptConfig:
     # it on every voice is what keeps other voices working
     encoder_match: float = 5.0
     topk: int = 64  # teacher logits kept per token for distillation
+    # dynamic audio context: this share of the end-to-end windows (and every validation window)
+    # is cut to its audio plus context_margin seconds, rounded up to whole context_bucket
+    # seconds, and trained toward the teacher's full-window outputs; the saved model then runs
+    # its encoder on the audio's length (0: off, the model keeps the 30 s window)
+    dynamic_context: float = 0.0
+    context_bucket: float = 1.0
+    context_margin: float = 0.5
     lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
     lora_alpha: float = 16.0
     # validation: a share of the target utterances is held out, and up to canary_utterances of
@@ -81,6 +89,12 @@ class AdaptConfig:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise InvalidInput(f"{name}={getattr(self, name)!r} must be a non-negative integer")
+        if not 0.0 <= self.dynamic_context <= 1.0:
+            raise InvalidInput(
+                f"dynamic_context={self.dynamic_context} is the share of windows trained on their own "
+                "length and must lie in [0, 1] (0: off)"
+            )
+        self.audio_context()  # bucket and margin checked here
         if not 0.0 <= self.holdout < 0.5:
             raise InvalidInput(
                 f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)"
@@ -114,6 +128,11 @@ class AdaptConfig:
         if self.epochs is not None:
             return self.epochs
         return max(1, min(MAX_EPOCHS, round(AUTO_PASSES / max(1, windows))))
+
+    def audio_context(self) -> AudioContext | None:
+        """The dynamic context this adaptation teaches (None when it keeps the 30 s window)."""
+        context = AudioContext(self.context_bucket, self.context_margin)
+        return context if self.dynamic_context > 0 else None
 
     def distill_for(self, source: str) -> float:
         """The teacher's weight on a window of ``source`` ("target" or "general")."""

@@ -25,7 +25,7 @@ from ..runtime.heap import peak_rss_mb
 from .config import AdaptConfig
 from .data import build_windows, canary_utterances, validation_windows
 from .lora import inject_lora, merge_lora
-from .stages import block_loss, e2e_loss
+from .stages import block_loss, e2e_loss, window_positions
 from .teacher import cache_teacher
 from .train import Dist, Phase, Trainer, saved_key
 from .validate import ValidationSet, Validator, score
@@ -261,6 +261,9 @@ def adapt_(
     # stage 2 starts at the first compressed encoder layer: everything before it is frozen and cached
     enc = sorted((int(b.rsplit(".", 1)[1]), b) for b in blocks if ".encoder." in b)
     start_index, start_layer = (enc[0][0], enc[0][1]) if enc else (None, None)
+    context = config.audio_context()
+    if context is not None:  # a cut window changes every encoder layer's output: all of them run
+        start_index, start_layer = 0, "model.encoder.layers.0"
 
     state_path = None if state_dir is None else Path(state_dir) / f"state-rank{dist.rank}.pt"
     # with a time budget the teacher pass takes at most its share; a resumed run redoes exactly
@@ -291,8 +294,15 @@ def adapt_(
             u["of"],
             u["target_minutes"],
         )
+    # validation windows are all cut when the model learns a dynamic context: that is how it will run
     valsets = [
-        ValidationSet(name, w, cache_teacher(teacher, w, [], start_layer, config.topk, device)) for name, w in held
+        ValidationSet(
+            name,
+            w,
+            cache_teacher(teacher, w, [], start_layer, config.topk, device),
+            window_positions(w, context, 1.0, config.seed),
+        )
+        for name, w in held
     ]
     teacher_seconds = time.perf_counter() - teacher_start
 
@@ -327,15 +337,17 @@ def adapt_(
         everything = [p for b in names for p in block_params[b]]
         if head_is_factored(model):  # its factors train directly (no LoRA), end to end only
             everything += [n for n, _ in model.named_parameters() if n.startswith("proj_out.")]
-        loss = lambda w: e2e_loss(
+        positions = window_positions(windows, context, config.dynamic_context, config.seed)
+        loss = lambda w: e2e_loss(  # noqa: E731
             model,
             start_index,
             windows,
             cache,
-            w,  # noqa: E731
+            w,
             config.distill_for(windows.source[w]),
             device,
             config.encoder_match,
+            positions[w],
         )
         per_epoch = math.ceil(n / config.batch_size)
         phases.append(
@@ -423,5 +435,9 @@ def adapt_(
         "stopped_by": report.stopped_by,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if context is not None:
+        meta["context"] = context.to_dict()
+    elif meta.pop("context", None):
+        logger.warning("this adaptation did not train the dynamic audio context: the model uses 30 s windows again")
     model.config.adaptwin = meta
     return report

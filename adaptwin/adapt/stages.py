@@ -3,12 +3,30 @@ over processes gives the same gradient as one process)."""
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.context import HOP_SECONDS, AudioContext
 from .data import IGNORE, Windows
 from .teacher import TeacherCache
+
+
+def window_positions(windows: Windows, context: AudioContext | None, share: float, seed: int) -> list[int | None]:
+    """Per window, the encoder positions it is trained on: None (the full window) or, for a
+    seeded ``share`` of them, its audio plus the context's margin, rounded up to a bucket."""
+    n = len(windows)
+    if context is None or share <= 0:
+        return [None] * n
+    full = windows.features.shape[-1] // 2  # encoder positions of the whole window
+    seconds = windows.features.shape[-1] * HOP_SECONDS
+    chosen = set(random.Random(seed).sample(range(n), round(share * n)))
+    return [
+        min(full, round(context.seconds(windows.seconds[i], seconds) / HOP_SECONDS) // 2) if i in chosen else None
+        for i in range(n)
+    ]
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -26,12 +44,22 @@ def block_loss(student: nn.Module, name: str, cache: TeacherCache, window: int) 
 
 
 def student_forward(
-    student: nn.Module, start_index: int | None, start: torch.Tensor, ids: torch.Tensor
+    student: nn.Module,
+    start_index: int | None,
+    start: torch.Tensor,
+    ids: torch.Tensor,
+    positions: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(encoder output [1, S, D], logits [1, T, V]) from the cached input of encoder layer
-    ``start_index`` (None: ``start`` is the encoder output already)."""
+    ``start_index`` (None: ``start`` is the encoder output already). ``positions``: a dynamic
+    audio context, the encoder's first positions only (``start`` must then be the first
+    layer's input, which depends on nearby frames alone: the convolutions and positions)."""
     base = student.model
     hidden = start  # [1, S, D]
+    if positions is not None:
+        if start_index != 0:
+            raise ValueError("a dynamic context needs stage 2 to start at the first encoder layer")
+        hidden = start[:, :positions]  # [1, S', D]
     if start_index is not None:
         for layer in base.encoder.layers[start_index:]:
             hidden = layer(hidden, None)
@@ -50,13 +78,16 @@ def e2e_loss(
     distill: float,
     device: torch.device,
     encoder_match: float = 0.0,
+    positions: int | None = None,
 ) -> torch.Tensor:
     """Stage 2: (1 - distill) * cross-entropy on the transcript + distill * cross-entropy
     against the teacher's top-k distribution (renormalised), over the transcript tokens, plus
-    ``encoder_match`` * the relative squared error of the encoder output (every frame)."""
+    ``encoder_match`` * the relative squared error of the encoder output (every frame). With
+    ``positions`` the student sees only the window's first positions (a dynamic context)
+    while the teacher's targets are those of the full window."""
     ids = windows.ids[window].unsqueeze(0).to(device)  # [1, T]
     labels = windows.labels[window].to(device)  # [T]
-    encoded, logits = student_forward(student, start_index, cache.start[window], ids)
+    encoded, logits = student_forward(student, start_index, cache.start[window], ids, positions)
     keep = labels != IGNORE
     logp = logits[0].float().log_softmax(-1)[keep]  # [T', V]
     loss = F.nll_loss(logp, labels[keep])
@@ -66,5 +97,5 @@ def e2e_loss(
         kd = kd + (teacher_p * teacher_p.clamp_min(1e-30).log()).sum(-1).mean()  # minus the entropy: a KL, 0 at best
         loss = (1 - distill) * loss + distill * kd
     if encoder_match and start_index is not None:
-        loss = loss + encoder_match * relative_error(encoded, cache.encoder[window])
+        loss = loss + encoder_match * relative_error(encoded, cache.encoder[window][:, : encoded.shape[1]])
     return loss

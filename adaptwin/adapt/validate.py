@@ -20,6 +20,7 @@ class ValidationSet:
     name: str  # "target" or "canary"
     windows: Windows
     cache: TeacherCache  # the dense teacher's pass over these windows
+    positions: list[int | None] | None = None  # per window: a dynamic context's encoder positions
 
 
 def score(metrics: dict[str, float], canary_weight: float) -> float:
@@ -64,7 +65,8 @@ class Validator:
                 ids = s.windows.ids[w].unsqueeze(0).to(self.device)  # [1, T]
                 labels = s.windows.labels[w].to(self.device)  # [T]
                 with self.autocast():
-                    encoded, logits = student_forward(self.student, self.start_index, s.cache.start[w], ids)
+                    positions = s.positions[w] if s.positions else None
+                    encoded, logits = student_forward(self.student, self.start_index, s.cache.start[w], ids, positions)
                 keep = labels != IGNORE
                 logp = logits[0].float().log_softmax(-1)[keep]  # [T', V]
                 teacher_p = s.cache.topk_values[w][keep].softmax(-1)  # [T', k]
@@ -73,7 +75,7 @@ class Validator:
                     [
                         F.nll_loss(logp, labels[keep], reduction="sum").item(),
                         kl.sum().item(),
-                        relative_error(encoded, s.cache.encoder[w]).item(),
+                        relative_error(encoded, s.cache.encoder[w][:, : encoded.shape[1]]).item(),
                         keep.sum().item(),
                     ],
                     dtype=torch.float64,

@@ -45,7 +45,11 @@ def register(sub) -> None:
     d = AdaptConfig()
     p.add_argument("--model", required=True, help="the compressed model folder (adaptwin compress --out)")
     p.add_argument("--teacher", required=True, help="the dense model it was compressed from (e.g. base)")
-    p.add_argument("--target", required=True, help="target speaker: manifest or folder; its 'adapt' split is used")
+    p.add_argument(
+        "--target",
+        help="target speaker: manifest or folder; its 'adapt' split is used (without it: the --general "
+        "speech is the training data, e.g. to teach --dynamic-context alone)",
+    )
     p.add_argument("--general", help="general speech to replay (manifest; its 'adapt' split), so others do not regress")
     p.add_argument(
         "--canary",
@@ -111,6 +115,17 @@ def register(sub) -> None:
         default=d.encoder_match,
         help="weight of the end-to-end stage's encoder-output match to the dense model (0: off)",
     )
+    p.add_argument(
+        "--dynamic-context",
+        type=float,
+        default=d.dynamic_context,
+        help="share of windows trained on their own audio length (e.g. 0.5): the model then runs its "
+        "encoder on the audio's length, not 30 s (0: off)",
+    )
+    p.add_argument(
+        "--context-bucket", type=float, default=d.context_bucket, help="seconds the context is rounded up to"
+    )
+    p.add_argument("--context-margin", type=float, default=d.context_margin, help="seconds of context after the audio")
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
@@ -148,19 +163,29 @@ def run(args: argparse.Namespace) -> int:
         distill=args.distill,
         target_distill=args.target_distill,
         lora_rank=args.lora_rank,
+        dynamic_context=args.dynamic_context,
+        context_bucket=args.context_bucket,
+        context_margin=args.context_margin,
         time_budget=args.time_budget,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         precision=args.precision,
         max_steps=args.max_steps,
     )
+    target, general = args.target, args.general
+    if target is None:
+        if general is None:
+            raise InvalidInput("nothing to train on: give --target (a speaker) and/or --general (general speech)")
+        logger.info("no --target: training on the general speech alone (no replay, no target speaker)")
+        target, general = general, None
+        config = dataclasses.replace(config, replay=0.0)
     out = check_output_dir(args.out)
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
         raise InvalidInput(
             f"an interrupted run left {state_dir}: pass --resume to continue it, or delete it to start over"
         )
-    for path in (args.target, args.general, args.canary):
+    for path in (target, general, args.canary):
         if path and not Path(path).exists():
             raise MissingFile(f"{path} does not exist: give a JSON-lines manifest or a folder of audio")
     student = adaptwin.load_whisper(args.model)
@@ -168,9 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if config.time_budget is not None:  # the budget is the whole command's: loading and saving included
         left = config.time_budget - (time.perf_counter() - started) - SAVE_MARGIN
         config = dataclasses.replace(config, time_budget=max(left, 1.0))
-    report = adapt_(
-        student, teacher, args.target, args.general, config, canary=args.canary, state_dir=state_dir, progress=True
-    )
+    report = adapt_(student, teacher, target, general, config, canary=args.canary, state_dir=state_dir, progress=True)
     if not Dist.from_env().main:
         return 0
     print(report.format())

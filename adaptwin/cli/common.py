@@ -22,7 +22,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--language", default="en", help="language of multilingual models")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
+    add_context_arg(p)
     add_gate_args(p)
+
+
+def add_context_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--context",
+        default="auto",
+        choices=["auto", "full"],
+        help="encoder input: auto = the audio's length for models adapted with --dynamic-context "
+        "(30 s for others), full = always 30 s",
+    )
 
 
 def add_gate_args(p: argparse.ArgumentParser) -> None:
@@ -47,7 +58,7 @@ def gate_from(args: argparse.Namespace):
 
 def backend(args):
     kwargs = {"threads": args.threads} if args.threads and args.backend in ("torch", "ort") else {}
-    return get_backend(args.backend, args.model, **kwargs)
+    return get_backend(args.backend, args.model, args.context, **kwargs)
 
 
 def write_json(path: str, data: dict) -> None:

@@ -9,7 +9,7 @@ from ..data import read_utterances
 from ..evaluate import evaluate
 from ..runtime import get_backend
 from ..runtime.decoding import DecodingOptions
-from .common import add_gate_args, gate_from, write_json
+from .common import add_context_arg, add_gate_args, gate_from, write_json
 
 
 def register(sub) -> None:
@@ -24,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--language", default="en", help="language for multilingual models")
     p.add_argument("--json", help="write the report (wer in percent, per speaker, rtf, ...) here")
     p.add_argument("--per-utterance", help="write one JSON line per utterance here")
+    add_context_arg(p)
     add_gate_args(p)
     p.set_defaults(func=run)
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         utterances = utterances[: args.limit]
 
-    backend = get_backend(args.backend, args.model)
+    backend = get_backend(args.backend, args.model, args.context)
     per_utt = [] if args.per_utterance else None
     report = evaluate(
         backend,

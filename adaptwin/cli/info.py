@@ -7,6 +7,8 @@ import json
 
 import adaptwin
 
+from ..models.context import AudioContext
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="sizes and ranks of a model")
@@ -40,4 +42,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<40} ffn={r or 'dense'}")
     if meta.get("head"):
         print(f"  {'proj_out (vocabulary head)':<40} rank={meta['head']}")
+    context = AudioContext.from_dict(meta.get("context"))
+    print(
+        "audio context: full 30 s windows"
+        if context is None
+        else f"audio context: dynamic (the audio + {context.margin:g} s, in {context.bucket:g} s buckets)"
+    )
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 from ..data import read_utterances
 from ..data.manifest import pack_windows
 from ..errors import ExternalFailure, InvalidInput
+from ..models.context import HOP_SECONDS, encoder_frames, model_context
 from ..optional import require
 from ..runtime.decoding import PREFILL_CHUNK, Vocab
 from ..runtime.exported import cross_feed
@@ -76,8 +77,14 @@ def need_tensorrt():
 
 def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, tuple[tuple[int, ...], ...]]]:
     """Optimization profiles: per engine, per input, (min, opt, max) shapes. The encoder
-    window is static (n_mels x 3000); batch, prompt length and past length are ranges."""
-    mels, frames, source = config.num_mel_bins, 2 * config.max_source_positions, config.max_source_positions
+    window is static (n_mels x 3000) unless the model was adapted for a dynamic audio
+    context (then from its smallest context, optimised for a third of the window); batch,
+    prompt length and past length are ranges."""
+    mels, full = config.num_mel_bins, 2 * config.max_source_positions
+    dynamic = model_context(config) is not None
+    window = full * HOP_SECONDS
+    frames = (encoder_frames(config, 0.0), encoder_frames(config, window / 3), full) if dynamic else (full,) * 3
+    source = tuple(f // 2 for f in frames)
     max_len = config.max_target_positions
     heads = config.decoder_attention_heads
     self_widths, cross_widths = _widths(config, "self_attn"), _widths(config, "encoder_attn")
@@ -88,8 +95,8 @@ def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, 
 
     cross = {}
     for i, (r_qk, r_vo) in enumerate(cross_widths):
-        cross[f"cross.{i}.key"] = shape([(b, heads, source, r_qk) for b in batch])
-        cross[f"cross.{i}.value"] = shape([(b, heads, source, r_vo) for b in batch])
+        cross[f"cross.{i}.key"] = shape([(b, heads, s, r_qk) for b, s in zip(batch, source)])
+        cross[f"cross.{i}.value"] = shape([(b, heads, s, r_vo) for b, s in zip(batch, source)])
     past = {}
     for i, (r_qk, r_vo) in enumerate(self_widths):
         for kv, r in (("key", r_qk), ("value", r_vo)):
@@ -97,7 +104,7 @@ def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, 
                 [(batch[0], heads, 1, r), (batch[1], heads, 32, r), (batch[2], heads, max_len - 1, r)]
             )
     return {
-        "encoder_model": {"input_features": shape([(b, mels, frames) for b in batch])},
+        "encoder_model": {"input_features": shape([(b, mels, f) for b, f in zip(batch, frames)])},
         # prompts arrive in chunks of at most PREFILL_CHUNK tokens (the runtime's prefill), later steps one token each
         "decoder_model": {"input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], PREFILL_CHUNK)]), **cross},
         "decoder_with_past_model": {

@@ -2,7 +2,8 @@
 
 Logits are compared on random features and on real clips, for the first-step decoder,
 the decoder with past and the merged decoder; greedy tokens of ONNX Runtime and PyTorch
-``generate()`` are compared on the real clips.
+``generate()`` are compared on the real clips. A model adapted for a dynamic audio context is
+also compared at shorter encoder inputs (its smallest context and a third of the window).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from ..errors import AdaptwinError
 from ..evaluate import align
+from ..models.context import HOP_SECONDS, encoder_frames, model_context
 from ..runtime.decoding import DecodingOptions, Vocab, decode
 
 # Per precision, the bounds a check must meet (None: printed, not enforced):
@@ -162,8 +164,12 @@ def validate(
         scored = np.array([[True] * (len(prompt) + len(r)) + [False] * (length - len(r)) for r in ref])
         inputs.append(("real", real, forced, scored))
 
+    if model_context(cfg) is not None:
+        window = 2 * cfg.max_source_positions * HOP_SECONDS
+        lengths = sorted({encoder_frames(cfg, s) for s in (0.0, window / 3)} - {feats.shape[-1]})
+        inputs += [(f"random, {f} frames", feats[..., :f], inputs[0][2], None) for f in lengths]
     for tag, feats, ids, scored in inputs:
-        ref = model(input_features=feats, decoder_input_ids=ids).logits.numpy()  # [B, T, V]
+        ref = _reference_logits(model, feats, ids).numpy()  # [B, T, V]
         cross, empty = engine.encode(feats.numpy())
         split = ids.shape[1] // 2
         merged, (_, past) = engine.step(ids.numpy(), (cross, empty))
@@ -180,6 +186,21 @@ def validate(
             _check(f"{tag}: decoder_model + decoder_with_past", np.concatenate([head, tail], 1), ref, precision, scored)
         )
     return report
+
+
+def _reference_logits(model, feats: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The PyTorch model's logits [B, T, V]; features shorter than the window (a dynamic
+    context) go through its encoder layers directly (transformers insists on 30 s)."""
+    enc = model.model.encoder
+    if feats.shape[-1] == enc.config.max_source_positions * 2:
+        return model(input_features=feats, decoder_input_ids=ids).logits
+    x = torch.nn.functional.gelu(enc.conv1(feats))
+    x = torch.nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)  # [B, S, D]
+    x = x + enc.embed_positions.weight[: x.shape[1]]
+    for layer in enc.layers:
+        x = layer(x, None)
+        x = x[0] if isinstance(x, tuple) else x
+    return model(encoder_outputs=(enc.layer_norm(x),), decoder_input_ids=ids).logits
 
 
 def _torch_greedy(model, engine, feats, prompt_len, max_new_tokens, language) -> list[list[int]]:

@@ -8,8 +8,9 @@ output projection keeps width ``H·r_vo``. Cross-attention keys/values (one matm
 decoder layer) come from the encoder graph and are inputs of the decoder graphs.
 
 Graphs (names follow optimum's layout; tensors are float32 unless noted):
-- ``EncoderGraph``: input_features [B, n_mels, 3000] -> last_hidden_state [B, S, D],
-  cross.{i}.key [B, H, S, r_qk], cross.{i}.value [B, H, S, r_vo]
+- ``EncoderGraph``: input_features [B, n_mels, F] -> last_hidden_state [B, S = F/2, D],
+  cross.{i}.key [B, H, S, r_qk], cross.{i}.value [B, H, S, r_vo]; F is 3000 (30 s) or, for a
+  model with a dynamic audio context, shorter (positional embeddings sliced)
 - ``DecoderGraph``: input_ids int64 [B, T], cross.*, past.{i}.key/value [B, H, P, r]
   (P may be 0) -> logits [B, T, V], present.{i}.key/value [B, H, P+T, r]
 """
@@ -65,14 +66,16 @@ QUERY_BLOCK = 300  # encoder queries per attention block: the [H, 1500, 1500] sc
 
 class SelfAttention(nn.Module):
     """Self-attention with one fused q/k/v matmul and width-r_vo output projection.
-    Without a mask (the encoder), queries are processed in blocks of ``QUERY_BLOCK``,
-    which cuts the peak memory of the scores by the number of blocks at equal cost."""
+    With ``blocks`` > 1 (the encoder), queries are processed in that many equal blocks, which
+    cuts the peak memory of the scores by the number of blocks at equal cost. The blocks are
+    cut from the input's length, so a traced graph keeps working at every audio length."""
 
-    def __init__(self, attn: nn.Module) -> None:
+    def __init__(self, attn: nn.Module, blocks: int = 1) -> None:
         super().__init__()
         self.heads, self.r_qk, self.r_vo = widths(attn)
         self.qkv = _fused([(attn.q_proj, attn.scaling), (attn.k_proj, 1.0), (attn.v_proj, 1.0)])
         self.out = attn.out_proj
+        self.blocks = blocks
 
     def forward(self, x, past_k=None, past_v=None, mask=None):
         qk = self.heads * self.r_qk
@@ -81,8 +84,10 @@ class SelfAttention(nn.Module):
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)  # [B, H, P+T, r_qk]
             v = torch.cat([past_v, v], dim=2)
-        if mask is None and q.shape[2] > QUERY_BLOCK:
-            out = torch.cat([_attend(block, k, v, None) for block in q.split(QUERY_BLOCK, dim=2)], dim=1)
+        if self.blocks > 1 and mask is None:
+            size = (q.shape[2] + self.blocks - 1) // self.blocks  # traced: follows the input's length
+            parts = [q[:, :, i * size : (i + 1) * size] for i in range(self.blocks)]  # [B, H, <=size, r_qk]
+            out = torch.cat([_attend(part, k, v, None) for part in parts], dim=1)
         else:
             out = _attend(q, k, v, mask)  # [B, T, H*r_vo]
         return self.out(out), k, v
@@ -94,7 +99,8 @@ class EncoderGraph(nn.Module):
         enc, dec = model.model.encoder, model.model.decoder
         self.conv1, self.conv2 = enc.conv1, enc.conv2
         self.register_buffer("positions", enc.embed_positions.weight.detach().clone(), persistent=False)
-        self.layers = nn.ModuleList(_EncoderLayer(layer) for layer in enc.layers)
+        blocks = -(-model.config.max_source_positions // QUERY_BLOCK)
+        self.layers = nn.ModuleList(_EncoderLayer(layer, blocks) for layer in enc.layers)
         self.norm = enc.layer_norm
         cross = [layer.encoder_attn for layer in dec.layers]
         self.cross_widths = [widths(a) for a in cross]
@@ -118,9 +124,9 @@ class EncoderGraph(nn.Module):
 
 
 class _EncoderLayer(nn.Module):
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: nn.Module, blocks: int) -> None:
         super().__init__()
-        self.norm1, self.attn = layer.self_attn_layer_norm, SelfAttention(layer.self_attn)
+        self.norm1, self.attn = layer.self_attn_layer_norm, SelfAttention(layer.self_attn, blocks)
         self.norm2, self.fc1, self.act, self.fc2 = layer.final_layer_norm, layer.fc1, layer.activation_fn, layer.fc2
 
     def forward(self, x):

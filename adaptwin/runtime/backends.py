@@ -9,6 +9,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
+from ..models.context import CONTEXTS, encoder_frames
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
@@ -46,6 +47,19 @@ class StepperBackend:
 
     engine: Any  # TorchWhisper, OrtWhisper or TrtWhisper
     name: str
+    # "auto": the encoder sees the audio's length (bucketed) when the model was adapted for a
+    # dynamic context, else the full 30 s window; "full": always the window
+    context: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise InvalidInput(f"context={self.context!r}: choose one of {', '.join(CONTEXTS)}")
+
+    def frames(self, audios: list[np.ndarray]) -> int | None:
+        """Encoder input frames for a batch (its longest clip decides); None: the full window."""
+        config = self.engine.config
+        frames = encoder_frames(config, max(len(a) for a in audios) / SAMPLE_RATE, self.context)
+        return None if frames == 2 * config.max_source_positions else frames
 
     def generate(
         self,
@@ -65,7 +79,7 @@ class StepperBackend:
         room = self.engine.config.max_target_positions - len(prompt) - len(prefix) - 1
         limit = max(1, min(max_new_tokens or token_budget(audios), room))
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
-        state = self.engine.encode(self.engine.features(audios))
+        state = self.engine.encode(self.engine.features(audios, self.frames(audios)))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
     def transcribe_batch(
@@ -116,9 +130,12 @@ class StepperBackend:
         return cache[gate.vad]
 
 
-def get_backend(name: str, model, **engine_kwargs) -> Backend:
+def get_backend(name: str, model, context: str = "auto", **engine_kwargs) -> Backend:
     """A backend by name for ``model``: anything ``load_whisper`` accepts (or a ``LoadedWhisper``)
-    for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines)."""
+    for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines).
+    ``context``: "auto" or "full" (``StepperBackend.context``)."""
+    if context not in CONTEXTS:
+        raise InvalidInput(f"context={context!r}: choose one of {', '.join(CONTEXTS)}")
     if name == "torch":
         from ..models.checkpoint import LoadedWhisper, load_whisper
 
@@ -126,10 +143,10 @@ def get_backend(name: str, model, **engine_kwargs) -> Backend:
             model = load_whisper(model)
         from .torch_engine import TorchWhisper
 
-        return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch")
+        return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch", context)
     model = getattr(model, "path", model)  # a LoadedWhisper: its folder
     if name == "ort":
-        return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort")
+        return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort", context)
     if name == "trt":
-        return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt")
+        return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt", context)
     raise InvalidInput(f"unknown backend {name!r}: choose torch, ort or trt")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
-from .features import Processor
+from .features import LogMel, Processor
 
 
 def cross_feed(cross: list) -> dict[str, Any]:
@@ -21,14 +21,19 @@ def cross_feed(cross: list) -> dict[str, Any]:
     return {f"cross.{i // 2}.{('key', 'value')[i % 2]}": t for i, t in enumerate(cross)}
 
 
-def features(processor: Any, audios: list[np.ndarray], where: Any) -> np.ndarray:
-    """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each)."""
+def features(processor: Any, audios: list[np.ndarray], where: Any, frames: int | None = None) -> np.ndarray:
+    """[B, n_mels, 3000] float32 log-mel windows of 16 kHz clips (<= 30 s each), or their first
+    ``frames`` (a dynamic audio context)."""
     if processor is None or processor.feature_extractor is None:
         raise InvalidInput(
             f"{where} has no processor files (processor_config.json or preprocessor_config.json): "
             "cannot compute features; export from a model folder that has them"
         )
-    return processor.feature_extractor(audios, sampling_rate=16000, return_tensors="np").input_features
+    extractor = processor.feature_extractor
+    if frames is not None and isinstance(extractor, LogMel):  # computes only the frames it returns
+        return extractor(audios, sampling_rate=16000, return_tensors="np", frames=frames).input_features
+    feats = extractor(audios, sampling_rate=16000, return_tensors="np").input_features
+    return feats if frames is None else feats[..., :frames]
 
 
 class ExportedWhisper:
@@ -56,5 +61,5 @@ class ExportedWhisper:
         info = self.path / "adaptwin_export.json"
         self.info = json.loads(info.read_text()) if info.is_file() else {}
 
-    def features(self, audios: list[np.ndarray]) -> np.ndarray:
-        return features(self.processor, audios, self.path).astype(self.float_type)
+    def features(self, audios: list[np.ndarray], frames: int | None = None) -> np.ndarray:
+        return features(self.processor, audios, self.path, frames).astype(self.float_type)

@@ -45,10 +45,13 @@ class LogMel:
         self.n_samples = chunk_seconds * SAMPLE_RATE
         self.window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann
 
-    def one(self, audio: np.ndarray) -> np.ndarray:
-        """[n_mels, frames] of one clip, padded with zeros (or cut) to the window."""
-        x = np.zeros(self.n_samples, dtype=np.float32)
-        audio = np.asarray(audio, dtype=np.float32)[: self.n_samples]
+    def one(self, audio: np.ndarray, frames: int | None = None) -> np.ndarray:
+        """[n_mels, frames] of one clip, padded with zeros (or cut) to the window, or to its
+        first ``frames`` (the same values as the window's first frames when the audio ends
+        before the cut: the rest of the window is zeros either way)."""
+        n_samples = self.n_samples if frames is None else min(self.n_samples, frames * HOP)
+        x = np.zeros(n_samples, dtype=np.float32)
+        audio = np.asarray(audio, dtype=np.float32)[:n_samples]
         x[: len(audio)] = audio
         x = np.pad(x, N_FFT // 2, mode="reflect")  # centred frames
         frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]  # [1 + n/HOP, N_FFT]
@@ -58,13 +61,13 @@ class LogMel:
         log = np.maximum(log, log.max() - 8.0)
         return ((log + 4.0) / 4.0).astype(np.float32)
 
-    def __call__(self, audios, sampling_rate: int = SAMPLE_RATE, return_tensors: str = "np"):
+    def __call__(self, audios, sampling_rate: int = SAMPLE_RATE, return_tensors: str = "np", frames: int | None = None):
         if sampling_rate != SAMPLE_RATE:
             raise InvalidInput(f"features need {SAMPLE_RATE} Hz audio, got {sampling_rate} Hz")
         batch = audios if isinstance(audios, (list, tuple)) else [audios]
         # a plain namespace: a class made per call sits in a reference cycle, so its features
         # lived until Python's rare full collection (docs/experiments/streaming.md)
-        return SimpleNamespace(input_features=np.stack([self.one(a) for a in batch]))
+        return SimpleNamespace(input_features=np.stack([self.one(a, frames) for a in batch]))
 
 
 class Tokens:

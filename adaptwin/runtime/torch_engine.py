@@ -24,8 +24,8 @@ class TorchWhisper:
         if threads:
             torch.set_num_threads(threads)
 
-    def features(self, audios: list[np.ndarray]) -> np.ndarray:
-        return features(self.processor, audios, self.path)
+    def features(self, audios: list[np.ndarray], frames: int | None = None) -> np.ndarray:
+        return features(self.processor, audios, self.path, frames)
 
     @torch.inference_mode()
     def encode(self, features: np.ndarray):

@@ -38,7 +38,9 @@ class TranscriptionInfo:
 class Whisper:
     """A model ready to transcribe: ``model`` is anything ``load_whisper`` accepts (or what it
     returns) for ``backend="torch"``, an ``adaptwin-export`` folder for ``"ort"``/``"trt"``, or
-    an engine-backed ``StepperBackend`` already made. ``gate``: the no-speech gate (None: off)."""
+    an engine-backed ``StepperBackend`` already made. ``gate``: the no-speech gate (None: off).
+    ``context``: "auto" runs the encoder on the audio's length when the model was adapted for
+    a dynamic audio context (``adaptwin adapt --dynamic-context``), "full" always on 30 s."""
 
     def __init__(
         self,
@@ -48,12 +50,13 @@ class Whisper:
         language: str | None = "en",
         threads: int | None = None,
         gate: NoSpeechGate | None = NoSpeechGate(),
+        context: str = "auto",
     ) -> None:
         if hasattr(model, "generate") and hasattr(model, "engine"):  # a backend already
             self.backend = model
         else:
             kwargs = {"threads": threads} if threads and backend in ("torch", "ort") else {}
-            self.backend = get_backend(backend, model, **kwargs)
+            self.backend = get_backend(backend, model, context, **kwargs)
         self.language, self.gate = language, gate
 
     def transcribe(

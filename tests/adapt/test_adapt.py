@@ -435,3 +435,67 @@ def test_steps_that_slow_down_still_end_within_the_time_budget(data, monkeypatch
     assert report.stopped_early and report.losses
     # past it by at most about one step (0.3 s of sleep, more when the machine is busy)
     assert report.seconds["total"] <= budget + longest[0] + 0.2
+
+
+def test_a_dynamic_context_is_taught_on_cut_windows_and_recorded(data, monkeypatch):
+    """--dynamic-context: a share of the windows (every validation window) is cut to its audio
+    plus the margin, rounded up to a bucket and never shorter than the audio; training lowers
+    the student's loss at those cut contexts against the teacher's full-window targets; the
+    saved config records the context, so the runtime feeds the audio's length."""
+    import adaptwin.adapt.core as core
+    from adaptwin.adapt.stages import window_positions
+    from adaptwin.models.context import AudioContext
+
+    seen, real = [], core.e2e_loss
+    monkeypatch.setattr(core, "e2e_loss", lambda *a: (seen.append((a[4], a[2], a[-1])), real(*a))[1])
+    teacher, student = tiny_run.models()
+    config = tiny_run.config(
+        layerwise_epochs=0, epochs=8, lr=1e-2, batch_size=1, dynamic_context=0.5, context_bucket=0.2, context_margin=0.1
+    )
+    windows = build_windows(tiny_run.processor(), data / "target.jsonl", data / "general.jsonl", replay=config.replay)
+    positions = window_positions(windows, config.audio_context(), 1.0, 0)
+    cache = cache_teacher(teacher, windows, [], "model.encoder.layers.0", config.topk, torch.device("cpu"))
+
+    def cut_loss(model):  # the training objective, every window cut
+        with torch.no_grad():
+            return sum(
+                float(
+                    e2e_loss(
+                        model,
+                        0,
+                        windows,
+                        cache,
+                        w,
+                        config.distill_for(windows.source[w]),
+                        torch.device("cpu"),
+                        config.encoder_match,
+                        positions[w],
+                    )
+                )
+                for w in range(len(windows))
+            )
+
+    before = cut_loss(student)
+    adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=tiny_run.processor())
+    assert cut_loss(student) < 0.9 * before
+    cut = [(w, s, p) for w, s, p in seen if p is not None]
+    assert cut and len(cut) < len(seen)  # a share of the windows, the rest at 30 s
+    for w, s, p in cut:  # never cuts the window's audio (nor its margin); at most one bucket more
+        need = s.seconds[w] + 0.1
+        assert need <= p * 0.02 + 1e-9 < need + 0.2 or p == 50
+    assert student.config.adaptwin["context"] == AudioContext(0.2, 0.1).to_dict()
+    assert student.config.adaptwin["adaptation"]["config"]["dynamic_context"] == 0.5
+
+
+def test_without_a_dynamic_context_every_window_keeps_30_s(data):
+    teacher, student = tiny_run.models()
+    student.config.adaptwin = {**student.config.adaptwin, "context": {"dynamic": True, "bucket": 0.2, "margin": 0.1}}
+    adapt_(
+        student,
+        teacher,
+        data / "target.jsonl",
+        data / "general.jsonl",
+        tiny_run.config(layerwise_epochs=0, epochs=1),
+        processor=tiny_run.processor(),
+    )
+    assert "context" not in student.config.adaptwin  # re-adapted without it: the capability is not claimed

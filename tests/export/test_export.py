@@ -248,3 +248,29 @@ def test_bad_options_are_clear():
 def test_ort_backend_rejects_a_non_export_folder(tmp_path):
     with pytest.raises(ValueError, match="adaptwin-export"):
         OrtWhisper(tmp_path)
+
+
+def test_a_dynamic_context_export_matches_pytorch_at_several_lengths(tmp_path, compressed, monkeypatch):
+    """The encoder's frame axis is dynamic: the export of a model adapted for a dynamic context is
+    validated at its shortest context and a third of the window besides 30 s, with the
+    encoder's query blocks (made small here: 7 blocks of 8 positions) cut from the input."""
+    from adaptwin.models import graphs
+    from adaptwin.models.context import AudioContext
+
+    monkeypatch.setattr(graphs, "QUERY_BLOCK", 8)
+    model = copy.deepcopy(compressed)
+    model.config.adaptwin = {**model.config.adaptwin, "context": AudioContext(0.2, 0.1).to_dict()}
+    report = export(tiny_loaded(model), tmp_path / "dynamic", ExportOptions())
+    names = [c.name for c in report.validation.checks]
+    assert report.validation.ok and any("20 frames" in n for n in names) and any("60 frames" in n for n in names)
+    engine = OrtWhisper(report.out, processor=TinyProcessor())
+    torch_graph = graphs.EncoderGraph(model).eval()
+    assert torch_graph.layers[0].attn.blocks == 7
+    feats = torch.randn(1, 16, 100)
+    for frames in (20, 38, 100):
+        cross, _ = engine.encode(feats[..., :frames].numpy())
+        with torch.no_grad():
+            ref = torch_graph(feats[..., :frames])[1:]
+        assert cross[0].shape[2] == frames // 2
+        for got, want in zip(cross, ref):
+            np.testing.assert_allclose(got, want.numpy(), atol=1e-4)

@@ -20,13 +20,21 @@ def folders(tmp_path_factory, tiny_dense):
     import copy
 
     from adaptwin import AdaPTwinConfig, compress_
+    from adaptwin.models.context import AudioContext
 
     compressed = copy.deepcopy(tiny_dense)
     compress_(compressed, AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=12))
+    dynamic = copy.deepcopy(compressed)  # as if adapted with --dynamic-context
+    dynamic.config.adaptwin = {**dynamic.config.adaptwin, "context": AudioContext(0.2, 0.1).to_dict()}
     root = tmp_path_factory.mktemp("trt")
     return {
         name: export(tiny_loaded(m), root / name, ExportOptions(precision=p)).out
-        for name, m, p in (("fp32", compressed, "fp32"), ("int8", compressed, "int8"), ("dense", tiny_dense, "fp32"))
+        for name, m, p in (
+            ("fp32", compressed, "fp32"),
+            ("int8", compressed, "int8"),
+            ("dense", tiny_dense, "fp32"),
+            ("dynamic", dynamic, "fp32"),
+        )
     }
 
 
@@ -50,11 +58,12 @@ def _has_tensorrt():
 
 def test_float_graphs_use_only_operators_tensorrt_parses(folders):
     assert check_parsable(folders["fp32"]) == [] and check_parsable(folders["dense"]) == []
+    assert check_parsable(folders["dynamic"]) == []
     assert {"DynamicQuantizeLinear", "MatMulInteger"} & set(check_parsable(folders["int8"]))
     assert "Conv" in TRT_OPS and "MatMulInteger" not in TRT_OPS
 
 
-@pytest.mark.parametrize("name", ["fp32", "dense"])
+@pytest.mark.parametrize("name", ["fp32", "dense", "dynamic"])
 def test_profiles_match_the_graphs_and_run_at_their_corners(folders, name):
     """Every engine input has a (min, opt, max) profile whose fixed dims equal the graph's,
     and ONNX Runtime runs each graph at the profile's min and max shapes."""
@@ -86,6 +95,9 @@ def test_profiles_match_the_graphs_and_run_at_their_corners(folders, name):
                 )
             outputs = session.run(None, feed)
             assert all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f")
+    frames = [corner[2] for corner in shapes["encoder_model"]["input_features"]]
+    # a dynamic context's profile spans its shortest context to the window; others are static
+    assert frames == ([20, 60, 100] if name == "dynamic" else [100, 100, 100])
 
 
 class FakeTensorRT(types.ModuleType):

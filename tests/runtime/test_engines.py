@@ -148,3 +148,67 @@ def test_no_speech_probability_is_read_after_the_start_token(tiny_ts):
     expect = np.exp(decoding._log_softmax(logits[:, sot])[:, vocab.no_speech])
     np.testing.assert_allclose([h.no_speech_prob for h in hyps], expect, rtol=1e-4)
     assert hyps[0].avg_logprob == pytest.approx(hyps[0].logprob / (len(hyps[0].tokens) + 1))
+
+
+def dynamic(loaded, bucket=0.2, margin=0.1):
+    """A copy of ``loaded`` whose config says it was adapted for a dynamic audio context."""
+    from adaptwin.models.context import AudioContext
+
+    model = copy.deepcopy(loaded.model)
+    model.config.adaptwin = {"context": AudioContext(bucket, margin).to_dict()}
+    return LoadedWhisper(model, loaded.processor, loaded.path)
+
+
+def recording_encoder(backend):
+    frames = []
+    encode = backend.engine.encode
+    backend.engine.encode = lambda feats: (frames.append(feats.shape[-1]), encode(feats))[1]
+    return frames
+
+
+def test_the_encoder_sees_the_audio_length_only_with_a_dynamic_context(tiny_ts):
+    """The tiny window is 1 s (100 frames): a dynamic model's encoder gets the batch's longest
+    clip plus its margin, in whole buckets; every other model (or --context full) the window."""
+    from adaptwin.runtime import get_backend
+
+    rng = np.random.default_rng(2)
+    short, longer = (0.1 * rng.standard_normal(int(s * 16000)).astype(np.float32) for s in (0.3, 0.65))
+    plain = get_backend("torch", tiny_ts)
+    seen = recording_encoder(plain)
+    plain.generate([short], max_new_tokens=2)
+    assert seen == [100]
+    auto, full = get_backend("torch", dynamic(tiny_ts)), get_backend("torch", dynamic(tiny_ts), "full")
+    seen, seen_full = recording_encoder(auto), recording_encoder(full)
+    auto.generate([short], max_new_tokens=2)  # 0.3 s + 0.1 s -> 0.4 s
+    auto.generate([short, longer], max_new_tokens=2)  # 0.65 s + 0.1 s -> 0.8 s
+    auto.generate([np.concatenate([longer, longer])], max_new_tokens=2)  # longer than the window
+    full.generate([short], max_new_tokens=2)
+    assert seen == [40, 80, 100] and seen_full == [100]
+
+
+def test_streaming_with_a_dynamic_context_commits_every_word_once(tiny_ts, tmp_path):
+    """Each decode's encoder sees the buffer, not the window; PyTorch and the ONNX export (its
+    frame axis dynamic) stream the same words; no word is committed twice."""
+    pytest.importorskip("onnxruntime")
+    from adaptwin.export import ExportOptions, export
+    from adaptwin.runtime import get_backend
+    from adaptwin.runtime.ort import OrtWhisper
+
+    loaded = dynamic(tiny_ts)
+    rng = np.random.default_rng(0)
+    t = np.arange(6 * 16000) / 16000
+    audio = (
+        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
+    ).astype(np.float32)
+    backend = get_backend("torch", loaded)
+    frames = recording_encoder(backend)
+    emitted, windows = stream(backend, audio)
+    assert emitted and min(frames) < 100 and set(frames) <= {20, 40, 60, 80, 100}
+    assert len({(e.word.text, e.word.start) for e in emitted}) == len(emitted)  # each word once
+    assert [e.stream_time for e in emitted] == sorted(e.stream_time for e in emitted)
+    folder = export(loaded, tmp_path / "onnx", ExportOptions(validate=False)).out
+    ort_backend = StepperBackend(OrtWhisper(folder, processor=tiny_ts.processor), "ort")
+    ort_frames = recording_encoder(ort_backend)
+    emitted_ort, _ = stream(ort_backend, audio)
+    assert ort_frames == frames
+    assert [e.word.text for e in emitted_ort] == [e.word.text for e in emitted]

@@ -37,3 +37,14 @@ def test_features_are_freed_as_soon_as_they_are_dropped():
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_a_short_context_has_the_windows_first_frames():
+    """Features for a dynamic context (the first F frames only) equal the window's first F
+    frames when the audio ends before the cut."""
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(int(2.3 * 16000))).astype(np.float32)
+    mel = LogMel(80)
+    full = mel([audio]).input_features  # [1, 80, 3000]
+    for frames in (300, 1000):
+        np.testing.assert_allclose(mel([audio], frames=frames).input_features, full[..., :frames], atol=1e-6)
