@@ -94,3 +94,28 @@ def test_adapt_command_checks_its_options(folders, capsys):
     args[args.index("--target") + 1] = str(folders / "nope.jsonl")
     assert main(args) == 2
     assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_adapt_on_general_speech_alone_teaches_a_dynamic_context(folders, capsys):
+    """No --target: the general speech is the training data (no replay); --dynamic-context is
+    recorded in the saved model, and `info` says so."""
+    import adaptwin
+    from adaptwin.cli import main
+
+    args = _args(folders, "--dynamic-context", "0.5", "--context-bucket", "0.2", "--context-margin", "0.1")
+    at = args.index("--target")
+    del args[at : at + 2]
+    args[args.index("--out") + 1] = str(folders / "dynamic")
+    assert main(args) == 0
+    meta = adaptwin.load_whisper(folders / "dynamic").model.config.adaptwin
+    assert meta["context"] == {"dynamic": True, "bucket": 0.2, "margin": 0.1}
+    assert meta["adaptation"]["data"]["target"]["source"].endswith("general.jsonl")
+    assert meta["adaptation"]["data"]["general"] is None and meta["adaptation"]["config"]["replay"] == 0.0
+    capsys.readouterr()
+    assert main(["info", str(folders / "dynamic")]) == 0
+    assert "audio context: dynamic (the audio + 0.1 s, in 0.2 s buckets)" in capsys.readouterr().out
+    without = _args(folders)
+    del without[without.index("--target") : without.index("--target") + 2]
+    del without[without.index("--general") : without.index("--general") + 2]
+    assert main(without) == 2
+    assert "--target" in capsys.readouterr().err
