@@ -6,7 +6,8 @@
    (fp32 and int8), CTranslate2 int8 (faster-whisper's engine);
 2. end to end on the general test sets (`test-tts.jsonl`, `test-real.jsonl`), one utterance at a time, greedy: RTF, WER
    and peak RSS (each engine in its own process) for ORT compressed int8, ORT dense,
-   faster-whisper int8 (the same CTranslate2 `base` weights) and PyTorch dense;
+   faster-whisper int8 (the same CTranslate2 `base` weights), whisper.cpp q8_0 (pywhispercpp, the
+   same weights converted by `adaptwin-export --engine ggml`) and PyTorch dense;
 3. exported folder sizes.
 
 DIR is the output of `adaptwin data build` (its calib.jsonl drives data-aware compression).
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import write_page  # noqa: E402
-from scoring import FasterWhisper, general_test  # noqa: E402
+from scoring import FasterWhisper, WhisperCpp, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -70,6 +71,15 @@ def prepare(args) -> dict[str, Path]:
                     export(source, out, ExportOptions(precision=precision, threads=args.threads)).format(), flush=True
                 )
             folders[f"{label}-{precision}"] = out
+    try:  # whisper.cpp's own format, from the same dense weights (adaptwin-export --engine ggml)
+        import pywhispercpp  # noqa: F401
+
+        out = work / "ggml-dense-q8_0"
+        if not (out / "ggml-model.bin").is_file():
+            print(export("base", out, ExportOptions(engine="ggml", precision="int8")).format(), flush=True)
+        folders["whisper.cpp"] = out
+    except ImportError:
+        print("pywhispercpp not installed: no whisper.cpp row", flush=True)
     return folders
 
 
@@ -96,6 +106,8 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     for label, folder in folders.items():
+        if not (folder / "encoder_model.onnx").is_file():
+            continue  # whisper.cpp's file: end to end only
         session = ort.InferenceSession(str(folder / "encoder_model.onnx"), opts, providers=["CPUExecutionProvider"])
         runs[f"ort {label}"] = lambda session=session: session.run(None, {"input_features": feats})
     try:
@@ -130,6 +142,8 @@ def worker(args) -> int:
     kind, _, where = args.worker.partition(":")
     if kind == "fw":
         backend = FasterWhisper(where, args.threads)
+    elif kind == "wcpp":
+        backend = WhisperCpp(where, args.threads)
     else:
         import torch
 
@@ -148,8 +162,11 @@ def end_to_end(folders: dict[str, Path], args) -> dict[str, dict]:
     from adaptwin.models.builtin import builtin_ct2_dir
 
     engines = {"faster-whisper int8": f"fw:{builtin_ct2_dir('base')}", "pytorch dense fp32": "torch:base"}
+    ggml = folders.get("whisper.cpp")
+    if ggml is not None:
+        engines["whisper.cpp q8_0"] = f"wcpp:{ggml / 'ggml-model.bin'}"
     for label, folder in folders.items():
-        if label.endswith("int8") or label == "dense-fp32":
+        if (label.endswith("int8") or label == "dense-fp32") and (folder / "encoder_model.onnx").is_file():
             engines[f"ort {label}"] = f"ort:{folder}"
     out = {}
     for name, spec in engines.items():
