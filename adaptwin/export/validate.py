@@ -168,6 +168,10 @@ def validate(
         window = 2 * cfg.max_source_positions * HOP_SECONDS
         lengths = sorted({encoder_frames(cfg, s) for s in (0.0, window / 3)} - {feats.shape[-1]})
         inputs += [(f"random, {f} frames", feats[..., :f], inputs[0][2], None) for f in lengths]
+        if clips:  # the real clips at the context they get (checked at every precision)
+            f = encoder_frames(cfg, max(len(c) for c in clips) / 16000)
+            if f < feats.shape[-1]:
+                inputs.append((f"real, {f} frames", inputs[1][1][..., :f], inputs[1][2], inputs[1][3]))
     for tag, feats, ids, scored in inputs:
         ref = _reference_logits(model, feats, ids).numpy()  # [B, T, V]
         cross, empty = engine.encode(feats.numpy())
