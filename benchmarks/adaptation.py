@@ -323,6 +323,14 @@ def _wer(row, name):
     return s["wer"] if s else None
 
 
+UNCOMPARED = "not compared (scored by different versions)"
+
+
+def same_scoring(*rows: dict) -> bool:
+    """Whether rows were scored by one scoring version (so on the same test sets)."""
+    return len({r["scores"].get("scoring", 1) for r in rows}) == 1
+
+
 def targets_table(rows: list[dict], dense: dict) -> str:
     """Every adapted cell against the targets: target WER <= dense, general WERs <= dense + 1,
     the command within 10 minutes; and each fp32/bf16 pair within half a point."""
@@ -342,12 +350,15 @@ def targets_table(rows: list[dict], dense: dict) -> str:
         if r.get("variant"):
             continue
         s, d = r["scores"], dense[r["model"]]["scores"]
-        cells = [
-            verdict(s[r["target"]]["wer"], d[r["target"]]["wer"]),
-            verdict(s["test-tts"]["wer"], d["test-tts"]["wer"] + TARGET_GENERAL),
-            verdict(s["test-real"]["wer"], d["test-real"]["wer"] + TARGET_GENERAL),
-            verdict(s["wall_seconds"], TARGET_WALL, unit=" s"),
-        ]
+        cells = (
+            [
+                verdict(s[r["target"]]["wer"], d[r["target"]]["wer"]),
+                verdict(s["test-tts"]["wer"], d["test-tts"]["wer"] + TARGET_GENERAL),
+                verdict(s["test-real"]["wer"], d["test-real"]["wer"] + TARGET_GENERAL),
+            ]
+            if same_scoring(r, dense[r["model"]])
+            else [UNCOMPARED] * 3
+        ) + [verdict(s["wall_seconds"], TARGET_WALL, unit=" s")]
         lines.append(f"| {r['model']} | {r['budget']:.1f} | {r['target']} | {r['minutes']:g} | {' | '.join(cells)} |")
     pairs = [
         (a, b)
@@ -359,6 +370,12 @@ def targets_table(rows: list[dict], dense: dict) -> str:
         and (a["model"], a["budget"], a["target"], a["minutes"]) == (b["model"], b["budget"], b["target"], b["minutes"])
     ]
     for a, b in pairs:
+        if not same_scoring(a, b):
+            lines += [
+                "",
+                f"{a['model']} −{a['budget']:.0%} {a['target']} {a['minutes']:g} min precision pair: {UNCOMPARED}.",
+            ]
+            continue
         diffs = [
             f"{name} {abs(_wer(a, key) - _wer(b, key)):.2f} ({verdict(abs(_wer(a, key) - _wer(b, key)), TARGET_PRECISION)})"
             for name, key in (("target", a["target"]), ("unseen TTS", "test-tts"), ("unseen real", "test-real"))
@@ -396,14 +413,15 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
             "",
             "| model | encoder budget | stage | target minutes | WER target (%) | WER unseen TTS (%) | "
             "WER unseen real (%) | worse than dense, TTS / real (% of utts) | adapt wall (s) | steps (kept) | "
-            "stopped by | precision | peak RSS (MB) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "stopped by | precision | peak RSS (MB) | scoring |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             if r["stage"] == "adapted" and r["target"] != target or target not in r["scores"]:
                 continue
             s, d = r["scores"], dense[r["model"]]["scores"]
-            worse = " / ".join(f"{worse_share(s[k], d[k])}" for k in TEST_SETS) if r["stage"] != "dense" else ""
+            compared = r["stage"] != "dense" and same_scoring(r, dense[r["model"]])
+            worse = " / ".join(f"{worse_share(s[k], d[k])}" for k in TEST_SETS) if compared else ""
             adapted = r["stage"] == "adapted"
             trained = "wall_seconds" in s  # adapted, or healed
             mins = f"{s['target_minutes']:.1f}" if adapted else ""
@@ -413,6 +431,7 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
                 f"{mins} | {_wer(r, target):.2f} | {_wer(r, 'test-tts'):.2f} | {_wer(r, 'test-real'):.2f} | {worse} | "
                 f"{s['wall_seconds'] if trained else ''} | {kept} | {(s.get('stopped_by') or 'last epoch') if trained else ''}"
                 f" | {s.get('precision', '') if trained else ''} | {s.get('peak_rss_mb', '') if trained else ''} |"
+                f" {s.get('scoring', 1)} |"
             )
         lines.append("")
     stem.with_suffix(".md").write_text("\n".join(lines))
