@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import verdict, write_page  # noqa: E402
+from pages import store_and_publish, verdict  # noqa: E402
 from scoring import FasterWhisper, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -235,13 +235,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(result: dict, stem: Path) -> None:
-    table = render(result)
-    stem.with_suffix(".md").write_text(table)
-    write_page("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT, table)
-    print(table)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", help="output of `adaptwin data build`")
@@ -255,20 +248,21 @@ def main(argv=None) -> int:
     p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
     p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
     args = p.parse_args(argv)
-    stem = Path(args.out)
-    if args.render:
-        result = json.loads(stem.with_suffix(".json").read_text())
-    else:
+    result = None
+    if not args.render:
         if not args.data or not args.model:
             p.error("--data and --model are needed (or --render)")
         import transformers
 
         transformers.logging.set_verbosity_error()
         result = run(args)
-    if args.note:
-        result["note"] = f"{result.get('note') or ''} {args.note}".strip()
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    publish(result, stem)
+    store_and_publish(
+        Path(args.out),
+        result,
+        args.note,
+        render,
+        ("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT),
+    )
     return 0
 
 

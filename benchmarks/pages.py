@@ -3,7 +3,9 @@ description of the method and the stored results), never edited by hand."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -25,3 +27,19 @@ def verdict(value: float, bound: float, lower_is_better: bool = True, unit: str 
     """'met' or 'missed by X' for ``value`` against ``bound``."""
     gap = value - bound if lower_is_better else bound - value
     return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
+
+
+def store_and_publish(
+    stem: Path, result: dict | None, note: str | None, table: Callable[[dict], str], page: tuple[str, str, str, str]
+) -> None:
+    """Keep ``result`` (None: the stored one, for ``--render``) with ``note`` appended in
+    STEM.json, write its ``table`` to STEM.md and to the page (name, title, script, about)."""
+    if result is None:
+        result = json.loads(stem.with_suffix(".json").read_text())
+    if note:
+        result["note"] = f"{result.get('note') or ''} {note}".strip()
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    text = table(result)
+    stem.with_suffix(".md").write_text(text)
+    write_page(*page, text)
+    print(text)

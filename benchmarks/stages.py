@@ -19,7 +19,6 @@ Writes benchmarks/results/stages.{json,md} and docs/results/stages.md; ``--rende
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import write_page  # noqa: E402
+from pages import store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("features", "encoder", "prefill", "step", "logits")
@@ -214,13 +213,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish(result: dict, stem: Path) -> None:
-    table = render(result)
-    stem.with_suffix(".md").write_text(table)
-    write_page("stages", "Where the time goes", "stages.py", ABOUT, table)
-    print(table)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--compressed", help="a compressed (or adapted) model folder")
@@ -232,18 +224,13 @@ def main(argv=None) -> int:
     p.add_argument("--render", action="store_true")
     p.add_argument("--note")
     args = p.parse_args(argv)
-    stem = Path(args.out)
-    if args.render:
-        result = json.loads(stem.with_suffix(".json").read_text())
-    else:
+    result = None
+    if not args.render:
         if not args.compressed:
             p.error("--compressed is needed (or --render)")
         Path(args.work).mkdir(parents=True, exist_ok=True)
         result = measure(args)
-    if args.note:
-        result["note"] = f"{result.get('note') or ''} {args.note}".strip()
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    publish(result, stem)
+    store_and_publish(Path(args.out), result, args.note, render, ("stages", "Where the time goes", "stages.py", ABOUT))
     return 0
 
 
