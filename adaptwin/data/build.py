@@ -228,7 +228,7 @@ def build_standard_sets(
     sets["calib"] = [Utterance(u.audio, u.text, u.speaker, "calib", u.duration) for u in sets["calib"]]
     # a game repeats stock lines across characters: a test line heard in training is not a test
     heard = {u.text.strip().lower() for n in TRAINING_SETS for u in sets.get(n, []) if u.text}
-    repeated, gibberish = {}, {}
+    repeated, not_english = {}, {}
     for name in TEST_SETS:
         keep = [u for u in sets[name] if (u.text or "").strip().lower() not in heard]
         repeated[name] = len(sets[name]) - len(keep)
@@ -239,10 +239,10 @@ def build_standard_sets(
     words = english_words()
     for name in TEST_SETS:
         keep = [u for u in sets[name] if not unscorable(u.text, words)]
-        gibberish[name] = len(sets[name]) - len(keep)
+        not_english[name] = len(sets[name]) - len(keep)
         sets[name] = keep
-    if any(gibberish.values()):
-        logger.info("left out general test lines that are not English: %s", gibberish)
+    if any(not_english.values()):
+        logger.info("left out general test lines that are not English: %s", not_english)
     check_disjoint(sets, lambda s: person_of(s, voices))
     for name, utts in sets.items():
         if utts:
@@ -265,7 +265,7 @@ def build_standard_sets(
         "voices": roles,
         "fotaq": str(corpus) if corpus else None,
         "test_lines_heard_in_training_left_out": repeated,
-        "test_lines_not_english_left_out": gibberish,
+        "test_lines_not_english_left_out": not_english,
         "debian_packages": {
             p: package_version(p)
             for p in (

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..audio import SAMPLE_RATE
 from ..errors import AdaptwinError
 from ..evaluate import align
 from ..models.context import HOP_SECONDS, encoder_frames, model_context
@@ -169,7 +170,7 @@ def validate(
         lengths = sorted({encoder_frames(cfg, s) for s in (0.0, window / 3)} - {feats.shape[-1]})
         inputs += [(f"random, {f} frames", feats[..., :f], inputs[0][2], None) for f in lengths]
         if clips:  # the real clips at the context they get (checked at every precision)
-            f = encoder_frames(cfg, max(len(c) for c in clips) / 16000)
+            f = encoder_frames(cfg, max(len(c) for c in clips) / SAMPLE_RATE)
             if f < feats.shape[-1]:
                 inputs.append((f"real, {f} frames", inputs[1][1][..., :f], inputs[1][2], inputs[1][3]))
     for tag, feats, ids, scored in inputs:
