@@ -15,6 +15,23 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="built-in name (tiny.en, base), HF/CTranslate2 folder or hub id")
     p.add_argument("--scope", default="encoder", choices=["encoder", "decoder", "all"])
     p.add_argument("--budget", type=float, help="fraction of the scope's parameters to remove, e.g. 0.3")
+    p.add_argument(
+        "--budget-by",
+        default="params",
+        choices=["params", "time"],
+        help="what --budget is a fraction of: parameters, or the selected matmuls' time measured on ONNX Runtime",
+    )
+    p.add_argument(
+        "--max-ms",
+        type=float,
+        help="instead of --budget: cut until the selected matmuls take at most this many ms per window (measured)",
+    )
+    p.add_argument(
+        "--tokens-per-window",
+        type=int,
+        default=48,
+        help="decoded tokens per window when a time budget weighs decoder steps against the encoder",
+    )
     p.add_argument("--rank-qk", type=int, help="explicit per-head QK rank for every selected attention")
     p.add_argument("--rank-vo", type=int, help="explicit per-head VO rank for every selected attention")
     p.add_argument("--rank-ffn", type=int, help="explicit FFN rank (with --ffn)")
@@ -43,6 +60,9 @@ def _config_from(args: argparse.Namespace):
     return AdaPTwinConfig(
         scope=args.scope,
         budget=args.budget,
+        budget_by=args.budget_by,
+        max_ms=args.max_ms,
+        tokens_per_window=args.tokens_per_window,
         rank_qk=args.rank_qk,
         rank_vo=args.rank_vo,
         rank_ffn=args.rank_ffn,
@@ -62,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     loaded = adaptwin.load_whisper(args.model)
     calib = build_calibration(loaded, args.calib, args.calib_windows) if args.calib else None
-    if calib is None and config.budget is not None:
+    if calib is None and (config.budget is not None or config.max_ms is not None):
         logging.getLogger("adaptwin").warning(
             "no --calib given: ranks follow weight-space error only; data-aware compression is far more accurate"
         )

@@ -1,7 +1,8 @@
-"""Spend a parameter budget across layers and twins where it costs the least error.
+"""Spend a parameter or time budget across layers and twins where it costs the least error.
 
 Each unit (one twin of one attention, or one FFN matrix) offers options ``(rank, params,
-error)``, ending with the dense original (rank None, error 0). The predicted model error
+error, seconds)``, ending with the dense original (rank None, error 0); the budget is in
+``resource``, one of the two sizes. The predicted model error
 is ``sum_u (gain_u * error_u)^2``: ``gain`` is the measured sensitivity of the model
 output to that unit's own error (1 when no calibration data is given). A greedy pass cuts
 where error per saved parameter is cheapest, then a refinement pass gives back any
@@ -19,6 +20,7 @@ class Option:
     rank: int | None  # None: keep the dense original
     params: int
     error: float
+    seconds: float = 0.0  # measured time per window (``latency.py``), for time budgets
 
 
 @dataclass
@@ -31,22 +33,28 @@ class Unit:
         return (self.gain * self.options[i].error) ** 2
 
 
-def max_savings(units: Sequence[Unit]) -> int:
-    return sum(u.options[-1].params - min(o.params for o in u.options) for u in units)
+RESOURCES = ("params", "seconds")
 
 
-def allocate(units: Sequence[Unit], target_savings: int) -> dict[Hashable, int | None]:
-    """Choose one option per unit so that the savings reach ``target_savings`` at low error."""
-    if target_savings > max_savings(units):
+def max_savings(units: Sequence[Unit], resource: str = "params") -> float:
+    return sum(getattr(u.options[-1], resource) - min(getattr(o, resource) for o in u.options) for u in units)
+
+
+def allocate(units: Sequence[Unit], target_savings: float, resource: str = "params") -> dict[Hashable, int | None]:
+    """Choose one option per unit so that the savings in ``resource`` reach ``target_savings``
+    at low error."""
+    if resource not in RESOURCES:
+        raise ValueError(f"resource must be one of {RESOURCES}")
+    if target_savings > max_savings(units, resource):
         raise ValueError("budget cannot be met")  # callers explain why, with numbers
+    size = [[getattr(o, resource) for o in u.options] for u in units]
     state = [len(u.options) - 1 for u in units]
     saved = 0
     while saved < target_savings:
         best = None
         for j, u in enumerate(units):
-            here = u.options[state[j]]
             for i in range(state[j]):
-                d_save = here.params - u.options[i].params
+                d_save = size[j][state[j]] - size[j][i]
                 if d_save <= 0:
                     continue
                 ratio = (u.cost(i) - u.cost(state[j])) / d_save
@@ -64,7 +72,7 @@ def allocate(units: Sequence[Unit], target_savings: int) -> dict[Hashable, int |
         best = None
         for j, u in enumerate(units):
             for i in range(state[j] + 1, len(u.options)):
-                d_save = u.options[i].params - u.options[state[j]].params
+                d_save = size[j][i] - size[j][state[j]]
                 gain = u.cost(state[j]) - u.cost(i)
                 if saved - d_save >= target_savings and gain > 0 and (best is None or gain > best[0]):
                     best = (gain, j, i, d_save)

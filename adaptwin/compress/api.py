@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -17,6 +17,7 @@ from .allocate import Option, Unit, allocate, max_savings
 from .calibrate import Calibration, relative_error, run, second_moments, swapped
 from .config import AdaPTwinConfig
 from .factorize import Factorization
+from .latency import Dims, MatmulTimer, OrtTimer, unit_work, window_seconds
 from .targets import (
     Site,
     check_whisper,
@@ -54,6 +55,7 @@ class CompressionReport:
     seconds: float
     output_error: float | None = None  # relative error of the scope's output on calibration data
     config: dict[str, Any] = field(default_factory=dict)
+    time_ms: tuple[float, float] | None = None  # time budgets: the selected matmuls per window, before/after
 
     def removed(self, part: str = "encoder") -> float:
         return 1.0 - self.params_after[part] / self.params_before[part]
@@ -70,6 +72,10 @@ class CompressionReport:
         for part in ("encoder", "decoder", "total"):
             b, a = self.params_before[part], self.params_after[part]
             lines.append(f"{part:<8} {b:>12,} -> {a:>12,} params ({100 * (1 - a / b):.1f} % removed)")
+        if self.time_ms is not None:
+            b, a = self.time_ms
+            less = 100 * (1 - a / b)
+            lines.append(f"selected matmuls, measured: {b:.2f} -> {a:.2f} ms per window ({less:.1f} % less)")
         if self.output_error is not None:
             lines.append(f"output relative error on calibration data: {self.output_error:.4f}")
         lines.append(f"{'data-aware' if self.data_aware else 'data-free'}, {self.seconds:.1f} s")
@@ -93,9 +99,11 @@ def compress_(
     calibration: Calibration | None = None,
     *,
     progress: bool = False,
+    timer: MatmulTimer | None = None,
 ) -> CompressionReport:
     """Compress ``model`` in place: joint per-head SVD of W_Q W_K^T and W_V W_O (optionally the
-    FFN), data-aware when ``calibration`` is given, ranks explicit or allocated to a budget."""
+    FFN), data-aware when ``calibration`` is given, ranks explicit or allocated to a budget
+    (parameters, or time measured by ``timer``: ONNX Runtime on this CPU by default)."""
     check_whisper(model)
     if is_compressed(model):
         raise InvalidInput("this model is already compressed: start again from the dense model")
@@ -124,8 +132,13 @@ def compress_(
     decoder_metric = any(s.side == "decoder" for s in sites)
     if calibration is not None:
         reference = run(model, calibration.subset(PROBE_WINDOWS), decoder_metric)
-    if config.budget is not None:
-        ranks = _budget_ranks(model, config, facts, calibration, reference, decoder_metric, before, progress)
+    time_ms = None
+    if config.budget is not None or config.max_ms is not None:
+        units = _units(model, config, facts, sites, timer)
+        ranks = _budget_ranks(model, config, units, facts, calibration, reference, decoder_metric, before, progress)
+        if config.budget_by == "time":
+            chosen = [next(o for o in u.options if o.rank == ranks[u.key]) for u in units]
+            time_ms = (1e3 * sum(u.options[-1].seconds for u in units), 1e3 * sum(o.seconds for o in chosen))
     else:
         ranks = _explicit_ranks(config, sites, facts)
 
@@ -149,6 +162,7 @@ def compress_(
         time.perf_counter() - start,
         out_err,
         config.to_dict(),
+        time_ms,
     )
     logger.info(
         "compressed %s: %.1f %% of the encoder, %.1f %% of the decoder removed in %.1f s",
@@ -196,10 +210,31 @@ def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, r
     )
 
 
-def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, before, progress):
+def _units(model, config, facts, sites: list[Site], timer: MatmulTimer | None) -> list[Unit]:
+    units = [Unit(key, _unit_options(model, key[0], key[1], fact, config)) for key, fact in facts.items()]
+    if config.budget_by == "time":
+        timer = timer or OrtTimer()
+        dims, site_of = Dims.of(model), {s.name: s for s in sites}
+        for unit in units:
+            (name, twin), site = unit.key, site_of[unit.key[0]]
+            module = model.get_submodule(name)
+            unit.options = [
+                replace(
+                    o,
+                    seconds=window_seconds(
+                        unit_work(site.kind, site.side, twin, o.rank, module, dims), timer, config.tokens_per_window
+                    ),
+                )
+                for o in unit.options
+            ]
+    return units
+
+
+def _budget_ranks(model, config, units, facts, calibration, reference, decoder_metric, before, progress):
+    if config.budget_by == "time":
+        return _time_ranks(model, config, units, facts, calibration, reference, decoder_metric, progress)
     part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[config.scope]
     target = int(round(config.budget * before[part]))
-    units = [Unit(key, _unit_options(model, key[0], key[1], fact, config)) for key, fact in facts.items()]
     possible = max_savings(units)
     if target > possible:
         hint = (
@@ -209,9 +244,37 @@ def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, 
         )
         raise InvalidInput(
             f"budget {config.budget:.0%} of the {part} ({target:,} parameters) cannot be met: even at the "
-            f"smallest ranks the selected modules ({', '.join(config.attention)}{', ffn' if config.ffn else ''}; "
-            f"twins {'/'.join(config.twins)}) free at most {possible:,} ({possible / before[part]:.1%}).{hint}"
+            f"smallest ranks the selected modules ({_selected(config)}) free at most {possible:,} "
+            f"({possible / before[part]:.1%}).{hint}"
         )
+    _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress)
+    return allocate(units, target)
+
+
+def _selected(config) -> str:
+    thin = (", ffn" if config.ffn else "") + (", head" if config.head else "")
+    return f"{', '.join(config.attention)}{thin}; twins {'/'.join(config.twins)}"
+
+
+def _time_ranks(model, config, units, facts, calibration, reference, decoder_metric, progress):
+    """Ranks for a budget in measured time: a fraction of the selected matmuls' time, or ``max_ms``."""
+    total = sum(u.options[-1].seconds for u in units)
+    target = config.budget * total if config.budget is not None else total - config.max_ms / 1e3
+    possible = max_savings(units, "seconds")
+    logger.info("selected matmuls take %.2f ms per window; %.2f ms to save", 1e3 * total, 1e3 * max(target, 0.0))
+    if target <= 0:
+        return {u.key: None for u in units}  # already within max_ms
+    if target > possible:
+        raise InvalidInput(
+            f"the time budget cannot be met: the selected modules ({_selected(config)}) take {1e3 * total:.2f} ms "
+            f"per window on this CPU (ONNX Runtime) and at the smallest ranks at least {1e3 * (total - possible):.2f} "
+            f"ms; ask for less (max_ms/budget) or select more modules (--ffn, --scope all, --head)"
+        )
+    _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress)
+    return allocate(units, target, "seconds")
+
+
+def _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress) -> None:
     if calibration is not None:  # measured sensitivity: model-output error per unit of local error
         sub = calibration.subset(PROBE_WINDOWS)
         for unit in _bar(units, progress, "measuring sensitivity"):
@@ -221,7 +284,6 @@ def _budget_ranks(model, config, facts, calibration, reference, decoder_metric, 
                 err = relative_error(run(model, sub, decoder_metric), reference)
             unit.gain = err / max(probe.error, 1e-8)
             logger.debug("sensitivity %s/%s: output %.4f at local %.4f", name, twin, err, probe.error)
-    return allocate(units, target)
 
 
 def _explicit_ranks(config, sites, facts):

@@ -10,6 +10,7 @@ from ..errors import InvalidInput
 from ..models.structure import FORMAT_VERSION, check_format
 
 SCOPES = ("encoder", "decoder", "all")
+BUDGET_BY = ("params", "time")
 ATTENTION_KINDS = ("encoder_self", "decoder_self", "cross")
 TWINS = ("qk", "vo")
 
@@ -26,13 +27,18 @@ def _default_attention(scope: str) -> tuple[str, ...]:
 class AdaPTwinConfig:
     """What to compress and how hard.
 
-    Give either ``budget`` (fraction of the scope's parameters to remove; ranks are then
-    allocated where they cost least error) or explicit ranks (``rank_qk``/``rank_vo`` for
-    every selected attention, ``ranks`` per module name to override).
+    Give either ``budget`` (fraction of the scope's parameters to remove, or with
+    ``budget_by="time"`` of the selected matmuls' time measured on ONNX Runtime; ranks are
+    then allocated where they cost least error), ``max_ms`` (the selected matmuls' time per
+    window, measured), or explicit ranks (``rank_qk``/``rank_vo`` for every selected
+    attention, ``ranks`` per module name to override).
     """
 
     scope: str = "encoder"
     budget: float | None = None
+    budget_by: str = "params"
+    max_ms: float | None = None  # time budget: ms per window of the selected matmuls (see latency.py)
+    tokens_per_window: int = 48  # decoded tokens per window when weighing decoder steps against the encoder
     rank_qk: int | None = None
     rank_vo: int | None = None
     rank_ffn: int | None = None  # with ffn=True and explicit ranks: the rank of every FFN matrix
@@ -61,16 +67,30 @@ class AdaPTwinConfig:
         bad = [t for t in self.twins if t not in TWINS]
         if bad or not self.twins:
             raise InvalidInput(f"twins must be a non-empty subset of {TWINS}, got {self.twins}")
-        if self.budget is not None:
-            if not (0.0 < float(self.budget) < 1.0):
+        if self.budget_by not in BUDGET_BY:
+            raise InvalidInput(f"budget_by={self.budget_by!r}: choose one of {', '.join(BUDGET_BY)}")
+        if self.max_ms is not None:
+            if not float(self.max_ms) > 0:
+                raise InvalidInput(f"max_ms={self.max_ms} must be a positive number of milliseconds per window")
+            if self.budget is not None:
+                raise InvalidInput("give either budget (a fraction to remove) or max_ms (a time to reach), not both")
+            object.__setattr__(self, "budget_by", "time")
+        if not (isinstance(self.tokens_per_window, int) and self.tokens_per_window >= 1):
+            raise InvalidInput(f"tokens_per_window={self.tokens_per_window!r} must be a positive integer")
+        if self.budget is not None or self.max_ms is not None:
+            if self.budget is not None and not (0.0 < float(self.budget) < 1.0):
                 raise InvalidInput(
                     f"budget={self.budget} is the fraction of parameters to remove and must lie in (0, 1), "
                     "e.g. 0.3 to remove 30 %"
                 )
             if any(r is not None for r in (self.rank_qk, self.rank_vo, self.rank_ffn, self.rank_head)) or self.ranks:
-                raise InvalidInput("give either a budget or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both")
+                raise InvalidInput(
+                    "give either a budget (or max_ms) or explicit ranks (rank_qk/rank_vo/rank_ffn/ranks), not both"
+                )
         elif all(r is None for r in (self.rank_qk, self.rank_vo, self.rank_ffn, self.rank_head)) and not self.ranks:
-            raise InvalidInput("nothing to do: give a budget (e.g. 0.3) or explicit ranks (rank_qk=/rank_vo=)")
+            raise InvalidInput(
+                "nothing to do: give a budget (e.g. 0.3), a time (max_ms=) or explicit ranks (rank_qk=/rank_vo=)"
+            )
         if (self.head or self.rank_head is not None) and self.scope == "encoder":
             raise InvalidInput(
                 "the vocabulary head belongs to the decoder: use scope='decoder' or 'all' with head=True"
