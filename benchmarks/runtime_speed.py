@@ -1,9 +1,11 @@
 """Deployment speed, side by side in one run on the same audio and the same `base` weights.
 
-    python benchmarks/runtime_speed.py --data DIR [--budgets 0.3 0.5] [--limit N] [--work DIR]
+    python benchmarks/runtime_speed.py --data DIR [--budgets 0.3 0.5] [--models LABEL=FOLDER ...]
+        [--limit N] [--work DIR]
 
 1. encoder latency on one 30 s window: PyTorch dense, ONNX Runtime dense / compressed
-   (fp32 and int8), CTranslate2 int8 (faster-whisper's engine);
+   (fp32 and int8), CTranslate2 int8 (faster-whisper's engine); for each ONNX export also one
+   decoder step (a token after 32, logits included) and the model's parameters;
 2. end to end on the general test sets (`test-tts.jsonl`, `test-real.jsonl`), one utterance at a time, greedy: RTF, WER
    and peak RSS (each engine in its own process) for ORT compressed int8, ORT dense,
    faster-whisper int8 (the same CTranslate2 `base` weights), whisper.cpp q8_0 (pywhispercpp, the
@@ -11,6 +13,8 @@
 3. exported folder sizes.
 
 DIR is the output of `adaptwin data build` (its calib.jsonl drives data-aware compression).
+`--models` adds saved models made elsewhere (a whole-model compression, an adapted model),
+exported here like the others.
 Compressed models and exports are cached under --work. Writes benchmarks/results/runtime_speed.{json,md}
 and the page docs/results/runtime.md; `--render [--note TEXT]` redraws them from the JSON.
 """
@@ -63,6 +67,12 @@ def prepare(args) -> dict[str, Path]:
             adaptwin.compress_(loaded.model, adaptwin.AdaPTwinConfig(scope="encoder", budget=budget, ffn=True), calib)
             adaptwin.save(loaded.model, out, loaded.processor)
         models[label] = str(out)
+    for spec in args.models:
+        label, _, folder = spec.partition("=")
+        if not folder or not Path(folder, "config.json").is_file():
+            raise SystemExit(f"--models takes LABEL=FOLDER with a saved model in FOLDER, got {spec!r}")
+        models[label] = folder
+    args.params = {label: _parameters(source) for label, source in models.items()}
     for label, source in models.items():
         for precision in ("fp32", "int8"):
             out = work / f"onnx-{label}-{precision}"
@@ -83,8 +93,16 @@ def prepare(args) -> dict[str, Path]:
     return folders
 
 
-def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
-    """Median seconds of one encoder call on a 30 s window (features of real speech)."""
+def _parameters(source: str) -> int:
+    import adaptwin
+    from adaptwin.compress.targets import count_parameters
+
+    return count_parameters([adaptwin.load_whisper(source).model])
+
+
+def encoder_latency(folders: dict[str, Path], args) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds of one encoder call on a 30 s window (features of real speech), and of
+    one decoder step (a token after 32, logits included) for each ONNX export."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -105,11 +123,13 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
     runs["pytorch dense fp32"] = lambda: encoder(x)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
+    steps = {}
     for label, folder in folders.items():
         if not (folder / "encoder_model.onnx").is_file():
             continue  # whisper.cpp's file: end to end only
         session = ort.InferenceSession(str(folder / "encoder_model.onnx"), opts, providers=["CPUExecutionProvider"])
         runs[f"ort {label}"] = lambda session=session: session.run(None, {"input_features": feats})
+        steps[f"ort {label}"] = _step_runner(folder, feats, args.threads)
     try:
         import ctranslate2
 
@@ -122,16 +142,44 @@ def encoder_latency(folders: dict[str, Path], args) -> dict[str, float]:
         print("ctranslate2 not installed: skipping its encoder", flush=True)
     # Round-robin: every engine runs once per round, so slow drifts of a shared machine hit all alike.
     times = {name: [] for name in runs}
+    step_times = {name: [] for name in steps}
     with torch.inference_mode():
-        for fn in runs.values():
+        for fn in (*runs.values(), *steps.values()):
             fn()  # warm-up
         for _ in range(args.repeats):
             for name, fn in runs.items():
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-    out = {name: statistics.median(t) for name, t in times.items()}
-    return out
+            for name, fn in steps.items():
+                start = time.perf_counter()
+                for _ in range(STEPS_PER_ROUND):
+                    fn()
+                step_times[name].append((time.perf_counter() - start) / STEPS_PER_ROUND)
+    return (
+        {name: statistics.median(t) for name, t in times.items()},
+        {name: statistics.median(t) for name, t in step_times.items()},
+    )
+
+
+STEPS_PER_ROUND = 20
+
+
+def _step_runner(folder: Path, feats, threads: int):
+    """One decoder step of an ONNX export: a token after a 32-token history, logits included."""
+    import numpy as np
+    from transformers import GenerationConfig
+
+    from adaptwin.runtime.decoding import Vocab
+    from adaptwin.runtime.ort import OrtWhisper
+
+    engine = OrtWhisper(folder, threads=threads)
+    prompt = Vocab.from_generation_config(GenerationConfig.from_pretrained(folder), "en").prompt()
+    cross, empty = engine.encode(feats)
+    history = np.asarray([prompt + [220] * (32 - len(prompt))])
+    _, (_, past) = engine.step(history, (cross, empty))
+    one = np.asarray([[220]])
+    return lambda: engine.step(one, (cross, past))
 
 
 def worker(args) -> int:
@@ -194,6 +242,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
     p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--models", nargs="*", default=[], help="LABEL=FOLDER: more saved models to export and measure")
     p.add_argument("--limit", type=int, help="only N test utterances (spread over the set)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
@@ -218,9 +267,9 @@ def main(argv=None) -> int:
         return worker(args)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     folders = prepare(args)
-    latency = encoder_latency(folders, args)
+    latency, steps = encoder_latency(folders, args)
     for k, v in latency.items():
-        print(f"encoder {k}: {v * 1000:.0f} ms", flush=True)
+        print(f"encoder {k}: {v * 1000:.0f} ms; step {1000 * steps.get(k, float('nan')):.2f} ms", flush=True)
     e2e = end_to_end(folders, args)
     sizes = {label: sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) for label, folder in folders.items()}
     info = machine_info()
@@ -230,6 +279,8 @@ def main(argv=None) -> int:
         "machine": info,
         "args": vars(args),
         "encoder_seconds": latency,
+        "step_seconds": steps,
+        "parameters": args.params,
         "end_to_end": e2e,
         "export_bytes": sizes,
         "note": args.note,
@@ -251,31 +302,41 @@ def render(stored: dict) -> str:
     latency, e2e, sizes = stored["encoder_seconds"], stored["end_to_end"], stored["export_bytes"]
     args = stored["args"]
     dense = latency.get("ort dense-fp32")
+    steps, params = stored.get("step_seconds", {}), stored.get("parameters", {})
     lines = [
         f"Machine: {machine_line(stored['machine'])}; {args['threads']} threads per engine",
         *([stored["note"]] if stored.get("note") else []),
         "",
         "Encoder, one 30 s window (median of %d):" % args["repeats"],
         "",
-        "| engine | ms | vs ORT dense fp32 | vs same-precision ORT dense |",
-        "|---|---|---|---|",
+        "| engine | parameters (M) | encoder ms | vs ORT dense fp32 | vs same-precision ORT dense "
+        "| decoder step ms | step vs same-precision ORT dense |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k, v in latency.items():
-        precision = k.rsplit("-", 1)[-1]
+        label, _, precision = k.removeprefix("ort ").rpartition("-")
         same = latency.get(f"ort dense-{precision}") if k.startswith("ort ") else None
-        lines.append(f"| {k} | {v * 1000:.0f} | {dense / v:.2f}x | {'%.2fx' % (same / v) if same else ''} |")
-    fw = e2e.get("faster-whisper int8")
+        step, same_step = steps.get(k), steps.get(f"ort dense-{precision}")
+        n = params.get(label) if k.startswith("ort ") else None
+        lines.append(
+            f"| {k} | {'%.1f' % (n / 1e6) if n else ''} | {v * 1000:.0f} | {dense / v:.2f}x | "
+            f"{'%.2fx' % (same / v) if same else ''} | {'%.2f' % (1000 * step) if step else ''} | "
+            f"{'%.2fx' % (same_step / step) if step and same_step else ''} |"
+        )
+    fw, int8 = e2e.get("faster-whisper int8"), e2e.get("ort dense-int8")
     n = next(iter(e2e.values()))["n_utterances"] if e2e else 0
     lines += [
         "",
         f"End to end, general test sets ({n} utterances, one at a time, greedy):",
         "",
-        "| engine | WER (%) | RTF | speed vs faster-whisper int8 | peak RSS (MB) |",
-        "|---|---|---|---|---|",
+        "| engine | WER (%) | RTF | speed vs faster-whisper int8 | speed vs ORT dense int8 | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
     ]
     for k, r in e2e.items():
+        vs_int8 = f"{int8['rtf'] / r['rtf']:.2f}x" if int8 else ""
         lines.append(
-            f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {r['peak_rss_mb']:.0f} |"
+            f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {vs_int8} | "
+            f"{r['peak_rss_mb']:.0f} |"
         )
     base = sizes.get("dense-fp32")
     lines += ["", "Exported folders:", "", "| export | MB | share of dense fp32 |", "|---|---|---|"]
