@@ -241,7 +241,7 @@ def end_to_end(folders: dict[str, Path], args) -> dict[str, dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
-    p.add_argument("--budgets", nargs="+", type=float, default=[0.3, 0.5])
+    p.add_argument("--budgets", nargs="*", type=float, default=[0.3, 0.5], help="encoder budgets to compress here")
     p.add_argument("--models", nargs="*", default=[], help="LABEL=FOLDER: more saved models to export and measure")
     p.add_argument("--limit", type=int, help="only N test utterances (spread over the set)")
     p.add_argument("--repeats", type=int, default=5)
