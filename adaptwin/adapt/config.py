@@ -38,7 +38,7 @@ class AdaptConfig:
     layerwise_lr: float = 5e-5
     # end-to-end epochs at most; None: from the number of windows (AUTO_PASSES / windows, at most MAX_EPOCHS)
     epochs: int | None = None
-    lr: float = 1e-4
+    lr: float = 3e-5
     batch_size: int = 4  # 30 s windows per optimizer step (over all processes)
     # weight of the teacher's soft targets on replayed general windows (1 - distill: the transcript)
     distill: float = 0.8
