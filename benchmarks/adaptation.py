@@ -309,7 +309,7 @@ def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, e
             **scores(str(out), data, [target], args.limit),
         }
 
-    label = " ".join(v for v in (variant, "after heal" if args.heal else "") if v)
+    label = " ".join(v for v in (variant, "after heal" if args.heal else "", _other_lr(out)) if v)
     return {
         "model": model,
         "budget": budget,
@@ -320,6 +320,18 @@ def adapt_row(args, data, work, model, budget, comp, target, minutes, variant, e
         "variant": label,
         "scores": cell(work, out.name, adapt, args.rescore and (lambda: scores(str(out), data, [target], args.limit))),
     }
+
+
+def _other_lr(folder: Path) -> str:
+    """ "lr X" when the model was trained at another learning rate than today's default (cells
+    are cached across commits)."""
+    from adaptwin import AdaptConfig
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return ""
+    lr = json.loads(config.read_text()).get("adaptwin", {}).get("adaptation", {}).get("config", {}).get("lr")
+    return f"lr {lr:g}" if lr is not None and abs(lr - AdaptConfig().lr) > 1e-12 else ""
 
 
 def budget_label(row: dict) -> str:
