@@ -389,7 +389,7 @@ def targets_table(rows: list[dict], dense: dict) -> str:
         for b in adapted
         if a is not b
         and not a.get("variant")
-        and b.get("variant")
+        and b.get("variant") in ("fp32", "bf16")  # the same options but the precision
         and (a["model"], a["budget"], a["target"], a["minutes"]) == (b["model"], b["budget"], b["target"], b["minutes"])
     ]
     for a, b in pairs:
