@@ -37,9 +37,12 @@ from scoring import FasterWhisper, WhisperCpp, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
-From `python benchmarks/runtime_speed.py --data DIR --repeats 7` (one run; `benchmarks/results/runtime_speed.{json,md}`).
-`c30`/`c50`: `base` with 30 % / 50 % of the encoder's parameters removed (data-aware twin +
-FFN, calibrated on `calib.jsonl`), not adapted. Encoder timings: median of the repeated calls
+From `python benchmarks/runtime_speed.py --data DIR ...` (one run; its command is on the page;
+`benchmarks/results/runtime_speed.{json,md}`).
+`cNN` (from `--budgets`): `base` with NN % of the encoder's parameters removed (data-aware
+twin + FFN, calibrated on `calib.jsonl`), not adapted; other labels are the saved models given
+with `--models` (the run's command names them). "decoder step" is one token after 32,
+logits included, on the same exports. Encoder timings: median of the repeated calls
 per engine, the engines interleaved round-robin so that a shared machine's drift hits all
 alike. End to end is `adaptwin eval` over the general test sets, one utterance at a time,
 greedy, each engine in its own process; faster-whisper loads the same CTranslate2 `base`
@@ -240,7 +243,7 @@ def end_to_end(folders: dict[str, Path], args) -> dict[str, dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", help="the output of `adaptwin data build` (needed unless --render)")
     p.add_argument("--budgets", nargs="*", type=float, default=[0.3, 0.5], help="encoder budgets to compress here")
     p.add_argument("--models", nargs="*", default=[], help="LABEL=FOLDER: more saved models to export and measure")
     p.add_argument("--limit", type=int, help="only N test utterances (spread over the set)")
@@ -265,6 +268,8 @@ def main(argv=None) -> int:
     transformers.logging.set_verbosity_error()
     if args.worker:
         return worker(args)
+    if not args.data:
+        p.error("--data is needed (the output of `adaptwin data build`)")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     folders = prepare(args)
     latency, steps = encoder_latency(folders, args)
@@ -305,6 +310,7 @@ def render(stored: dict) -> str:
     steps, params = stored.get("step_seconds", {}), stored.get("parameters", {})
     lines = [
         f"Machine: {machine_line(stored['machine'])}; {args['threads']} threads per engine",
+        *([f"Command: `{stored['machine']['command']}`"] if stored["machine"].get("command") else []),
         *([stored["note"]] if stored.get("note") else []),
         "",
         "Encoder, one 30 s window (median of %d):" % args["repeats"],
