@@ -62,13 +62,15 @@ def test_allocator_spends_seconds_not_parameters():
 
 @pytest.fixture(scope="module")
 def long_window():
-    """A tiny model with Whisper's 1500 encoder positions: on a 50-position toy every matmul is
-    too small for a thinner one to run faster, which is true, but leaves nothing to allocate."""
+    """A small model with Whisper's 1500 encoder positions and base's head width: on the
+    50-position toy every matmul is too small for a thinner one to run clearly faster, which
+    is true, but would make what a budget can reach depend on the CPU."""
     from conftest import tiny_config
     from transformers import WhisperForConditionalGeneration
 
     torch.manual_seed(0)
-    return WhisperForConditionalGeneration(tiny_config(max_source_positions=1500)).eval()
+    config = tiny_config(max_source_positions=1500, d_model=256, encoder_ffn_dim=1024, decoder_ffn_dim=1024)
+    return WhisperForConditionalGeneration(config).eval()
 
 
 def test_measured_time_budget_and_max_ms_on_ort(long_window):
