@@ -30,10 +30,15 @@ def verdict(value: float, bound: float, lower_is_better: bool = True, unit: str 
 
 
 def store_and_publish(
-    stem: Path, result: dict | None, note: str | None, table: Callable[[dict], str], page: tuple[str, str, str, str]
+    stem: Path,
+    result: dict | None,
+    note: str | None,
+    table: Callable[[dict], str],
+    page: tuple[str, str, str, str] | None,
 ) -> None:
     """Keep ``result`` (None: the stored one, for ``--render``) with ``note`` appended in
-    STEM.json, write its ``table`` to STEM.md and to the page (name, title, script, about)."""
+    STEM.json, write its ``table`` to STEM.md and to the page (name, title, script, about;
+    None: the caller writes the page)."""
     if result is None:
         result = json.loads(stem.with_suffix(".json").read_text())
     if note:
@@ -41,5 +46,6 @@ def store_and_publish(
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     text = table(result)
     stem.with_suffix(".md").write_text(text)
-    write_page(*page, text)
+    if page is not None:
+        write_page(*page, text)
     print(text)

@@ -19,6 +19,7 @@ Writes benchmarks/results/stages.{json,md} and docs/results/stages.md; ``--rende
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish  # noqa: E402
+from pages import store_and_publish, write_page  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("features", "encoder", "prefill", "step", "logits")
@@ -106,6 +107,7 @@ def measure(args) -> dict:
 
     import adaptwin
     from adaptwin.audio import load_audio
+    from adaptwin.compress.targets import count_parameters
     from adaptwin.data import bundled_clips
     from adaptwin.export import ExportOptions, export
     from adaptwin.models.cost import stage_flops
@@ -151,7 +153,13 @@ def measure(args) -> dict:
                 "step": lambda engine=engine, cross=cross, past=past, one=one: engine.step(one, (cross, past)),
                 "logits": lambda s=logits, x=x: s.run(None, x),
             }
-            meta[name] = {"label": label, "precision": precision, "folder": str(folder)}
+            meta[name] = {
+                "label": label,
+                "precision": precision,
+                "folder": str(folder),
+                "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+                "parameters": count_parameters([model]),
+            }
     rate = matmul_rate(width, args.threads, args.repeats, tmp)
     times = {name: {stage: [] for stage in STAGES} for name in runs}
     for fns in runs.values():
@@ -183,6 +191,7 @@ def measure(args) -> dict:
         "matmul_gflops": {k: round(v / 1e9, 1) for k, v in rate.items()},
         "past": PAST,
         "rows": rows,
+        "exports": {name: {"bytes": m["bytes"], "parameters": m["parameters"]} for name, m in meta.items()},
     }
 
 
@@ -210,6 +219,13 @@ def render(result: dict) -> str:
             limit = "" if r["limit_ms"] is None else f"{r['limit_ms']:.2f}"
             gflop = "" if r["gflop"] is None else f"{r['gflop']:.3f}"
             lines.append(f"| {name} | {stage} | {r['ms']:.2f} | {100 * share:.0f} % | {limit} | {gflop} |")
+    exports = result.get("exports")
+    if exports:
+        base = exports.get("dense fp32", {}).get("bytes")
+        lines += ["", "| export | parameters (M) | folder MB | share of dense fp32 |", "|---|---|---|---|"]
+        for name, e in exports.items():
+            share = f"{100 * e['bytes'] / base:.1f} %" if base else ""
+            lines.append(f"| {name} | {e['parameters'] / 1e6:.1f} | {e['bytes'] / 1e6:.1f} | {share} |")
     return "\n".join(lines) + "\n"
 
 
@@ -230,7 +246,13 @@ def main(argv=None) -> int:
             p.error("--compressed is needed (or --render)")
         Path(args.work).mkdir(parents=True, exist_ok=True)
         result = measure(args)
-    store_and_publish(Path(args.out), result, args.note, render, ("stages", "Where the time goes", "stages.py", ABOUT))
+    store_and_publish(Path(args.out), result, args.note, render, None)
+    # the page shows every stored run (dense against each compressed model measured)
+    sections = [
+        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("stages*.json"))
+    ]
+    write_page("stages", "Where the time goes", "stages.py", ABOUT, "\n".join(sections))
     return 0
 
 
