@@ -258,3 +258,26 @@ def test_any_whisper_shape_distil_like(inputs):
     report = compress_(model, AdaPTwinConfig(scope="all", rank_qk=12, rank_vo=12, ranks=ranks))
     assert (logits(model, feats, ids) - ref).abs().max() <= 1e-4
     assert {m.full["qk"] for m in report.modules} == {12, 48}
+
+
+def test_the_head_probe_measures_the_lookup_and_logits_together(model, calibration, monkeypatch):
+    """The factored head is also the token lookup: its sensitivity must be measured with both
+    replaced, or the allocator underrates it (a whole-model budget once cut the head to rank 32)."""
+    from adaptwin.compress import api
+    from adaptwin.models.modules import FactoredEmbedding
+
+    seen, real = [], api.run
+    lookup = model.model.decoder.embed_tokens
+
+    def spy(m, *args, **kwargs):
+        if isinstance(m.proj_out, LowRankLinear):
+            embed = m.model.decoder.embed_tokens
+            seen.append(isinstance(embed, FactoredEmbedding) and embed.head is m.proj_out)
+        return real(m, *args, **kwargs)
+
+    monkeypatch.setattr(api, "run", spy)
+    report = compress_(model, AdaPTwinConfig(scope="decoder", budget=0.2, ffn=True, head=True), calibration)
+    assert seen and all(seen)
+    head = next(m for m in report.modules if m.kind == "head")
+    if head.ranks["head"] is None:  # the probes put the dense lookup back
+        assert model.model.decoder.embed_tokens is lookup

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -201,13 +202,28 @@ def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, c
     return opts + [Option(None, dense, 0.0)]
 
 
-def _probe_module(model: nn.Module, name: str, twin: str, fact: Factorization, rank: int) -> nn.Module:
+@contextmanager
+def _probed(model: nn.Module, name: str, twin: str, fact: Factorization, rank: int) -> Iterator[None]:
+    """The model with one unit at ``rank``, as ``compress_`` would build it: a head probe replaces
+    the token lookup too, since the factored head serves both and the lookup's error feeds
+    every decoder layer."""
     module = model.get_submodule(name)
-    if twin in THIN:
-        return surgery.build_low_rank(module, fact, rank)
-    return surgery.build_twin_attention(
-        module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None
-    )
+    if twin == "ffn":
+        new = surgery.build_low_rank(module, fact, rank)
+    elif twin == "head":
+        out, lookup = model.proj_out, model.model.decoder.embed_tokens
+        set_head(model, surgery.build_low_rank(module, fact, rank))
+        try:
+            yield
+        finally:
+            model.proj_out, model.model.decoder.embed_tokens = out, lookup
+        return
+    else:
+        new = surgery.build_twin_attention(
+            module, {twin: fact}, rank if twin == "qk" else None, rank if twin == "vo" else None
+        )
+    with swapped(model, name, new):
+        yield
 
 
 def _units(model, config, facts, sites: list[Site], timer: MatmulTimer | None) -> list[Unit]:
@@ -280,7 +296,7 @@ def _measure_gains(model, units, facts, calibration, reference, decoder_metric, 
         for unit in _bar(units, progress, "measuring sensitivity"):
             name, twin = unit.key
             probe = unit.options[max(0, len(unit.options) // 2 - 1)]
-            with swapped(model, name, _probe_module(model, name, twin, facts[unit.key], probe.rank)):
+            with _probed(model, name, twin, facts[unit.key], probe.rank):
                 err = relative_error(run(model, sub, decoder_metric), reference)
             unit.gain = err / max(probe.error, 1e-8)
             logger.debug("sensitivity %s/%s: output %.4f at local %.4f", name, twin, err, probe.error)
