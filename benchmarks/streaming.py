@@ -159,7 +159,13 @@ def worker(args) -> int:
     # The stream first, so that the peak RSS is the streaming process's own (offline long-form
     # decoding runs after it, with its peak recorded separately).
     chunk = args.chunk[0]
-    online = OnlineProcessor(backend, min_chunk=chunk, agreement=args.agreement[0], vad=load_vad(args.vad))
+    online = OnlineProcessor(
+        backend,
+        min_chunk=chunk,
+        agreement=args.agreement[0],
+        vad=load_vad(args.vad),
+        silence_flush=args.silence_flush[0],
+    )
     start = time.perf_counter()
     emitted = simulate(online, audio, chunk=chunk)
     stream_seconds = time.perf_counter() - start
@@ -201,6 +207,7 @@ def worker(args) -> int:
         "audio_seconds": info["seconds"],
         "chunk": chunk,
         "agreement": args.agreement[0],
+        "silence_flush": args.silence_flush[0],
         "vad": args.vad,
         "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words),
         "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
@@ -236,15 +243,15 @@ def render(stored: dict) -> str:
         f"Recording: {seconds:.0f} s{utterances} (target speaker and general test sets alternating); "
         f"LocalAgreement-n, VAD {args['vad']}",
         "",
-        "| engine | chunk (s) | agreement | offline WER (%) | streaming WER (%) | latency median (s) | latency p90 (s) "
-        "| end of speech to final (s) | stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) "
+        "| engine | chunk (s) | agreement | silence flush (s) | offline WER (%) | streaming WER (%) | latency median (s) "
+        "| latency p90 (s) | end of speech to final (s) | stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) "
         "| peak with offline (MB) | model MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
         lines.append(
-            f"| {_name(r)} | {r['chunk']:g} | {r.get('agreement', 2)} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} "
+            f"| {_name(r)} | {_setting(r)} | {r['offline_wer']:.2f} | {r['stream_wer']:.2f} "
             f"| {r['latency_median']:.2f} "
             f"| {r['latency_p90']:.2f} | {r['end_of_speech_median']:.2f} | {r['stream_rtf']:.2f} "
             f"| {r['loops']} | {r['rss_loaded_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_with_offline_mb']:.0f} | {size} |"
@@ -255,9 +262,9 @@ def render(stored: dict) -> str:
         f"end of speech to final ≤ {TARGETS['end_of_speech_median']} s, streaming WER ≤ offline + "
         f"{TARGETS['wer_gap']}, stream peak RSS ≤ {TARGETS['peak_rss_mb']} MB):",
         "",
-        "| engine | chunk (s) | agreement | median latency | p90 latency | end of speech to final | streaming WER "
-        "| peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| engine | chunk (s) | agreement | silence flush (s) | median latency | p90 latency | end of speech to final "
+        "| streaming WER | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         cells = [
@@ -267,7 +274,7 @@ def render(stored: dict) -> str:
             verdict(r["stream_wer"], r["offline_wer"] + TARGETS["wer_gap"]),
             verdict(r["peak_rss_mb"], TARGETS["peak_rss_mb"], unit=" MB"),
         ]
-        lines.append(f"| {_name(r)} | {r['chunk']:g} | {r.get('agreement', 2)} | {' | '.join(cells)} |")
+        lines.append(f"| {_name(r)} | {_setting(r)} | {' | '.join(cells)} |")
     chosen = choose(stored["rows"])
     if len(stored["rows"]) > len(chosen):
         lines += ["", f"Per engine, the lowest median latency at streaming WER ≤ offline + {TARGETS['wer_gap']}:", ""]
@@ -276,12 +283,18 @@ def render(stored: dict) -> str:
                 "none within the WER bound"
                 if r is None
                 else (
-                    f"chunk {r['chunk']:g} s, agreement {r.get('agreement', 2)}: median {r['latency_median']:.2f} s, "
+                    f"chunk {r['chunk']:g} s, agreement {r.get('agreement', 2)}, silence flush "
+                    f"{r.get('silence_flush', 0.6):g} s: median {r['latency_median']:.2f} s, "
                     f"end of speech to final {r['end_of_speech_median']:.2f} s, streaming WER {r['stream_wer']:.2f} %"
                 )
             )
             lines.append(f"- {name}: {pick}")
     return "\n".join(lines) + "\n"
+
+
+def _setting(row: dict) -> str:
+    """Chunk, agreement and silence flush cells (runs before the sweep used agreement 2, flush 0.6)."""
+    return f"{row['chunk']:g} | {row.get('agreement', 2)} | {row.get('silence_flush', 0.6):g}"
 
 
 def _name(row: dict) -> str:
@@ -336,6 +349,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--agreement", type=int, nargs="+", default=[2], help="hypotheses that must agree to commit (several: a sweep)"
     )
+    p.add_argument(
+        "--silence-flush",
+        type=float,
+        nargs="+",
+        default=[0.6],
+        help="seconds of silence after which the pending words are final (several: a sweep)",
+    )
     p.add_argument("--vad", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-streaming"))
@@ -359,7 +379,8 @@ def main(argv=None) -> int:
     info = build_recording(Path(args.data), args.minutes, recording)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
-    for spec, chunk, agreement in [(e, c, a) for e in args.engines for c in args.chunk for a in args.agreement]:
+    sweep = [(e, c, a, f) for e in args.engines for c in args.chunk for a in args.agreement for f in args.silence_flush]
+    for spec, chunk, agreement, flush in sweep:
         result = work / f"stream-{len(rows)}.json"
         subprocess.run(
             [
@@ -377,6 +398,8 @@ def main(argv=None) -> int:
                 str(chunk),
                 "--agreement",
                 str(agreement),
+                "--silence-flush",
+                str(flush),
                 "--vad",
                 args.vad,
                 "--threads",
@@ -387,7 +410,7 @@ def main(argv=None) -> int:
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} chunk {chunk:g} agreement {agreement}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )

@@ -183,7 +183,9 @@ def test_stream_silent_file_commits_nothing(run, model_dir, tmp_path, capsys):
     assert code == 0 and out.strip() == ""
 
 
-@pytest.mark.parametrize("option", [["--chunk", "0"], ["--chunk", "45"], ["--agreement", "0"]])
+@pytest.mark.parametrize(
+    "option", [["--chunk", "0"], ["--chunk", "45"], ["--agreement", "0"], ["--silence-flush", "0"]]
+)
 def test_stream_impossible_options(run, model_dir, tmp_path, option):
     _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, *option))
 

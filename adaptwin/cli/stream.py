@@ -29,6 +29,12 @@ def register(sub) -> None:
     pace.add_argument("--realtime", action="store_true", help="--simulate at the recording's own pace")
     pace.add_argument("--fast", action="store_true", help="--simulate as fast as possible (default)")
     p.add_argument("--agreement", type=int, default=2, help="LocalAgreement-n: hypotheses that must agree")
+    p.add_argument(
+        "--silence-flush",
+        type=float,
+        default=0.6,
+        help="seconds of silence (VAD) after which the pending words are final",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         language=args.language,
         agreement=args.agreement,
         min_chunk=args.chunk,
+        silence_flush=args.silence_flush,
         vad=load_vad(args.vad),
         gate=common.gate_from(args),
     )

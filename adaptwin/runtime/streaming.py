@@ -174,6 +174,7 @@ class OnlineProcessor:
     max_buffer: float = 28.0  # hard bound on the decoded window
     vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
+    vad_frame: float = 0.1  # the VAD judges frames this long, so a pause is timed within a frame, not a chunk
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
     policy: LocalAgreement = field(init=False)
@@ -181,6 +182,8 @@ class OnlineProcessor:
     def __post_init__(self) -> None:
         if not 0 < self.min_chunk < self.max_buffer <= 30.0:
             raise InvalidInput("need 0 < min_chunk < max_buffer <= 30 seconds")
+        if not (self.silence_flush > 0 and self.vad_frame > 0):
+            raise InvalidInput("need silence_flush > 0 and vad_frame > 0 seconds")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
         if self.vocab.timestamp_begin is None:
@@ -200,18 +203,20 @@ class OnlineProcessor:
     # --- input -------------------------------------------------------------------------
     def insert_audio(self, chunk: np.ndarray) -> None:
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        seconds = len(chunk) / SAMPLE_RATE
-        self.received += seconds
-        if self.gate is not None and self.gate.silent(chunk):
-            speech = False  # digital silence, whatever the VAD
-        else:
-            speech = True if self.vad is None else bool(self.vad.speech(chunk))
-        self.silence = 0.0 if speech else self.silence + seconds
-        if not speech and len(self.buffer) == 0:
-            self.buffer_start = self.received  # leading silence is never decoded
-            return
-        self.buffer = np.concatenate([self.buffer, chunk])
-        self.unprocessed += seconds
+        step = max(1, int(self.vad_frame * SAMPLE_RATE))
+        for frame in (chunk[i : i + step] for i in range(0, len(chunk), step)):
+            seconds = len(frame) / SAMPLE_RATE
+            self.received += seconds
+            if self.gate is not None and self.gate.silent(frame):
+                speech = False  # digital silence, whatever the VAD
+            else:
+                speech = True if self.vad is None else bool(self.vad.speech(frame))
+            self.silence = 0.0 if speech else self.silence + seconds
+            if not speech and len(self.buffer) == 0:
+                self.buffer_start = self.received  # leading silence is never decoded
+                continue
+            self.buffer = np.concatenate([self.buffer, frame])
+            self.unprocessed += seconds
 
     # --- decoding ----------------------------------------------------------------------
     def process(self) -> list[Emitted]:

@@ -107,6 +107,27 @@ def test_vad_skips_silence_and_flushes_after_a_pause():
     assert at - first_end < 1.5
 
 
+@pytest.mark.parametrize("flush", [0.3, 0.6])
+def test_a_pause_is_timed_within_a_vad_frame_not_a_chunk(flush):
+    """The utterance is final at the first chunk boundary after ``silence_flush`` seconds of
+    silence, counted from where the speech ends inside a chunk, not from the next chunk."""
+    speech = script_audio(4)  # ends with a short gap, then silence
+    last = runs_of(speech)[-1][2]
+    audio = np.concatenate([speech, np.zeros(5 * SAMPLE_RATE, np.float32)])
+    online = OnlineProcessor(FakeBackend(), min_chunk=0.5, vad=EnergyVAD(-70), silence_flush=flush)
+    final_at = None
+    for i in range(0, len(audio), SAMPLE_RATE // 2):
+        online.insert_audio(audio[i : i + SAMPLE_RATE // 2])
+        if online.process() and not online.policy.pending() and final_at is None:
+            final_at = online.received
+    assert final_at is not None and not online.buffer.size  # flushed and the buffer cut
+    frame = online.vad_frame
+    expected = np.ceil((last + flush - frame / 2) / 0.5) * 0.5  # the chunk boundary after the pause
+    assert final_at - last >= flush - frame and final_at == pytest.approx(expected)
+    with pytest.raises(ValueError):
+        OnlineProcessor(FakeBackend(), silence_flush=0.0)
+
+
 def test_energy_vad():
     vad = EnergyVAD(-40)
     assert not vad.speech(np.zeros(800, np.float32))
