@@ -209,6 +209,43 @@ def test_int8_within_stated_tolerance_and_smaller(exports, name):
     weights = [numpy_helper.to_array(t) for t in encoder.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
     assert q.files["model.onnx_data"] < 0.6 * f.files["model.onnx_data"]
+    # the second FFN matrix: 8-bit blocks (MatMulNBits), no float copy left
+    fc2 = [n for n in encoder.graph.node if "/fc2/" in n.name and n.op_type in ("MatMul", "MatMulNBits")]
+    assert fc2 and all(n.op_type == "MatMulNBits" for n in fc2)
+    assert all({a.name: a.i for a in n.attribute}["bits"] == 8 for n in fc2)
+
+
+@pytest.mark.parametrize("k", [64, 50])  # 50: the last block is padded
+def test_blockwise_fc2_matches_float_with_an_outlier_channel(tmp_path, k):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from adaptwin.export.onnx import _blockwise_fc2
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((k, 24)).astype(np.float32)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="/layers.0/fc2/MatMul")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", 24])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    _blockwise_fc2(path, [node.name])
+    proto = onnx.load(str(path))
+    assert [n.op_type for n in proto.graph.node] == ["MatMulNBits"]
+    assert not any(
+        t.data_type == TensorProto.FLOAT and len(t.dims) == 2 and t.dims[0] == k for t in proto.graph.initializer
+    )
+    x = rng.standard_normal((7, k)).astype(np.float32)
+    x[:, 3] *= 50  # an activation outlier, as after GELU in Whisper
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = x @ w
+    assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 0.03
 
 
 def test_failed_validation_leaves_nothing(tmp_path, tiny_dense, monkeypatch):
