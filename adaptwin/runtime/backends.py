@@ -74,10 +74,25 @@ class StepperBackend:
     ):
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
-        prompt = vocab.prompt(timestamps, previous, getattr(gen, "prev_sot_token_id", None))
         prefix = list(prefix or [])
-        room = self.engine.config.max_target_positions - len(prompt) - len(prefix) - 1
-        limit = max(1, min(max_new_tokens or token_budget(audios), room))
+        positions = self.engine.config.max_target_positions
+        wanted = max_new_tokens or token_budget(audios)
+        # the decoder has ``positions`` slots for prompt, forced prefix and new tokens: previous
+        # text (optional context) gives way first, so that new tokens keep a quarter of them
+        start = vocab.prompt(timestamps, None, None)
+        keep = positions - 1 - len(start) - len(prefix) - min(wanted, positions // 4) - 1
+        if keep <= 0 and previous:
+            previous = None
+        elif previous:
+            previous = previous[-keep:]
+        prompt = vocab.prompt(timestamps, previous, getattr(gen, "prev_sot_token_id", None))
+        room = positions - len(prompt) - len(prefix) - 1
+        if room < 1:
+            raise InvalidInput(
+                f"a forced prefix of {len(prefix)} tokens leaves no room in the decoder's {positions} positions; "
+                "pass a shorter prefix"
+            )
+        limit = min(wanted, room)
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
         state = self.engine.encode(self.engine.features(audios, self.frames(audios)))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)

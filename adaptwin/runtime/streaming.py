@@ -175,6 +175,9 @@ class OnlineProcessor:
     vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
     vad_frame: float = 0.1  # the VAD judges frames this long, so a pause is timed within a frame, not a chunk
+    max_prefix: int | None = (
+        None  # forced tokens before the buffer is cut (default: a third of the decoder's positions)
+    )
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
     policy: LocalAgreement = field(init=False)
@@ -189,6 +192,8 @@ class OnlineProcessor:
         if self.vocab.timestamp_begin is None:
             raise InvalidInput("streaming needs a model with timestamp tokens")
         self.tokenizer = self.backend.engine.processor.tokenizer
+        if self.max_prefix is None:
+            self.max_prefix = self.backend.engine.config.max_target_positions // 3
         self.buffer = np.zeros(0, dtype=np.float32)
         self.buffer_start = 0.0  # stream time of buffer[0]
         self.received = 0.0  # stream time of the end of received audio
@@ -294,6 +299,11 @@ class OnlineProcessor:
         pass ``max_buffer`` (failing a segment end, cut after the last committed word, and
         if nothing was committed for that long, commit the pending words up to the cut)."""
         length = len(self.buffer) / SAMPLE_RATE
+        if len(self.prefix) > self.max_prefix:
+            # forced text and the prompt share the decoder's positions (448 in Whisper): a long
+            # committed run (fast speech, or a hallucination that got committed) must not fill them
+            self._cut(self.last_word_end)
+            return []
         if length <= self.trim_after:
             return []
         begin = self.vocab.timestamp_begin

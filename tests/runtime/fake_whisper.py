@@ -82,7 +82,12 @@ class FakeBackend:
             is_multilingual=False,
             prev_sot_token_id=3,
         )
-        self.engine = SimpleNamespace(generation_config=gen, processor=SimpleNamespace(tokenizer=FakeTokenizer()))
+        self.engine = SimpleNamespace(
+            generation_config=gen,
+            processor=SimpleNamespace(tokenizer=FakeTokenizer()),
+            config=SimpleNamespace(max_target_positions=448),
+        )
+        self.prefixes = []  # the forced prefix of every decode
         self.calls = []
 
     def generate(
@@ -91,6 +96,7 @@ class FakeBackend:
         out = []
         for audio in audios:
             self.calls.append(len(audio) / SAMPLE_RATE)
+            self.prefixes.append(list(prefix or []))
             tokens = self._hear(audio, timestamps)
             if prefix:  # forced start: continue after as many words as the prefix holds
                 words = sum(1 for t in prefix if t < NO_TS)

@@ -212,3 +212,28 @@ def test_streaming_with_a_dynamic_context_commits_every_word_once(tiny_ts, tmp_p
     emitted_ort, _ = stream(ort_backend, audio)
     assert ort_frames == frames
     assert [e.word.text for e in emitted_ort] == [e.word.text for e in emitted]
+
+
+def test_previous_text_gives_way_so_prompt_prefix_and_new_tokens_fit(tiny_ts):
+    """The decoder has max_target_positions slots (40 here, 448 in Whisper) for the previous
+    text, the start sequence, the forced prefix and the new tokens: a long context is cut from
+    the left instead of overflowing the positional table; a prefix that leaves no room is a
+    clear error."""
+    from adaptwin.errors import InvalidInput
+    from adaptwin.runtime import get_backend
+
+    backend = get_backend("torch", tiny_ts)
+    positions = tiny_ts.model.config.max_target_positions
+    audio = (0.1 * np.random.default_rng(2).standard_normal(16000)).astype(np.float32)
+    seen = []
+    step = backend.engine.step
+    backend.engine.step = lambda tokens, st: (
+        seen.append((st[1][0].shape[2] if st[1] else 0) + tokens.shape[1]),  # positions used after this call
+        step(tokens, st),
+    )[1]
+    previous, prefix = list(range(3, 40)) * 3, [5, 6, 7] * 6  # 111 + 18 tokens: more than 40 positions
+    (hyp,) = backend.generate([audio], timestamps=True, previous=previous, prefix=prefix, max_new_tokens=30)
+    assert hyp.tokens[: len(prefix)] == prefix
+    assert max(seen) <= positions  # every step stayed inside the positional table
+    with pytest.raises(InvalidInput, match="prefix"):
+        backend.generate([audio], timestamps=True, prefix=[5] * positions)

@@ -128,6 +128,18 @@ def test_a_pause_is_timed_within_a_vad_frame_not_a_chunk(flush):
         OnlineProcessor(FakeBackend(), silence_flush=0.0)
 
 
+def test_the_forced_prefix_stays_within_its_bound():
+    """Committed tokens are forced into every later decode of the buffer; past ``max_prefix``
+    the buffer is cut after the last committed word, so the prefix never crowds the decoder's
+    positions, and every word is still committed once."""
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=0.5, max_prefix=12)
+    emitted = simulate(online, script_audio(40), chunk=0.5)  # no pauses: no segment-end cut would come first
+    assert committed_text(emitted) == [f"w{k}" for k in range(40)]
+    assert max(len(p) for p in backend.prefixes) <= 12
+    assert any(len(p) > 0 for p in backend.prefixes)
+
+
 def test_energy_vad():
     vad = EnergyVAD(-40)
     assert not vad.speech(np.zeros(800, np.float32))
