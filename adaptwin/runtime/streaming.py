@@ -175,9 +175,8 @@ class OnlineProcessor:
     vad: Any = None  # .speech(chunk) -> bool; silence is not decoded
     silence_flush: float = 0.6  # commit the pending words after this much silence
     vad_frame: float = 0.1  # the VAD judges frames this long, so a pause is timed within a frame, not a chunk
-    max_prefix: int | None = (
-        None  # forced tokens before the buffer is cut (default: a third of the decoder's positions)
-    )
+    # forced tokens that make the buffer be cut (None: a third of the decoder's positions)
+    max_prefix: int | None = None
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
     policy: LocalAgreement = field(init=False)
