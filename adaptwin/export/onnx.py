@@ -185,7 +185,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    keep_float = [n.name for n in graph.node if n.op_type == "MatMul" and "/fc2/" in n.name]
+    blockwise = [n.name for n in graph.node if n.op_type == "MatMul" and "/fc2/" in n.name]
     target.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     level = root.level
@@ -198,12 +198,12 @@ def quantize_int8(source: Path, target: Path) -> Path:
             reduce_range=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=keep_float,
+            nodes_to_exclude=blockwise,
             use_external_data_format=False,
         )
     finally:
         root.setLevel(level)
-    _blockwise_fc2(target, keep_float)
+    _blockwise_fc2(target, blockwise)
     _share_int8_table(target)
     return target
 
