@@ -79,6 +79,20 @@ def command(args: list[str]) -> float:
     return round(time.perf_counter() - start, 1)
 
 
+def compressed_alike(folder: Path, model: str, budget: float, whole: bool) -> bool:
+    """Whether FOLDER already holds MODEL compressed as this benchmark would (so a run that
+    stopped after compressing does not compress again). Saves are atomic: a config.json
+    means a complete folder."""
+    try:
+        saved = json.loads((folder / "config.json").read_text())["adaptwin"]["config"]
+        source = json.loads((folder / "adaptwin_source.json").read_text())["compressed_from"]
+    except (OSError, KeyError, ValueError):
+        return False
+    wanted = {"budget": budget, "scope": "all" if whole else "encoder", "ffn": True}
+    same = source == model and all(saved.get(k) == v for k, v in wanted.items())
+    return same and bool(saved.get("head")) == whole
+
+
 def sets_for(data: Path, targets) -> dict[str, Path]:
     return {**{t: data / f"{t}.jsonl" for t in targets}, **{k: data / v for k, v in TEST_SETS.items()}}
 
@@ -146,6 +160,9 @@ def run(args) -> list[dict]:
             comp = work / f"{model}-{'all' if whole else 'c'}{int(budget * 100)}"
 
             def compress(model=model, budget=budget, comp=comp, whole=whole):
+                if compressed_alike(comp, model, budget, whole):
+                    print(f"reusing {comp}: compressed from {model} with the same options", flush=True)
+                    return {"compress_seconds": None, **scores(str(comp), data, args.targets, args.limit)}
                 secs = command(
                     [
                         "compress",
