@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish, verdict  # noqa: E402
+from pages import store_and_publish, verdict, write_page  # noqa: E402
 from scoring import FasterWhisper, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -256,13 +256,13 @@ def main(argv=None) -> int:
 
         transformers.logging.set_verbosity_error()
         result = run(args)
-    store_and_publish(
-        Path(args.out),
-        result,
-        args.note,
-        render,
-        ("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT),
-    )
+    store_and_publish(Path(args.out), result, args.note, render, None)
+    # the page shows every stored run (one per adapted model measured)
+    sections = [
+        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("dynamic_context*.json"))
+    ]
+    write_page("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT, "\n".join(sections))
     return 0
 
 
