@@ -65,7 +65,13 @@ def _export_matmul(module, example, path: Path, int8: bool) -> Path:
         torch.onnx.export(module, (example,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
     if not int8:
         return path
-    return quantize_int8(path, path.with_name(path.stem + "-int8.onnx"))
+    out = quantize_int8(path, path.with_name(path.stem + "-int8.onnx"))
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node}
+    if "MatMul" in ops or not ops & {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulNBits"}:
+        raise RuntimeError(f"{out}: a MatMul stayed float after quantization ({sorted(ops)})")
+    return out
 
 
 def matmul_rate(d: int, threads: int, repeats: int, tmp: Path) -> dict[str, float]:
@@ -94,11 +100,14 @@ class _Head(torch.nn.Module):
 
     def __init__(self, graph) -> None:
         super().__init__()
-        self.table, self.inner = graph.table, graph.inner
+        # buffers, so that the weights become initializers the int8 quantizer can see (a plain
+        # tensor attribute is exported as a Constant node and would stay fp32)
+        self.register_buffer("table", graph.table)  # [D or r, V]
+        self.register_buffer("inner", None if graph.inner is None else graph.inner.t().contiguous())  # [D, r]
 
     def forward(self, x):
         if self.inner is not None:
-            x = x @ self.inner.t()  # [1, 1, D] -> [1, 1, r]
+            x = x @ self.inner  # [1, 1, D] -> [1, 1, r]
         return x @ self.table
 
 
