@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from adaptwin.runtime.decoding import DecodingOptions, Hypothesis, Vocab, apply_rules, decode
+from adaptwin.runtime.decoding import DecodingOptions, Hypothesis, Vocab, apply_rules, decode, top_indices
 
 # as in Whisper: text tokens, then EOT, <|notimestamps|>, then the timestamps
 V = Vocab(eot=8, sot_prompt=(1,), no_timestamps=9, timestamp_begin=10, suppress=(5,), begin_suppress=(8, 6))
@@ -74,3 +74,25 @@ def test_bad_options():
     with pytest.raises(ValueError):
         DecodingOptions(max_new_tokens=0)
     assert isinstance(Hypothesis().tokens, list)
+
+
+def test_top_indices_are_the_largest_scores_in_order():
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((5, 1000))
+    scores[2, :400] = -np.inf  # masked tokens, as the rules leave them
+    scores[0, 7] = scores[4, 9] = 9.0  # a tie at the top
+    got = top_indices(scores, 10)
+    want = np.sort(scores, axis=None)[::-1][:10]
+    np.testing.assert_array_equal(scores.ravel()[got], want)
+    assert set(got[:2]) == {7, 4 * 1000 + 9}
+    assert len(set(got)) == 10
+    small = np.array([[1.0, -np.inf], [3.0, 2.0]])
+    np.testing.assert_array_equal(top_indices(small, 10), [2, 3, 0, 1])  # fewer than n: all, sorted
+
+
+def test_logsumexp_matches_the_log_softmax_normaliser():
+    from adaptwin.runtime.decoding import _log_softmax, _logsumexp
+
+    x = np.random.default_rng(1).standard_normal((3, 51865)).astype(np.float32) * 8
+    x[1, :100] = -np.inf
+    np.testing.assert_allclose(x - _logsumexp(x)[:, None], _log_softmax(x), rtol=0, atol=1e-4)
