@@ -13,7 +13,7 @@ from ..models.context import CONTEXTS, encoder_frames
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
-from .segments import cut_loop
+from .segments import cut_loop, said_twice
 from .trt import TrtWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
@@ -71,7 +71,10 @@ class StepperBackend:
         previous: list[int] | None = None,
         max_new_tokens: int | None = None,
         prefix: list[int] | None = None,
+        full_context: bool = False,
     ):
+        """Best hypothesis per clip. ``full_context``: the 30 s window even for a model that
+        learnt a dynamic context."""
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
         prefix = list(prefix or [])
@@ -94,7 +97,8 @@ class StepperBackend:
             )
         limit = min(wanted, room)
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
-        state = self.engine.encode(self.engine.features(audios, self.frames(audios)))
+        frames = None if full_context else self.frames(audios)
+        state = self.engine.encode(self.engine.features(audios, frames))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
     def transcribe_batch(
@@ -119,18 +123,26 @@ class StepperBackend:
             return texts
         tok = self.engine.processor.tokenizer
         decoded = lambda hyp: tok.decode(hyp.tokens, skip_special_tokens=True).strip()  # noqa: E731
-        hyps = self.generate([audios[i] for i in keep], language=language, num_beams=num_beams)
-        failed = [hyp.failed(decoded(hyp)) for hyp in hyps]
+        clips = [audios[i] for i in keep]
+        # Without the 30 s window's padding to tell where the speech ends, a decoder on a cut
+        # context can read its audio twice ("Not always. Not always."): a failed decode there.
+        cut = self.frames(clips) is not None
+        hyps = self.generate(clips, language=language, num_beams=num_beams)
+        failed = [hyp.failed(decoded(hyp)) or (cut and said_twice(decoded(hyp))) for hyp in hyps]
         # openai/whisper's fallback, as in long-form transcription: a looping or unlikely clip is
-        # decoded again with beam search, unless the gate drops it anyway
+        # decoded again with beam search (on the whole window), unless the gate drops it anyway
         again = [
             j for j, f in enumerate(failed) if f and not (gate is not None and gate.no_speech(hyps[j], failed=True))
         ]
         if again:
-            retry = self.generate([audios[keep[j]] for j in again], language=language, num_beams=max(num_beams, 5))
+            retry = self.generate(
+                [clips[j] for j in again], language=language, num_beams=max(num_beams, 5), full_context=True
+            )
             for j, hyp in zip(again, retry):
                 if not hyp.failed(decoded(hyp)):
                     hyps[j], failed[j] = hyp, False
+                elif cut:  # both failed: the whole window's attempt is the model's usual answer
+                    hyps[j] = hyp
         for i, hyp, f in zip(keep, hyps, failed):
             text = cut_loop(decoded(hyp)) if f else decoded(hyp)  # every attempt looped: keep the pattern once
             if gate is None or (has_words(text) and not gate.no_speech(hyp, failed=f)):

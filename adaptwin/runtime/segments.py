@@ -56,6 +56,14 @@ def cut_loop(text: str) -> str:
     return text if at is None else " ".join(words[:at])
 
 
+def said_twice(text: str) -> bool:
+    """Whether the whole ``text`` is one sequence of 2+ words said 2+ times ("Not always. Not
+    always."), case and punctuation aside."""
+    keys = [word_key(w) for w in text.split()]
+    n = len(keys)
+    return any(n % p == 0 and keys == keys[:p] * (n // p) for p in range(2, n // 2 + 1))
+
+
 @dataclass(frozen=True)
 class WindowResult:
     spans: list[tuple[float, float, list[int]]]  # (start, end, text tokens) within the window

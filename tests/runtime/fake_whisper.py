@@ -91,7 +91,16 @@ class FakeBackend:
         self.calls = []
 
     def generate(
-        self, audios, *, language="en", num_beams=1, timestamps=False, previous=None, max_new_tokens=None, prefix=None
+        self,
+        audios,
+        *,
+        language="en",
+        num_beams=1,
+        timestamps=False,
+        previous=None,
+        max_new_tokens=None,
+        prefix=None,
+        full_context=False,
     ):
         out = []
         for audio in audios:

@@ -134,6 +134,31 @@ def test_batch_transcription_decodes_a_loop_again_with_beam_search():
     ]
 
 
+def test_a_text_said_twice_on_a_cut_context_is_decoded_again_on_the_whole_window():
+    """On a cut context the decoder can read its audio twice; the retry sees the 30 s window.
+    With the full window the same text is believed (someone may say it twice)."""
+    from adaptwin.runtime import StepperBackend
+
+    class Twice(FakeBackend):
+        def generate(self, audios, *, full_context=False, **kw):
+            out = super().generate(audios, **kw)
+            for hyp in out:
+                if not full_context:
+                    hyp.tokens = list(hyp.tokens) * 2
+            return out
+
+    class Cut(_AsStepper):
+        def frames(self, audios):
+            return 200  # fewer than the window's frames: a cut context
+
+    backend = Twice()
+    assert StepperBackend.transcribe_batch(Cut(backend), [script_audio(3)])[0].split() == ["w0", "w1", "w2"]
+    assert len(backend.calls) == 2  # the cut decode, then the whole window
+    full = Twice()
+    said = StepperBackend.transcribe_batch(_AsStepper(full), [script_audio(3)])[0].split()
+    assert said == ["w0", "w1", "w2"] * 2 and len(full.calls) == 1
+
+
 class _AsStepper:
     """The fake as a StepperBackend: its generate and VAD, StepperBackend's batch logic."""
 
@@ -145,3 +170,6 @@ class _AsStepper:
 
     def vad_for(self, gate):
         return self.fake.vad_for(gate)
+
+    def frames(self, audios):
+        return None  # the full window, as for every model without a dynamic context

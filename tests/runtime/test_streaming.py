@@ -217,3 +217,13 @@ def test_freed_heap_is_returned_after_every_decode(trim_heap, monkeypatch):
     assert online.decodes > 3 and len(calls) == (online.decodes if trim_heap else 0)
     monkeypatch.undo()
     assert heap.trim() == (platform.libc_ver()[0] == "glibc")  # found where it exists, a no-op elsewhere
+
+
+def test_said_twice_is_a_whole_text_repeated_only():
+    from adaptwin.runtime.segments import said_twice
+
+    assert said_twice("Not always. Not always.")
+    assert said_twice("Why it's clothing? Why it's clothing? why it's clothing")
+    assert not said_twice("No. No.")  # one word twice is speech
+    assert not said_twice("Not always. Not always, sir.")
+    assert not said_twice("the cat sat on the mat") and not said_twice("")
