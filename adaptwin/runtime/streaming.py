@@ -23,7 +23,7 @@ from ..errors import InvalidInput
 from . import heap
 from .decoding import Vocab
 from .gate import NoSpeechGate
-from .segments import SECONDS_PER_TIMESTAMP, Word, loop_index
+from .segments import SECONDS_PER_TIMESTAMP, Word, loop_index, said_twice
 
 
 class LocalAgreement:
@@ -255,10 +255,12 @@ class OnlineProcessor:
         context = context[context.find(" ") :] if len(self.context) > 400 and " " in context else context  # whole words
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
+        cut = self.backend.frames([window]) is not None  # a dynamic-context model on a short buffer
         # a hypothesis that loops is decoded again without the prompt and with beam search
-        # (openai/whisper's fallback); whatever still loops is cut after its first period, so a
-        # loop is never committed, and so never forced into the following decodes
-        for previous, beams in ((prompt, 1), (None, 5)):
+        # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
+        # first period, so a loop is never committed, and so never forced into the following
+        # decodes. On a cut context, a text said twice is a loop too (transcribe_batch's rule).
+        for previous, beams, full in ((prompt, 1, False), (None, 5, True)):
             hyp = self.backend.generate(
                 [window],
                 language=self.language,
@@ -267,14 +269,16 @@ class OnlineProcessor:
                 num_beams=beams,
                 max_new_tokens=120,
                 prefix=self.prefix,
+                full_context=full,
             )[0]
             self.decodes += 1
             units = units_of(
                 list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode, offset, seconds
             )
             loop = loop_start(units)
-            silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None)
-            if loop is None or silent:
+            twice = cut and not full and said_twice(self._text(hyp.tokens))
+            silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None or twice)
+            if (loop is None and not twice) or silent:
                 break
             self.loops += 1
         if loop is not None:
@@ -285,6 +289,9 @@ class OnlineProcessor:
         if self.trim_heap:
             heap.trim()
         return units
+
+    def _text(self, tokens) -> str:
+        return self.tokenizer.decode([t for t in tokens if t < self.vocab.timestamp_begin])
 
     def _commit(self, units: list[Unit]) -> list[Emitted]:
         now = time.perf_counter()

@@ -122,6 +122,9 @@ class FakeBackend:
                 out.append(Hypothesis(tokens=tokens, logprob=-0.1 * (len(tokens) + 1), no_speech_prob=0.01))
         return out
 
+    def frames(self, audios):
+        return None  # the full window: no dynamic context
+
     def vad_for(self, gate):
         return None if gate.vad == "none" else NonzeroVAD()
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import FakeBackend, runs_of, script_audio
+from fake_whisper import NO_TS, FakeBackend, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -227,3 +227,28 @@ def test_said_twice_is_a_whole_text_repeated_only():
     assert not said_twice("No. No.")  # one word twice is speech
     assert not said_twice("Not always. Not always, sir.")
     assert not said_twice("the cat sat on the mat") and not said_twice("")
+
+
+class CutContextBackend(FakeBackend):
+    """A dynamic-context model on a cut context reads its buffer twice ("w0 w1 w0 w1"); on
+    the whole window it does not."""
+
+    def frames(self, audios):
+        return 200
+
+    def generate(self, audios, *, full_context=False, **kw):
+        out = super().generate(audios, full_context=full_context, **kw)
+        if not full_context:
+            for hyp in out:
+                words = [t for t in hyp.tokens if t < NO_TS]
+                if len(words) >= 2:
+                    hyp.tokens = list(hyp.tokens) + words
+        return out
+
+
+def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once():
+    audio = script_audio(30, pause_every=6)
+    online = OnlineProcessor(CutContextBackend(), min_chunk=1.0)
+    emitted = simulate(online, audio, chunk=1.0)
+    assert committed_text(emitted) == [f"w{k}" for k in range(30)]
+    assert online.loops > 0  # the doubled hypotheses were decoded again on the whole window
