@@ -9,8 +9,8 @@ Beside it, on the same utterances: the dense model exported to ORT int8 and fast
 int8 (the same dense weights in CTranslate2, its default decoding).
 
 1. end to end on the general test sets (unseen speakers; ``test-tts.jsonl`` and
-   ``test-real.jsonl``, each limited to every k-th utterance so that N remain), one utterance at
-   a time: WER and RTF per utterance-length bucket (< 3 s, 3-8 s, 8-30 s) and overall;
+   ``test-real.jsonl``, or the manifests named by ``--sets``, each limited to every k-th
+   utterance so that N remain), one utterance at a time: WER and RTF per utterance-length bucket (< 3 s, 3-8 s, 8-30 s) and overall;
 2. encoder milliseconds of the adapted model's ORT int8 export on real speech cut to 2, 5, 10
    and 30 s, at the context each gets (median of --repeats calls, lengths interleaved).
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import store_and_publish, verdict, write_page  # noqa: E402
-from scoring import FasterWhisper, general_test  # noqa: E402
+from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BUCKETS = ((0.0, 3.0, "< 3 s"), (3.0, 8.0, "3-8 s"), (8.0, 30.01, "8-30 s"))
@@ -141,7 +141,7 @@ def run(args) -> dict:
     from adaptwin.runtime import get_backend
 
     folders = prepare(args)
-    utts = general_test(Path(args.data), args.limit)
+    utts = [u for name in args.sets for u in test_split(Path(args.data) / name, args.limit)]
     engines = {
         "faster-whisper int8": lambda: FasterWhisper(str(builtin_ct2_dir(Path(args.dense).name)), args.threads),
         "ort dense int8": lambda: get_backend("ort", folders["dense"], "full", threads=args.threads),
@@ -163,6 +163,7 @@ def run(args) -> dict:
         "dense": args.dense,
         "context": context,
         "utterances": len(utts),
+        "sets": list(args.sets),
         "rows": rows,
         "encoder": encoder,
     }
@@ -207,6 +208,7 @@ def render(result: dict) -> str:
         f"Command: `{result['machine']['command']}`",
         f"Adapted model: `{result['model']}` (context: the audio + {ctx.get('margin', '?')} s, in "
         f"{ctx.get('bucket', '?')} s buckets); dense: `{result['dense']}`.",
+        "Test sets: " + ", ".join(f"`{n}`" for n in result.get("sets", ["test-tts.jsonl", "test-real.jsonl"])) + ". "
         "Utterances per length bucket: " + ", ".join(f"{n} {first[n]['utterances']}" for n in names) + ".",
         *([result["note"]] if result.get("note") else []),
         "",
@@ -241,6 +243,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="a model adapted with --dynamic-context")
     p.add_argument("--dense", default="base", help="the dense model it was compressed from")
     p.add_argument("--limit", type=int, default=100, help="every k-th test utterance so that N remain (per set)")
+    p.add_argument(
+        "--sets", nargs="+", default=list(TEST_SETS.values()), help="test manifests under --data (default: general)"
+    )
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-dynamic"))
