@@ -172,4 +172,4 @@ class _AsStepper:
         return self.fake.vad_for(gate)
 
     def frames(self, audios):
-        return None  # the full window, as for every model without a dynamic context
+        return self.fake.frames(audios)
