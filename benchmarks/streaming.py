@@ -9,8 +9,9 @@ each pair, and the page names, per engine, the pair with the lowest median word 
 streaming WER stays within the bound of its offline WER.
 
 The recording alternates target-speaker prompts and general test utterances (0.6 s
-pauses). Reference word end times: each utterance's speech span (energy-trimmed) shared
-among its words by character count; utterance-final words are exact to ~10 ms.
+pauses; ``--sets`` takes other manifests, e.g. validation speakers to study a policy on).
+Reference word end times: each utterance's speech span (energy-trimmed) shared among its
+words by character count; utterance-final words are exact to ~10 ms.
 
 Per engine, in its own process (for an honest peak RSS): offline WER (long-form, 30 s
 windows) and streaming WER (``--simulate --fast``: computation-aware, each step takes the
@@ -42,6 +43,8 @@ from pages import verdict, write_page  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PAUSE = 0.6
+# the recording's sources, taken in turn: the target speaker's and unseen real speakers' test clips
+SETS = ["allison.jsonl:test", "test-real.jsonl:test"]
 ABOUT = """
 From `python benchmarks/streaming.py --data DIR --minutes M --engines ENGINE ...` (each run's
 command is stored in its JSON under `benchmarks/results/streaming*.json`). The exports are made
@@ -71,8 +74,9 @@ def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, 
     return (loud[0] * 0.01, (loud[-1] + 1) * 0.01) if len(loud) else (0.0, len(audio) / 16000)
 
 
-def build_recording(data: Path, minutes: float, out: Path) -> dict:
-    """Concatenate target (Allison) and unseen real-speaker test utterances (alternating) into one WAV."""
+def build_recording(data: Path, minutes: float, out: Path, sets: list[str] = SETS) -> dict:
+    """Concatenate the utterances of ``sets`` ("MANIFEST:SPLIT", taken in turn) into one WAV:
+    by default target-speaker (Allison) and unseen real-speaker test utterances."""
     from adaptwin.audio import load_audio
     from adaptwin.data import read_utterances
     from adaptwin.data.tts import write_wav
@@ -81,9 +85,11 @@ def build_recording(data: Path, minutes: float, out: Path) -> dict:
     meta = out.with_suffix(".json")
     if meta.is_file() and out.is_file():
         return json.loads(meta.read_text())
-    target = [u for u in read_utterances(data / "allison.jsonl") if u.split == "test"]
-    general = [u for u in read_utterances(data / "test-real.jsonl") if u.split == "test"]
-    order = [u for pair in zip(target, general) for u in pair]
+    pools = []
+    for spec in sets:
+        name, _, split = spec.partition(":")
+        pools.append([u for u in read_utterances(data / name) if not split or u.split == split])
+    order = [u for group in zip(*pools) for u in group]
     pieces, utts, at = [], [], 0.0
     for u in order:
         if at >= minutes * 60:
@@ -108,7 +114,7 @@ def build_recording(data: Path, minutes: float, out: Path) -> dict:
         pieces += [audio, np.zeros(int(PAUSE * 16000), np.float32)]
         at += len(audio) / 16000 + PAUSE
     write_wav(out, np.concatenate(pieces))
-    info = {"seconds": round(at, 2), "utterances": utts}
+    info = {"seconds": round(at, 2), "sets": list(sets), "utterances": utts}
     meta.write_text(json.dumps(info))
     return info
 
@@ -240,7 +246,7 @@ def render(stored: dict) -> str:
         f"Command: `{stored['machine']['command']}`",
         *([stored["note"]] if stored.get("note") else []),
         "",
-        f"Recording: {seconds:.0f} s{utterances} (target speaker and general test sets alternating); "
+        f"Recording: {seconds:.0f} s{utterances} ({', '.join(rec.get('sets', SETS))} in turn); "
         f"LocalAgreement-n, VAD {args['vad']}",
         "",
         "| engine | chunk (s) | agreement | silence flush (s) | offline WER (%) | streaming WER (%) | latency median (s) "
@@ -345,6 +351,13 @@ def main(argv=None) -> int:
         "--engines", nargs="+", default=[], help="torch:MODEL or ort:EXPORT_DIR, each run in its own process"
     )
     p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        default=SETS,
+        help="MANIFEST:SPLIT sources of the recording, taken in turn (e.g. canary.jsonl:validation to "
+        "study the policy on speakers no test uses)",
+    )
     p.add_argument("--chunk", type=float, nargs="+", default=[0.5], help="seconds of audio per step (several: a sweep)")
     p.add_argument(
         "--agreement", type=int, nargs="+", default=[2], help="hypotheses that must agree to commit (several: a sweep)"
@@ -375,8 +388,9 @@ def main(argv=None) -> int:
         p.error("--data is needed (the output of `adaptwin data build`)")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    recording = work / f"recording-{args.minutes:g}min.wav"
-    info = build_recording(Path(args.data), args.minutes, recording)
+    tag = "" if args.sets == SETS else "-" + "-".join(Path(x.partition(":")[0]).stem for x in args.sets)
+    recording = work / f"recording-{args.minutes:g}min{tag}.wav"
+    info = build_recording(Path(args.data), args.minutes, recording, args.sets)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
     sweep = [(e, c, a, f) for e in args.engines for c in args.chunk for a in args.agreement for f in args.silence_flush]
