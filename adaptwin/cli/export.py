@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..export import ExportOptions, export
+from ..export.names import INT8_BLOCKS
 from .common import run_command
 
 
@@ -30,6 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the TensorRT profiles")
     p.add_argument("--no-validate", action="store_true", help="skip the comparison with PyTorch (not recommended)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads for validation")
+    p.add_argument(
+        "--int8-blocks",
+        default="decoder",
+        choices=list(INT8_BLOCKS),
+        help="int8 weights quantized in 8-bit blocks of 32 (activations too): the FFN's second matrices, "
+        "those and every decoder layer (default), or every matrix but the logits (most exact, slower encoder)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         validate=not args.no_validate,
         max_batch=args.max_batch,
         threads=args.threads,
+        int8_blocks=args.int8_blocks,
     )
     report = export(args.model, args.out, options)
     print(report.format())

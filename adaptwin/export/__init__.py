@@ -15,7 +15,7 @@ from ..audio import SAMPLE_RATE, load_audio
 from ..data import bundled_clips
 from ..errors import InvalidInput
 from ..runtime.ort import OrtWhisper
-from .names import GRAPHS, PRECISIONS
+from .names import GRAPHS, INT8_BLOCKS, PRECISIONS
 from .trt import build_engines, need_tensorrt
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class ExportOptions:
     validate: bool = True
     max_batch: int = 8  # TensorRT optimization profiles: largest batch
     threads: int | None = None  # ONNX Runtime threads during validation
+    int8_blocks: str = "decoder"  # which int8 weights go to 8-bit blocks (names.INT8_BLOCKS)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -49,6 +50,8 @@ class ExportOptions:
             raise InvalidInput("--opset applies to ONNX graphs, not to whisper.cpp files")
         if self.engine == "trt" and self.precision == "int8" and not self.calib:
             raise InvalidInput("TensorRT int8 needs calibration audio: pass --calib MANIFEST (a few minutes of speech)")
+        if self.int8_blocks not in INT8_BLOCKS:
+            raise InvalidInput(f"int8_blocks must be one of {INT8_BLOCKS}, got {self.int8_blocks!r}")
         if self.max_batch < 1:
             raise InvalidInput(f"max_batch must be >= 1, got {self.max_batch}")
 
@@ -113,7 +116,15 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
         graphs = export_torch_graphs(model, work / "raw", precision=precision, opset=options.opset)
         if precision == "int8":
             logger.info("quantizing MatMul weights to int8 (per channel)")
-            graphs = {name: quantize_int8(path, work / "int8" / name / f"{name}.onnx") for name, path in graphs.items()}
+            graphs = {
+                name: quantize_int8(
+                    path,
+                    work / "int8" / name / f"{name}.onnx",
+                    blocks=options.int8_blocks,
+                    decoder=name.startswith("decoder"),
+                )
+                for name, path in graphs.items()
+            }
         write_shared(graphs, tmp)
         model.config.save_pretrained(str(tmp))
         model.generation_config.save_pretrained(str(tmp))
@@ -138,6 +149,7 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
             "precision": precision,
             "opset": options.opset,
             "engine_precision": options.precision if options.engine == "trt" else None,
+            "int8_blocks": options.int8_blocks if precision == "int8" else None,
             "engine": options.engine,
             "source": str(loaded.path),
             "compressed": loaded.compressed,

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidInput
 from ..models.graphs import DecoderGraph, EncoderGraph
 from ..optional import require
-from .names import GRAPHS, PRECISIONS  # noqa: F401  (re-exported)
+from .names import GRAPHS, INT8_BLOCKS, PRECISIONS  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +168,18 @@ def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp3
     return paths
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """ONNX Runtime dynamic quantization, per output channel, of the MatMul weights. The
-    second FFN matrix's input (after GELU) carries Whisper's activation outliers, which
-    per-tensor activation scales cannot hold (quantized that way, it doubled the encoder's
-    int8 error), so its weights go to ``MatMulNBits`` instead: 8-bit (7-bit values) in blocks of 32 inputs,
-    whose kernel also quantizes activations per block of 32, so an outlier only coarsens
-    its own block (``_blockwise_fc2``).
+def quantize_int8(source: Path, target: Path, *, blocks: str = "decoder", decoder: bool = False) -> Path:
+    """ONNX Runtime dynamic quantization, per output channel, of the MatMul weights, except
+    those that ``blocks`` sends to ``MatMulNBits`` (8-bit values in blocks of 32 inputs, whose
+    kernel also quantizes activations per block of 32, so an outlier channel only coarsens
+    its own block; ``_blockwise``). The second FFN matrix's input (after GELU) carries
+    Whisper's activation outliers, which per-tensor activation scales cannot hold (quantized
+    that way, it doubled the encoder's int8 error): blockwise in every scheme. ``"decoder"``
+    (the default; ``decoder`` says this graph is one) adds every decoder layer: there a
+    token's activations share one scale that its outlier channels set, which cost most of the
+    gap to CTranslate2's int8 WER for a few percent of time (docs/experiments/runtime.md).
+    ``"all"`` adds the encoder too (more exact, slower). The logits MatMul always keeps
+    ``MatMulInteger``: its int8 weight is also the token lookup table.
 
     Weights use 7 bits (``reduce_range``): on x86 CPUs without VNNI (AVX2 only) ONNX Runtime
     multiplies uint8 activations by int8 weights with VPMADDUBSW, whose pairwise sums
@@ -184,8 +190,19 @@ def quantize_int8(source: Path, target: Path) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if blocks not in INT8_BLOCKS:
+        raise InvalidInput(f"blocks must be one of {INT8_BLOCKS}, got {blocks!r}")
     graph = onnx.load(str(source), load_external_data=False).graph
-    blockwise = [n.name for n in graph.node if n.op_type == "MatMul" and "/fc2/" in n.name]
+    matrices = {t.name for t in graph.initializer if len(t.dims) == 2}
+
+    def blockwise(name: str) -> bool:
+        if "/fc2/" in name:
+            return True
+        if blocks == "all":
+            return "layers." in name or "cross_kv" in name
+        return blocks == "decoder" and decoder and "layers." in name
+
+    names = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in matrices and blockwise(n.name)]
     target.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     level = root.level
@@ -198,26 +215,26 @@ def quantize_int8(source: Path, target: Path) -> Path:
             reduce_range=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=blockwise,
+            nodes_to_exclude=names,
             use_external_data_format=False,
         )
     finally:
         root.setLevel(level)
-    _blockwise_fc2(target, blockwise)
+    _blockwise(target, names)
     _share_int8_table(target)
     return target
 
 
-FC2_BLOCK = 32  # inputs per quantization block of the second FFN matrix (MatMulNBits)
+INT8_BLOCK = 32  # inputs per quantization block of a blockwise weight (MatMulNBits)
 # 7-bit magnitudes, as for the other weights: an int8 kernel on an AVX2-only CPU may sum
 # pairs of 8-bit products in 16 bits, which |w| <= 63 cannot overflow whichever operand is unsigned
-FC2_LEVELS = 63
+INT8_LEVELS = 63
 
 
-def _blockwise_fc2(path: Path, names: list[str]) -> None:
+def _blockwise(path: Path, names: list[str]) -> None:
     """Replace the named float MatMuls (``x @ W``, W a [K, N] initializer) by 8-bit
-    ``MatMulNBits`` (com.microsoft): symmetric scales per block of ``FC2_BLOCK`` rows of W,
-    magnitudes up to ``FC2_LEVELS``, stored as uint8 with the kernel's default zero point
+    ``MatMulNBits`` (com.microsoft): symmetric scales per block of ``INT8_BLOCK`` rows of W,
+    magnitudes up to ``INT8_LEVELS``, stored as uint8 with the kernel's default zero point
     128; accuracy level 4 computes in int8 with activations quantized per block."""
     import onnx
     from onnx import helper, numpy_helper
@@ -233,13 +250,13 @@ def _blockwise_fc2(path: Path, names: list[str]) -> None:
         if w.ndim != 2:
             continue
         k, n = w.shape
-        blocks = -(-k // FC2_BLOCK)
-        padded = np.zeros((blocks * FC2_BLOCK, n), np.float32)
+        blocks = -(-k // INT8_BLOCK)
+        padded = np.zeros((blocks * INT8_BLOCK, n), np.float32)
         padded[:k] = w
-        wb = padded.T.reshape(n, blocks, FC2_BLOCK)  # [N, blocks, block]
-        scale = np.abs(wb).max(-1) / FC2_LEVELS  # [N, blocks]
+        wb = padded.T.reshape(n, blocks, INT8_BLOCK)  # [N, blocks, block]
+        scale = np.abs(wb).max(-1) / INT8_LEVELS  # [N, blocks]
         scale[scale == 0] = 1.0
-        q = (np.clip(np.round(wb / scale[..., None]), -FC2_LEVELS, FC2_LEVELS) + 128).astype(np.uint8)
+        q = (np.clip(np.round(wb / scale[..., None]), -INT8_LEVELS, INT8_LEVELS) + 128).astype(np.uint8)
         stem = node.input[1]
         graph.initializer.extend(
             [numpy_helper.from_array(q, f"{stem}_q8"), numpy_helper.from_array(scale.astype(np.float32), f"{stem}_s8")]
@@ -253,7 +270,7 @@ def _blockwise_fc2(path: Path, names: list[str]) -> None:
             K=k,
             N=n,
             bits=8,
-            block_size=FC2_BLOCK,
+            block_size=INT8_BLOCK,
             accuracy_level=4,
         )
         graph.node.remove(node)

@@ -213,15 +213,52 @@ def test_int8_within_stated_tolerance_and_smaller(exports, name):
     fc2 = [n for n in encoder.graph.node if "/fc2/" in n.name and n.op_type in ("MatMul", "MatMulNBits")]
     assert fc2 and all(n.op_type == "MatMulNBits" for n in fc2)
     assert all({a.name: a.i for a in n.attribute}["bits"] == 8 for n in fc2)
+    # the decoder: every layer's weight in 8-bit blocks; the logits share the lookup table's int8 weight
+    decoder = onnx.load(str(q.out / "decoder_with_past_model.onnx"), load_external_data=False).graph
+    matrices = {t.name for t in decoder.initializer if len(t.dims) == 2}
+    assert not [n.name for n in decoder.node if n.op_type == "MatMul" and n.input[1] in matrices]
+    layers = [n for n in decoder.node if "layers." in n.name and n.op_type in ("MatMulNBits", "MatMulInteger")]
+    assert layers and all(n.op_type == "MatMulNBits" for n in layers)
+    assert [n for n in decoder.node if n.op_type == "MatMulInteger" and "layers." not in n.name]
+
+
+@pytest.mark.parametrize("blocks", ["ffn", "decoder", "all"])
+def test_int8_blocks_choose_which_weights_go_blockwise(exports, tmp_path, blocks):
+    import onnx
+
+    from adaptwin.export.onnx import quantize_int8
+
+    ops = {}
+    for name in ("encoder_model", "decoder_with_past_model"):
+        out = quantize_int8(
+            exports["compressed", "fp32"].out / f"{name}.onnx",
+            tmp_path / f"{name}.onnx",
+            blocks=blocks,
+            decoder=name.startswith("decoder"),
+        )
+        graph = onnx.load(str(out), load_external_data=False).graph
+        weights = {t.name for t in graph.initializer}
+        assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+        ops[name] = {n.name: n.op_type for n in graph.node if n.op_type in ("MatMulNBits", "MatMulInteger")}
+    blockwise = {
+        "ffn": lambda graph, node: "/fc2/" in node,
+        "decoder": lambda graph, node: "/fc2/" in node or (graph.startswith("decoder") and "layers." in node),
+        "all": lambda graph, node: "layers." in node or "cross_kv" in node,
+    }[blocks]
+    for graph, nodes in ops.items():
+        for node, op in nodes.items():
+            assert op == ("MatMulNBits" if blockwise(graph, node) else "MatMulInteger"), (graph, node)
+    # the logits stay per channel in every scheme: their int8 weight is the lookup table too
+    assert [n for n, op in ops["decoder_with_past_model"].items() if "layers." not in n and op == "MatMulInteger"]
 
 
 @pytest.mark.parametrize("k", [64, 50])  # 50: the last block is padded
-def test_blockwise_fc2_matches_float_with_an_outlier_channel(tmp_path, k):
+def test_blockwise_matches_float_with_an_outlier_channel(tmp_path, k):
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from adaptwin.export.onnx import _blockwise_fc2
+    from adaptwin.export.onnx import _blockwise
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((k, 24)).astype(np.float32)
@@ -235,7 +272,7 @@ def test_blockwise_fc2_matches_float_with_an_outlier_channel(tmp_path, k):
     )
     path = tmp_path / "g.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    _blockwise_fc2(path, [node.name])
+    _blockwise(path, [node.name])
     proto = onnx.load(str(path))
     assert [n.op_type for n in proto.graph.node] == ["MatMulNBits"]
     assert not any(
@@ -280,6 +317,8 @@ def test_bad_options_are_clear():
         ExportOptions(opset=11)
     with pytest.raises(ValueError, match="--calib"):
         ExportOptions(engine="trt", precision="int8")
+    with pytest.raises(ValueError, match="int8_blocks"):
+        ExportOptions(int8_blocks="encoder")
 
 
 def test_ort_backend_rejects_a_non_export_folder(tmp_path):
