@@ -6,7 +6,7 @@
 Each model is exported to ONNX Runtime int8 once per ``--int8-blocks`` scheme (`adaptwin
 export --precision int8 --int8-blocks B`): ``ffn`` puts only the second FFN matrices in 8-bit
 blocks (the scheme of every export before this benchmark), ``decoder`` adds every decoder
-layer (the default), ``all`` every weight matrix but the logits. Every row decodes the same
+weight, the logits and so the token lookup included (the default), ``all`` every weight. Every row decodes the same
 general test utterances (unseen speakers), one at a time, as `benchmarks/dynamic_context.py`
 does (a model trained for a dynamic context runs at its own context); faster-whisper int8
 (the same dense weights in CTranslate2) runs in the same process and run.

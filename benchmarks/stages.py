@@ -54,8 +54,9 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _export_matmul(module, example, path: Path, int8: bool) -> Path:
-    """``module`` as an ONNX graph (weights as initializers), quantized as exports are for int8."""
+def _export_matmul(module, example, path: Path, int8: bool, decoder: bool = False) -> Path:
+    """``module`` as an ONNX graph (weights as initializers), quantized as exports are for int8
+    (``decoder``: as a decoder graph's weights are)."""
     import warnings
 
     from adaptwin.export.onnx import quantize_int8
@@ -65,7 +66,7 @@ def _export_matmul(module, example, path: Path, int8: bool) -> Path:
         torch.onnx.export(module, (example,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
     if not int8:
         return path
-    out = quantize_int8(path, path.with_name(path.stem + "-int8.onnx"))
+    out = quantize_int8(path, path.with_name(path.stem + "-int8.onnx"), decoder=decoder)
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node}
@@ -152,7 +153,7 @@ def measure(args) -> dict:
             _, (_, past) = engine.step(tokens, (cross, empty))
             one = np.asarray([[220]])
             example = torch.randn(1, 1, model.config.d_model)
-            graph = _export_matmul(head, example, tmp / f"head-{label}.onnx", precision == "int8")
+            graph = _export_matmul(head, example, tmp / f"head-{label}.onnx", precision == "int8", decoder=True)
             logits = _session(graph, args.threads)
             x = {"x": np.random.default_rng(0).standard_normal((1, 1, model.config.d_model)).astype(np.float32)}
             runs[name] = {

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="decoder",
         choices=list(INT8_BLOCKS),
         help="int8 weights quantized in 8-bit blocks of 32 (activations too): the FFN's second matrices, "
-        "those and every decoder layer (default), or every matrix but the logits (most exact, slower encoder)",
+        "those and every decoder weight (default), or every weight (most exact, slower encoder)",
     )
 
 

@@ -113,7 +113,9 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=Path(tmp).parent, prefix=".export-work-") as work:
         work = Path(work)
         logger.info("tracing graphs (%s)", precision)
-        graphs = export_torch_graphs(model, work / "raw", precision=precision, opset=options.opset)
+        graphs = export_torch_graphs(
+            model, work / "raw", precision=precision, opset=options.opset, int8_blocks=options.int8_blocks
+        )
         if precision == "int8":
             logger.info("quantizing MatMul weights to int8 (per channel)")
             graphs = {

@@ -4,5 +4,5 @@ PRECISIONS = ("fp32", "fp16", "int8")
 GRAPHS = ("encoder_model", "decoder_model", "decoder_with_past_model", "decoder_model_merged")
 # int8 weights quantized in 8-bit blocks (MatMulNBits, activations per block) rather than per
 # channel (MatMulInteger, one activation scale per tensor): the second FFN matrices; those and
-# every decoder layer (the default); every weight matrix but the logits (slower encoder)
+# every decoder weight, the logits (and so the token lookup) included (the default); every weight
 INT8_BLOCKS = ("ffn", "decoder", "all")

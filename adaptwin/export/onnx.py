@@ -58,10 +58,15 @@ class _Decoder(nn.Module):
         return (logits, *[t for kv in presents for t in kv])
 
 
-def _int8_embedding(graph: DecoderGraph) -> None:
-    """Look tokens up in an int8 copy of the [D, V] table (one scale per token). After
-    quantization ``_share_int8_table`` makes it byte-identical to the logits weight, so the
-    folder stores the embedding once."""
+def _int8_embedding(graph: DecoderGraph, blockwise: bool) -> None:
+    """Look tokens up in an int8 copy of the [D, V] table, quantized as the logits weight will
+    be: per token (``_share_int8_table`` then makes it the quantizer's copy) or, ``blockwise``,
+    in the 8-bit blocks of ``block_quantize`` (byte-identical to the logits' ``MatMulNBits``
+    weight, which ``write_shared`` then stores once). Either way the folder holds one table."""
+    if blockwise:
+        q, scale = block_quantize(graph.table.detach().float().numpy())  # [V, blocks, 32], [V, blocks]
+        graph.embed = _BlockEmbedding(torch.from_numpy(q), torch.from_numpy(scale), graph.table.shape[0], graph.inner)
+        return
     scale = graph.table.abs().amax(dim=0).clamp_min(1e-12) / 127.0  # [V]
     graph.embed = _QuantEmbedding(torch.round(graph.table / scale).to(torch.int8), scale, graph.inner)
 
@@ -79,9 +84,26 @@ class _QuantEmbedding(nn.Module):
         return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
 
 
-def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp32", opset: int = 17) -> dict[str, Path]:
+class _BlockEmbedding(nn.Module):
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, width: int, inner: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("q", q)  # [V, blocks, INT8_BLOCK] uint8, zero point 128
+        self.register_buffer("scale", scale)  # [V, blocks]
+        self.width = width  # D (or r): the last block may be padded
+        self.register_buffer("inner", inner)  # None, or the head's [r, D] factor
+
+    def forward(self, ids):
+        x = (self.q[ids].float() - 128.0) * self.scale[ids].unsqueeze(-1)  # [B, T, blocks, INT8_BLOCK]
+        x = x.flatten(-2)[..., : self.width]  # [B, T, D or r]
+        return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
+
+
+def export_torch_graphs(
+    model: nn.Module, folder: Path, *, precision: str = "fp32", opset: int = 17, int8_blocks: str = "decoder"
+) -> dict[str, Path]:
     """Trace the four graphs of ``model`` into ``folder`` (one file each, weights inline or
-    in per-file external data); returns their paths."""
+    in per-file external data); returns their paths. ``int8_blocks``: the scheme
+    ``quantize_int8`` will apply (the int8 token lookup is quantized as the logits will be)."""
     folder.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model = copy.deepcopy(model).float().eval()
@@ -91,7 +113,7 @@ def export_torch_graphs(model: nn.Module, folder: Path, *, precision: str = "fp3
     encoder = EncoderGraph(model).to(dtype)
     decoder = DecoderGraph(model)
     if precision == "int8":
-        _int8_embedding(decoder)
+        _int8_embedding(decoder, blockwise=int8_blocks != "ffn")
     decoder = decoder.to(dtype)
 
     with torch.no_grad():
@@ -175,11 +197,11 @@ def quantize_int8(source: Path, target: Path, *, blocks: str = "decoder", decode
     its own block; ``_blockwise``). The second FFN matrix's input (after GELU) carries
     Whisper's activation outliers, which per-tensor activation scales cannot hold (quantized
     that way, it doubled the encoder's int8 error): blockwise in every scheme. ``"decoder"``
-    (the default; ``decoder`` says this graph is one) adds every decoder layer: there a
-    token's activations share one scale that its outlier channels set, which cost most of the
-    gap to CTranslate2's int8 WER for a few percent of time (docs/experiments/runtime.md).
-    ``"all"`` adds the encoder too (more exact, slower). The logits MatMul always keeps
-    ``MatMulInteger``: its int8 weight is also the token lookup table.
+    (the default; ``decoder`` says this graph is one) puts every weight of a decoder graph,
+    the logits included, in blocks: there a token's activations share one scale that its
+    outlier channels set, which cost most of the gap to CTranslate2's int8 WER for a few
+    percent of time (docs/experiments/runtime.md). ``"all"`` adds the encoder (more exact,
+    slower).
 
     Weights use 7 bits (``reduce_range``): on x86 CPUs without VNNI (AVX2 only) ONNX Runtime
     multiplies uint8 activations by int8 weights with VPMADDUBSW, whose pairwise sums
@@ -196,11 +218,7 @@ def quantize_int8(source: Path, target: Path, *, blocks: str = "decoder", decode
     matrices = {t.name for t in graph.initializer if len(t.dims) == 2}
 
     def blockwise(name: str) -> bool:
-        if "/fc2/" in name:
-            return True
-        if blocks == "all":
-            return "layers." in name or "cross_kv" in name
-        return blocks == "decoder" and decoder and "layers." in name
+        return "/fc2/" in name or blocks == "all" or (blocks == "decoder" and decoder)
 
     names = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in matrices and blockwise(n.name)]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -231,11 +249,25 @@ INT8_BLOCK = 32  # inputs per quantization block of a blockwise weight (MatMulNB
 INT8_LEVELS = 63
 
 
+def block_quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[K, N] float weights of ``x @ w`` -> ``MatMulNBits``' layout: q [N, blocks, INT8_BLOCK]
+    uint8 (zero point 128) and scales [N, blocks] float32, symmetric per block of INT8_BLOCK
+    rows, magnitudes up to INT8_LEVELS (the last block zero-padded)."""
+    k, n = w.shape
+    blocks = -(-k // INT8_BLOCK)
+    padded = np.zeros((blocks * INT8_BLOCK, n), np.float32)
+    padded[:k] = w
+    wb = padded.T.reshape(n, blocks, INT8_BLOCK)  # [N, blocks, block]
+    scale = np.abs(wb).max(-1) / INT8_LEVELS  # [N, blocks]
+    scale[scale == 0] = 1.0
+    q = (np.clip(np.round(wb / scale[..., None]), -INT8_LEVELS, INT8_LEVELS) + 128).astype(np.uint8)
+    return q, scale.astype(np.float32)
+
+
 def _blockwise(path: Path, names: list[str]) -> None:
     """Replace the named float MatMuls (``x @ W``, W a [K, N] initializer) by 8-bit
-    ``MatMulNBits`` (com.microsoft): symmetric scales per block of ``INT8_BLOCK`` rows of W,
-    magnitudes up to ``INT8_LEVELS``, stored as uint8 with the kernel's default zero point
-    128; accuracy level 4 computes in int8 with activations quantized per block."""
+    ``MatMulNBits`` (com.microsoft) with ``block_quantize``'s weights; accuracy level 4
+    computes in int8 with activations quantized per block."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -250,16 +282,10 @@ def _blockwise(path: Path, names: list[str]) -> None:
         if w.ndim != 2:
             continue
         k, n = w.shape
-        blocks = -(-k // INT8_BLOCK)
-        padded = np.zeros((blocks * INT8_BLOCK, n), np.float32)
-        padded[:k] = w
-        wb = padded.T.reshape(n, blocks, INT8_BLOCK)  # [N, blocks, block]
-        scale = np.abs(wb).max(-1) / INT8_LEVELS  # [N, blocks]
-        scale[scale == 0] = 1.0
-        q = (np.clip(np.round(wb / scale[..., None]), -INT8_LEVELS, INT8_LEVELS) + 128).astype(np.uint8)
+        q, scale = block_quantize(w)
         stem = node.input[1]
         graph.initializer.extend(
-            [numpy_helper.from_array(q, f"{stem}_q8"), numpy_helper.from_array(scale.astype(np.float32), f"{stem}_s8")]
+            [numpy_helper.from_array(q, f"{stem}_q8"), numpy_helper.from_array(scale, f"{stem}_s8")]
         )
         new = helper.make_node(
             "MatMulNBits",

@@ -213,13 +213,15 @@ def test_int8_within_stated_tolerance_and_smaller(exports, name):
     fc2 = [n for n in encoder.graph.node if "/fc2/" in n.name and n.op_type in ("MatMul", "MatMulNBits")]
     assert fc2 and all(n.op_type == "MatMulNBits" for n in fc2)
     assert all({a.name: a.i for a in n.attribute}["bits"] == 8 for n in fc2)
-    # the decoder: every layer's weight in 8-bit blocks; the logits share the lookup table's int8 weight
+    # the decoder: every weight in 8-bit blocks, the logits too, whose weight is the lookup table
     decoder = onnx.load(str(q.out / "decoder_with_past_model.onnx"), load_external_data=False).graph
     matrices = {t.name for t in decoder.initializer if len(t.dims) == 2}
     assert not [n.name for n in decoder.node if n.op_type == "MatMul" and n.input[1] in matrices]
-    layers = [n for n in decoder.node if "layers." in n.name and n.op_type in ("MatMulNBits", "MatMulInteger")]
-    assert layers and all(n.op_type == "MatMulNBits" for n in layers)
-    assert [n for n in decoder.node if n.op_type == "MatMulInteger" and "layers." not in n.name]
+    assert not [n.name for n in decoder.node if n.op_type == "MatMulInteger"]
+    located = {t.name: {e.key: e.value for e in t.external_data}.get("offset") for t in decoder.initializer}
+    lookup = [n for n in decoder.node if n.op_type == "Gather" and n.input[0].endswith("embed.q")]
+    logits = [n for n in decoder.node if n.op_type == "MatMulNBits" and "layers." not in n.name][-1]
+    assert lookup and located[lookup[0].input[0]] == located[logits.input[1]]  # one copy in model.onnx_data
 
 
 @pytest.mark.parametrize("blocks", ["ffn", "decoder", "all"])
@@ -242,14 +244,27 @@ def test_int8_blocks_choose_which_weights_go_blockwise(exports, tmp_path, blocks
         ops[name] = {n.name: n.op_type for n in graph.node if n.op_type in ("MatMulNBits", "MatMulInteger")}
     blockwise = {
         "ffn": lambda graph, node: "/fc2/" in node,
-        "decoder": lambda graph, node: "/fc2/" in node or (graph.startswith("decoder") and "layers." in node),
-        "all": lambda graph, node: "layers." in node or "cross_kv" in node,
+        "decoder": lambda graph, node: "/fc2/" in node or graph.startswith("decoder"),
+        "all": lambda graph, node: True,
     }[blocks]
     for graph, nodes in ops.items():
+        assert nodes
         for node, op in nodes.items():
             assert op == ("MatMulNBits" if blockwise(graph, node) else "MatMulInteger"), (graph, node)
-    # the logits stay per channel in every scheme: their int8 weight is the lookup table too
-    assert [n for n, op in ops["decoder_with_past_model"].items() if "layers." not in n and op == "MatMulInteger"]
+
+
+@pytest.mark.parametrize("blocks", ["ffn", "decoder"])
+def test_int8_lookup_matches_the_float_table_in_either_layout(tiny_dense, blocks):
+    from adaptwin.export.onnx import _int8_embedding
+    from adaptwin.models.graphs import DecoderGraph
+
+    graph = DecoderGraph(copy.deepcopy(tiny_dense).float().eval())
+    ids = torch.tensor([[0, 3, 7], [5, 5, 1]])
+    ref = graph.embed(ids)  # [B, T, D]
+    _int8_embedding(graph, blockwise=blocks != "ffn")
+    got = graph.embed(ids)
+    assert got.shape == ref.shape
+    assert (got - ref).norm() / ref.norm() < 0.02
 
 
 @pytest.mark.parametrize("k", [64, 50])  # 50: the last block is padded
