@@ -33,10 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="ONNX Runtime threads for validation")
     p.add_argument(
         "--int8-blocks",
-        default="decoder",
+        default="auto",
         choices=list(INT8_BLOCKS),
         help="int8 weights quantized in 8-bit blocks of 32 (activations too): the FFN's second matrices, "
-        "those and every decoder weight (default), or every weight (most exact, slower encoder)",
+        "those and every decoder weight, or every weight (most exact, slower encoder); auto (default): "
+        "all for a model with a dynamic audio context, decoder otherwise",
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..audio import SAMPLE_RATE, load_audio
 from ..data import bundled_clips
 from ..errors import InvalidInput
+from ..models.context import model_context
 from ..runtime.ort import OrtWhisper
 from .names import GRAPHS, INT8_BLOCKS, PRECISIONS
 from .trt import build_engines, need_tensorrt
@@ -37,7 +38,7 @@ class ExportOptions:
     validate: bool = True
     max_batch: int = 8  # TensorRT optimization profiles: largest batch
     threads: int | None = None  # ONNX Runtime threads during validation
-    int8_blocks: str = "decoder"  # which int8 weights go to 8-bit blocks (names.INT8_BLOCKS)
+    int8_blocks: str = "auto"  # which int8 weights go to 8-bit blocks (names.INT8_BLOCKS)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -110,19 +111,20 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
     # TensorRT parses float graphs and quantizes itself (entropy calibration); ONNX Runtime
     # gets int8 graphs from its own quantizer.
     precision = "fp32" if options.engine == "trt" and options.precision == "int8" else options.precision
+    blocks = options.int8_blocks
+    if blocks == "auto":
+        blocks = "all" if model_context(model.config) is not None else "decoder"
     with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=Path(tmp).parent, prefix=".export-work-") as work:
         work = Path(work)
         logger.info("tracing graphs (%s)", precision)
-        graphs = export_torch_graphs(
-            model, work / "raw", precision=precision, opset=options.opset, int8_blocks=options.int8_blocks
-        )
+        graphs = export_torch_graphs(model, work / "raw", precision=precision, opset=options.opset, int8_blocks=blocks)
         if precision == "int8":
-            logger.info("quantizing MatMul weights to int8 (per channel)")
+            logger.info("quantizing MatMul weights to int8 (blocks: %s)", blocks)
             graphs = {
                 name: quantize_int8(
                     path,
                     work / "int8" / name / f"{name}.onnx",
-                    blocks=options.int8_blocks,
+                    blocks=blocks,
                     decoder=name.startswith("decoder"),
                 )
                 for name, path in graphs.items()
@@ -151,7 +153,7 @@ def export(source, out: str | os.PathLike, options: ExportOptions = ExportOption
             "precision": precision,
             "opset": options.opset,
             "engine_precision": options.precision if options.engine == "trt" else None,
-            "int8_blocks": options.int8_blocks if precision == "int8" else None,
+            "int8_blocks": blocks if precision == "int8" else None,
             "engine": options.engine,
             "source": str(loaded.path),
             "compressed": loaded.compressed,

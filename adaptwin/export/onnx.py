@@ -212,8 +212,8 @@ def quantize_int8(source: Path, target: Path, *, blocks: str = "decoder", decode
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if blocks not in INT8_BLOCKS:
-        raise InvalidInput(f"blocks must be one of {INT8_BLOCKS}, got {blocks!r}")
+    if blocks not in INT8_BLOCKS[1:]:  # "auto" is resolved by ``export``, which knows the model
+        raise InvalidInput(f"blocks must be one of {INT8_BLOCKS[1:]}, got {blocks!r}")
     graph = onnx.load(str(source), load_external_data=False).graph
     matrices = {t.name for t in graph.initializer if len(t.dims) == 2}
 

@@ -365,3 +365,24 @@ def test_a_dynamic_context_export_matches_pytorch_at_several_lengths(tmp_path, c
         assert cross[0].shape[2] == frames // 2
         for got, want in zip(cross, ref):
             np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+
+
+def test_int8_blocks_auto_follows_the_model(tmp_path, compressed, exports):
+    """auto: every weight in blocks for a model with a dynamic context (its encoder is short and
+    cheap), the decoder's for one without."""
+    import json
+
+    import onnx
+
+    from adaptwin.models.context import AudioContext
+
+    meta = lambda out: json.loads((out / "adaptwin_export.json").read_text())  # noqa: E731
+    assert meta(exports["compressed", "int8"].out)["int8_blocks"] == "decoder"
+    model = copy.deepcopy(compressed)
+    model.config.adaptwin = {**model.config.adaptwin, "context": AudioContext(0.2, 0.1).to_dict()}
+    report = export(tiny_loaded(model), tmp_path / "dynamic-int8", ExportOptions(precision="int8"))
+    assert report.validation.ok
+    assert meta(report.out)["int8_blocks"] == "all"
+    encoder = onnx.load(str(report.out / "encoder_model.onnx"), load_external_data=False).graph
+    assert not [n for n in encoder.node if n.op_type == "MatMulInteger"]
+    assert [n for n in encoder.node if n.op_type == "MatMulNBits" and "/fc1/" in n.name]
