@@ -6,10 +6,12 @@
 Each model is exported to ONNX Runtime int8 once per ``--int8-blocks`` scheme (`adaptwin
 export --precision int8 --int8-blocks B`): ``ffn`` puts only the second FFN matrices in 8-bit
 blocks (the scheme of every export before this benchmark), ``decoder`` adds every decoder
-weight, the logits and so the token lookup included (the default), ``all`` every weight. Every row decodes the same
-general test utterances (unseen speakers), one at a time, as `benchmarks/dynamic_context.py`
-does (a model trained for a dynamic context runs at its own context); faster-whisper int8
-(the same dense weights in CTranslate2) runs in the same process and run.
+weight, the logits and so the token lookup included, ``all`` every weight (``auto``, the
+default, is ``all`` for a dynamic-context model and ``decoder`` otherwise). Every row decodes
+the same general test utterances (unseen speakers), one at a time, as
+`benchmarks/dynamic_context.py` does (a model trained for a dynamic context runs at its own
+context; ``--sets canary.jsonl:validation`` scores the validation speakers instead);
+faster-whisper int8 (the same dense weights in CTranslate2) runs in the same run.
 
 Writes benchmarks/results/quantization.{json,md} (or --out) and docs/results/quantization.md;
 ``--render`` redraws them from the JSON.
@@ -41,12 +43,23 @@ used, one at a time; RTF is decoding wall time over audio time.
 """
 
 
+def utterances(data: Path, spec: str, limit: int | None) -> list:
+    """MANIFEST[:SPLIT] under ``data`` (default split: test), every k-th so that ``limit`` remain."""
+    name, _, split = spec.partition(":")
+    if not split or split == "test":
+        return test_split(data / name, limit)
+    from adaptwin.data import read_utterances
+
+    utts = [u for u in read_utterances(data / name) if u.split == split]
+    return [utts[int(i * len(utts) / limit)] for i in range(limit)] if limit and len(utts) > limit else utts
+
+
 def run(args) -> dict:
     from adaptwin.export import ExportOptions, export
     from adaptwin.models.builtin import builtin_ct2_dir
     from adaptwin.runtime import get_backend
 
-    utts = [u for name in args.sets for u in test_split(Path(args.data) / name, args.limit)]
+    utts = [u for spec in args.sets for u in utterances(Path(args.data), spec, args.limit)]
     rows = {"faster-whisper int8": dict(end_to_end(FasterWhisper(str(builtin_ct2_dir("base")), args.threads), utts))}
     print("faster-whisper int8", json.dumps(rows["faster-whisper int8"]["all"]), flush=True)
     for model in args.models:
@@ -67,7 +80,7 @@ def render(result: dict) -> str:
     lines = [
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['machine']['command']}`",
-        f"Test sets: {', '.join(result['sets'])} ({result['utterances']} utterances).",
+        f"Sets: {', '.join(result['sets'])} ({result['utterances']} utterances).",
         *([result["note"]] if result.get("note") else []),
         "",
         "| engine | WER (%) | RTF | faster than faster-whisper int8 | graphs and weights (MB) |",
@@ -88,7 +101,13 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["base"], help="built-in names or model folders")
     p.add_argument("--blocks", nargs="+", default=["ffn", "decoder", "all"], help="int8 block schemes to compare")
     p.add_argument("--limit", type=int, default=100, help="every k-th test utterance so that N remain (per set)")
-    p.add_argument("--sets", nargs="+", default=list(TEST_SETS.values()), help="test manifests under --data")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        default=list(TEST_SETS.values()),
+        help="MANIFEST[:SPLIT] under --data (default split: test), e.g. canary.jsonl:validation to choose a "
+        "scheme on validation speakers",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-quantization"))
     p.add_argument("--out", default=str(RESULTS / "quantization"))
