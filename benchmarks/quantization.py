@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dynamic_context import end_to_end  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish  # noqa: E402
+from pages import store_and_publish, write_page  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -37,9 +37,11 @@ From `python benchmarks/quantization.py` (one run; `benchmarks/results/quantizat
 ONNX Runtime's dynamic int8 (`MatMulInteger`) quantizes each weight per output channel and
 each activation tensor with one scale; `MatMulNBits` (8 bits, blocks of 32 inputs) scales
 weights and activations per block, so an outlier channel only coarsens its own block. The
-schemes differ in which weights go to blocks (`adaptwin export --int8-blocks`). Every row
-decodes the same utterances of speakers that no training, replay, calibration or validation
-used, one at a time; RTF is decoding wall time over audio time.
+schemes differ in which weights go to blocks (`adaptwin export --int8-blocks`). Every row of
+a run decodes the same utterances, one at a time: of the general test sets (speakers that no
+training, replay, calibration or validation used) or, where the sets say `:validation`, of
+the canary speakers, on which a default may be chosen. RTF is decoding wall time over audio
+time.
 """
 
 
@@ -122,8 +124,12 @@ def main(argv=None) -> int:
 
         transformers.logging.set_verbosity_error()
         result = run(args)
-    page = ("quantization", "int8 schemes", "quantization.py", ABOUT)
-    store_and_publish(Path(args.out), result, args.note, render, page)
+    store_and_publish(Path(args.out), result, args.note, render, None)
+    sections = [  # the page shows every stored run
+        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
+        for path in sorted(RESULTS.glob("quantization*.json"))
+    ]
+    write_page("quantization", "int8 schemes", "quantization.py", ABOUT, "\n".join(sections))
     return 0
 
 
