@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish, verdict, write_page  # noqa: E402
+from pages import publish_runs, store_and_publish, verdict  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -263,11 +263,8 @@ def main(argv=None) -> int:
         result = run(args)
     store_and_publish(Path(args.out), result, args.note, render, None)
     # the page shows every stored run (one per adapted model measured)
-    sections = [
-        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
-        for path in sorted(RESULTS.glob("dynamic_context*.json"))
-    ]
-    write_page("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT, "\n".join(sections))
+    page = ("dynamic_context", "Dynamic audio context", "dynamic_context.py", ABOUT)
+    publish_runs(RESULTS, "dynamic_context", page, render)
     return 0
 
 

@@ -49,3 +49,13 @@ def store_and_publish(
     if page is not None:
         write_page(*page, text)
     print(text)
+
+
+def publish_runs(results: Path, prefix: str, page: tuple[str, str, str, str], table: Callable[[dict], str]) -> Path:
+    """Write the page (name, title, script, about) with one section per stored run
+    ``results/PREFIX*.json``, each drawn by ``table``."""
+    sections = [
+        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + table(json.loads(path.read_text()))
+        for path in sorted(results.glob(f"{prefix}*.json"))
+    ]
+    return write_page(*page, "\n".join(sections))

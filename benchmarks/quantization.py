@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dynamic_context import end_to_end  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish, write_page  # noqa: E402
+from pages import publish_runs, store_and_publish  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -125,11 +125,7 @@ def main(argv=None) -> int:
         transformers.logging.set_verbosity_error()
         result = run(args)
     store_and_publish(Path(args.out), result, args.note, render, None)
-    sections = [  # the page shows every stored run
-        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
-        for path in sorted(RESULTS.glob("quantization*.json"))
-    ]
-    write_page("quantization", "int8 schemes", "quantization.py", ABOUT, "\n".join(sections))
+    publish_runs(RESULTS, "quantization", ("quantization", "int8 schemes", "quantization.py", ABOUT), render)
     return 0
 
 
