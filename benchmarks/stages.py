@@ -19,7 +19,6 @@ Writes benchmarks/results/stages.{json,md} and docs/results/stages.md; ``--rende
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import store_and_publish, write_page  # noqa: E402
+from pages import publish_runs, store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("features", "encoder", "prefill", "step", "logits")
@@ -258,11 +257,7 @@ def main(argv=None) -> int:
         result = measure(args)
     store_and_publish(Path(args.out), result, args.note, render, None)
     # the page shows every stored run (dense against each compressed model measured)
-    sections = [
-        f"## {path.stem}\n\n`benchmarks/results/{path.name}`\n\n" + render(json.loads(path.read_text()))
-        for path in sorted(RESULTS.glob("stages*.json"))
-    ]
-    write_page("stages", "Where the time goes", "stages.py", ABOUT, "\n".join(sections))
+    publish_runs(RESULTS, "stages", ("stages", "Where the time goes", "stages.py", ABOUT), render)
     return 0
 
 
