@@ -56,6 +56,10 @@ class AdaptConfig:
     dynamic_context: float = 0.0
     context_bucket: float = 1.0
     context_margin: float = 0.5
+    # share of the windows whose audio is cut at a random point inside the speech, with the
+    # teacher's transcript of the cut audio (timestamps included) as their target, trained at
+    # the dynamic context: a streaming buffer ends inside a word, a whole utterance never does
+    speech_cuts: float = 0.0
     lora_rank: int = 0  # > 0: train LoRA adapters on the factors (merged back at the end)
     lora_alpha: float = 16.0
     # validation: a share of the target utterances is held out, and up to canary_utterances of
@@ -95,6 +99,11 @@ class AdaptConfig:
                 "length and must lie in [0, 1] (0: off)"
             )
         self.audio_context()  # bucket and margin checked here
+        if not 0.0 <= self.speech_cuts <= self.dynamic_context:
+            raise InvalidInput(
+                f"speech_cuts={self.speech_cuts} is a share of the windows trained at the dynamic context "
+                f"and must lie in [0, dynamic_context={self.dynamic_context}]"
+            )
         if not 0.0 <= self.holdout < 0.5:
             raise InvalidInput(
                 f"holdout={self.holdout} is the share of target utterances kept for validation: [0, 0.5)"

@@ -26,7 +26,7 @@ from .config import AdaptConfig
 from .data import build_windows, canary_utterances, validation_windows
 from .lora import inject_lora, merge_lora
 from .stages import block_loss, e2e_loss, window_positions
-from .teacher import cache_teacher
+from .teacher import cache_teacher, cut_speech
 from .train import Dist, Phase, Trainer, saved_key
 from .validate import ValidationSet, Validator, score
 
@@ -212,6 +212,7 @@ def adapt_(
         fill=config.fill,
         holdout=config.holdout,
         seed=config.seed,
+        keep_audio=config.speech_cuts > 0,
         **text,
     )
     speech = config.fill * float(getattr(processor.feature_extractor, "chunk_length", 30.0))
@@ -238,6 +239,8 @@ def adapt_(
     order = list(range(len(windows)))
     random.Random(config.seed).shuffle(order)  # target and replay windows mixed: any prefix is a fair sample
     windows = windows.subset(order)
+    if config.speech_cuts:
+        windows = cut_speech(teacher, processor, windows, config.speech_cuts, config.seed, config.language)
     logger.info("%d windows (%d target) built, %s", len(windows), windows.record["target"]["windows"], precision)
 
     if config.lora_rank:

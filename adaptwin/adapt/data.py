@@ -35,6 +35,8 @@ class Windows:
     seconds: list[float]  # audio per window (speech and the gaps between utterances)
     record: dict[str, Any]  # what the windows were made of (stored with the adapted model)
     held_out: list[Utterance] = field(default_factory=list)  # target utterances kept for validation
+    audio: list[Any] | None = None  # per window the 16 kHz samples, kept only until speech cuts are made
+    cut: list[bool] | None = None  # per window: its audio ends inside the speech (``teacher.cut_speech``)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -57,6 +59,8 @@ class Windows:
             seconds,
             {**self.record, "used": used},
             self.held_out,
+            None if self.audio is None else [self.audio[i] for i in index],
+            None if self.cut is None else [self.cut[i] for i in index],
         )
 
 
@@ -185,12 +189,13 @@ def build_windows(
     language: str = "en",
     max_tokens: int = 448,
     multilingual: bool = False,
+    keep_audio: bool = False,
 ) -> Windows:
     """Target windows (``minutes`` of the adapt split, spread over it, less a ``holdout`` share kept
     for validation in ``Windows.held_out``) and general windows making up ``replay`` of the total.
     Utterances are shuffled (seeded); each window holds a random amount of speech, from one
     utterance up to ``fill`` of its length; the rest is padding, as it is when a short clip is
-    transcribed."""
+    transcribed. ``keep_audio``: the windows keep their samples (for ``teacher.cut_speech``)."""
     target_utts, target_label = training_utterances(target, "target")
     seconds = float(getattr(processor.feature_extractor, "chunk_length", WINDOW_SECONDS))
     chosen = take_minutes(target_utts, minutes, seconds)
@@ -247,7 +252,14 @@ def build_windows(
         },
     }
     return Windows(
-        feats, ids, labels, [s for *_, s in packed], [len(a) / SAMPLE_RATE for a, _, _ in packed], record, held_out
+        feats,
+        ids,
+        labels,
+        [s for *_, s in packed],
+        [len(a) / SAMPLE_RATE for a, _, _ in packed],
+        record,
+        held_out,
+        [a for a, _, _ in packed] if keep_audio else None,
     )
 
 

@@ -16,13 +16,17 @@ from .teacher import TeacherCache
 
 def window_positions(windows: Windows, context: AudioContext | None, share: float, seed: int) -> list[int | None]:
     """Per window, the encoder positions it is trained on: None (the full window) or, for a
-    seeded ``share`` of them, its audio plus the context's margin, rounded up to a bucket."""
+    seeded ``share`` of them, its audio plus the context's margin, rounded up to a bucket.
+    Windows cut inside their speech are always among them (they teach the cut context)."""
     n = len(windows)
     if context is None or share <= 0:
         return [None] * n
     full = windows.features.shape[-1] // 2  # encoder positions of the whole window
     seconds = windows.features.shape[-1] * HOP_SECONDS
-    chosen = set(random.Random(seed).sample(range(n), round(share * n)))
+    cut = windows.cut or [False] * n
+    whole = [i for i in range(n) if not cut[i]]
+    more = max(0, round(share * n) - (n - len(whole)))
+    chosen = {i for i in range(n) if cut[i]} | set(random.Random(seed).sample(whole, min(more, len(whole))))
     return [
         min(full, round(context.seconds(windows.seconds[i], seconds) / HOP_SECONDS) // 2) if i in chosen else None
         for i in range(n)

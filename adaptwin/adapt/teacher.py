@@ -5,15 +5,21 @@ top-k logits per token (distillation)."""
 
 from __future__ import annotations
 
+import logging
+import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import SAMPLE_RATE
 from .data import IGNORE, Windows
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,3 +127,57 @@ def cache_teacher(
         for h in hooks:
             h.remove()
     return cache
+
+
+CUT_BATCH = 8  # windows the teacher transcribes at once
+
+
+@torch.no_grad()
+def cut_speech(teacher: nn.Module, processor: Any, windows: Windows, share: float, seed: int, language: str) -> Windows:
+    """``windows`` with a seeded ``share`` of them cut at a uniform point of their audio (at
+    least a second, or half the audio, in) and retargeted: features of the cut audio, and as transcript what the
+    teacher decodes from it on its 30 s window, greedy with timestamps (the way streaming
+    decodes). The teacher's words at a cut are the best guess a model can make there, so the
+    student learns to stop, or to guess, as the dense model would. ``windows`` must keep their
+    audio (``build_windows(keep_audio=True)``); the result keeps none."""
+    from ..models.checkpoint import LoadedWhisper
+    from ..runtime.backends import StepperBackend
+    from ..runtime.decoding import Vocab
+    from ..runtime.segments import loop_index
+    from ..runtime.torch_engine import TorchWhisper
+
+    if windows.audio is None:
+        raise ValueError("cut_speech needs windows built with keep_audio=True")
+    n = len(windows)
+    rng = random.Random(seed + 1)
+    chosen = sorted(rng.sample(range(n), round(share * n)))
+    backend = StepperBackend(TorchWhisper(LoadedWhisper(teacher, processor, Path("teacher"))), "teacher", "full")
+    vocab = Vocab.from_generation_config(teacher.generation_config, language)
+    prompt = vocab.prompt(timestamps=True)  # <|startoftranscript|> <|en|> <|transcribe|>: timestamps follow
+    features, ids, labels = windows.features.clone(), list(windows.ids), list(windows.labels)
+    seconds, cut = list(windows.seconds), list(windows.cut or [False] * n)
+    for b in range(0, len(chosen), CUT_BATCH):
+        batch = chosen[b : b + CUT_BATCH]
+        audios = []
+        for i in batch:
+            audio = windows.audio[i]
+            length = len(audio) / SAMPLE_RATE
+            at = rng.uniform(min(1.0, length / 2), length)
+            audios.append(audio[: max(1, int(at * SAMPLE_RATE))])
+        hyps = backend.generate(audios, language=language, timestamps=True)
+        feats = processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        for k, (i, hyp) in enumerate(zip(batch, hyps)):
+            if not hyp.finished or loop_index([str(t) for t in hyp.tokens]) is not None:
+                continue  # a teacher that loops (or runs on) teaches nothing here: the window stays whole
+            full = prompt + list(hyp.tokens) + [vocab.eot]
+            y = torch.tensor(full[1:])
+            y[: len(prompt) - 1] = IGNORE  # the start tokens are given, not learned
+            features[i] = feats[k].to(features.dtype)
+            ids[i], labels[i] = torch.tensor(full[:-1]), y
+            seconds[i], cut[i] = len(audios[k]) / SAMPLE_RATE, True
+    done = sum(cut) - sum(windows.cut or [])
+    logger.info("%d of %d windows cut inside their speech and transcribed by the teacher", done, n)
+    record = {**windows.record, "speech_cuts": {"windows": done, "seed": seed}}
+    return replace(
+        windows, features=features, ids=ids, labels=labels, seconds=seconds, record=record, audio=None, cut=cut
+    )

@@ -126,6 +126,13 @@ def register(sub) -> None:
         "--context-bucket", type=float, default=d.context_bucket, help="seconds the context is rounded up to"
     )
     p.add_argument("--context-margin", type=float, default=d.context_margin, help="seconds of context after the audio")
+    p.add_argument(
+        "--speech-cuts",
+        type=float,
+        default=d.speech_cuts,
+        help="share of windows cut inside their speech and transcribed by the teacher, as a streaming "
+        "buffer is (at most --dynamic-context; e.g. 0.25)",
+    )
     p.add_argument("--lora-rank", type=int, default=0, help="train LoRA adapters of this rank (merged at the end)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
@@ -166,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         dynamic_context=args.dynamic_context,
         context_bucket=args.context_bucket,
         context_margin=args.context_margin,
+        speech_cuts=args.speech_cuts,
         time_budget=args.time_budget,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,

@@ -87,6 +87,7 @@ def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
 
 
 def test_a_factorized_head_trains_end_to_end_and_stays_one_pair(data):
+
     from adaptwin import AdaPTwinConfig, compress_
 
     teacher, _ = tiny_run.models()
@@ -499,3 +500,72 @@ def test_without_a_dynamic_context_every_window_keeps_30_s(data):
         processor=tiny_run.processor(),
     )
     assert "context" not in student.config.adaptwin  # re-adapted without it: the capability is not claimed
+
+
+def test_speech_cuts_train_on_the_teachers_words_for_the_cut_audio(data, monkeypatch):
+    """--speech-cuts: a share of the windows ends inside its audio, as a streaming buffer does.
+    Their features are the cut audio's, their transcript is what the teacher decodes from it
+    (greedy, timestamps included, its 30 s window), every other window is untouched, and the
+    cut ones are always trained at the dynamic context."""
+    from dataclasses import replace
+
+    import adaptwin.adapt.core as core
+    from adaptwin import AdaPTwinConfig, compress_
+    from adaptwin.adapt.stages import window_positions
+    from adaptwin.adapt.teacher import cut_speech
+    from adaptwin.models.checkpoint import LoadedWhisper
+    from adaptwin.models.context import AudioContext
+    from adaptwin.runtime.backends import StepperBackend
+    from adaptwin.runtime.torch_engine import TorchWhisper
+
+    teacher, _ = tiny_run.models()
+    gen = teacher.generation_config  # timestamps are ids 61..119, as the runtime tests' tiny vocabulary
+    gen.no_timestamps_token_id, gen.decoder_start_token_id, gen.eos_token_id = 60, 1, 2
+    proc = tiny_run.processor()
+    windows = build_windows(proc, data / "target.jsonl", data / "general.jsonl", replay=0.5, keep_audio=True)
+    # a random teacher never says <|endoftext|>: a transcript that runs on teaches nothing
+    assert not any(cut_speech(teacher, proc, windows, 0.5, seed=0, language="en").cut)
+    real_generate = StepperBackend.generate
+
+    def ending(self, audios, **kw):  # the teacher as if it ended after 16 tokens
+        hyps = real_generate(self, audios, **{**kw, "max_new_tokens": 16})
+        return [replace(h, finished=True) for h in hyps]
+
+    monkeypatch.setattr(StepperBackend, "generate", ending)
+    # this one says one token over and over: a loop teaches nothing either
+    assert not any(cut_speech(teacher, proc, windows, 0.5, seed=0, language="en").cut)
+    torch.manual_seed(3)
+    with torch.no_grad():  # sizeable biases (this seed): a teacher that does not loop
+        for name, p in teacher.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    student = copy.deepcopy(teacher)
+    compress_(student, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, ffn=True, rank_ffn=16))
+    out = cut_speech(teacher, proc, windows, 0.5, seed=0, language="en")
+    cut = [i for i, c in enumerate(out.cut) if c]
+    assert len(cut) >= len(windows) // 4 and out.audio is None and out.record["speech_cuts"]["windows"] == len(cut)
+    backend = StepperBackend(TorchWhisper(LoadedWhisper(teacher, proc, Path("teacher"))), "teacher", "full")
+    for i in range(len(windows)):
+        if i not in cut:
+            assert torch.equal(out.features[i], windows.features[i]) and torch.equal(out.ids[i], windows.ids[i])
+            continue
+        audio = windows.audio[i][: round(out.seconds[i] * 16000)]
+        assert 0 < len(audio) < len(windows.audio[i])
+        feats = proc.feature_extractor([audio], sampling_rate=16000, return_tensors="pt").input_features[0]
+        assert torch.allclose(out.features[i], feats)
+        (hyp,) = real_generate(backend, [audio], timestamps=True, max_new_tokens=16)
+        assert any(t > 60 for t in hyp.tokens)  # the target carries the teacher's timestamps
+        assert out.ids[i].tolist() == [1] + hyp.tokens  # <|startoftranscript|>, then the teacher's tokens
+        assert out.labels[i].tolist() == hyp.tokens + [2]  # ... and <|endoftext|>
+    positions = window_positions(out, AudioContext(0.2, 0.1), 0.5, 0)
+    assert all(positions[i] is not None for i in cut)
+    assert sum(p is not None for p in positions) == max(len(cut), round(0.5 * len(out)))
+
+    with pytest.raises(ValueError, match="speech_cuts"):
+        AdaptConfig(dynamic_context=0.2, speech_cuts=0.3)
+    seen, real = [], core.e2e_loss  # through adapt_: the cut windows train at the cut context
+    monkeypatch.setattr(core, "e2e_loss", lambda *a: (seen.append((a[2].cut[a[4]], a[-1])), real(*a))[1])
+    config = tiny_run.config(epochs=1, batch_size=1, dynamic_context=0.5, speech_cuts=0.25, context_bucket=0.2)
+    report = adapt_(student, teacher, data / "target.jsonl", data / "general.jsonl", config, processor=proc)
+    assert report.data["speech_cuts"]["windows"] > 0
+    assert any(c for c, _ in seen) and all(p is not None for c, p in seen if c)
