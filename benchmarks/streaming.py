@@ -1,12 +1,12 @@
 """Streaming latency and accuracy on a long real recording, per engine, side by side.
 
     python benchmarks/streaming.py --data DIR --engines torch:base ort:EXPORT_DIR ... [--minutes 2]
-        [--chunk 0.5 [1.0 ...]] [--agreement 2 [1 3 ...]]
+        [--chunk 0.5 [1.0 ...]] [--agreement 2 [1 3 ...]] [--silence-flush 0.6 ...] [--hold 0 0.3 ...]
 
 An engine is KIND:WHERE (``ort:DIR@full`` forces the 30 s window on a model trained for a
-dynamic audio context). Several ``--chunk`` and ``--agreement`` values run every engine at
-each pair, and the page names, per engine, the pair with the lowest median word latency whose
-streaming WER stays within the bound of its offline WER.
+dynamic audio context). Several values of the policy options run every engine at each
+combination, and the page names, per engine, the setting with the lowest median word latency
+whose streaming WER stays within the bound of its offline WER.
 
 The recording alternates target-speaker prompts and general test utterances (0.6 s
 pauses; ``--sets`` takes other manifests, e.g. validation speakers to study a policy on).
@@ -171,6 +171,7 @@ def worker(args) -> int:
         agreement=args.agreement[0],
         vad=load_vad(args.vad),
         silence_flush=args.silence_flush[0],
+        hold=args.hold[0],
     )
     start = time.perf_counter()
     emitted = simulate(online, audio, chunk=chunk)
@@ -214,6 +215,7 @@ def worker(args) -> int:
         "chunk": chunk,
         "agreement": args.agreement[0],
         "silence_flush": args.silence_flush[0],
+        "hold": args.hold[0],
         "vad": args.vad,
         "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words),
         "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
@@ -249,10 +251,10 @@ def render(stored: dict) -> str:
         f"Recording: {seconds:.0f} s{utterances} ({', '.join(rec.get('sets', SETS))} in turn); "
         f"LocalAgreement-n, VAD {args['vad']}",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | offline WER (%) | streaming WER (%) | latency median (s) "
+        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | offline WER (%) | streaming WER (%) | latency median (s) "
         "| latency p90 (s) | end of speech to final (s) | stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) "
         "| peak with offline (MB) | model MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
@@ -268,9 +270,9 @@ def render(stored: dict) -> str:
         f"end of speech to final ≤ {TARGETS['end_of_speech_median']} s, streaming WER ≤ offline + "
         f"{TARGETS['wer_gap']}, stream peak RSS ≤ {TARGETS['peak_rss_mb']} MB):",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | median latency | p90 latency | end of speech to final "
+        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | median latency | p90 latency | end of speech to final "
         "| streaming WER | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         cells = [
@@ -290,7 +292,7 @@ def render(stored: dict) -> str:
                 if r is None
                 else (
                     f"chunk {r['chunk']:g} s, agreement {r.get('agreement', 2)}, silence flush "
-                    f"{r.get('silence_flush', 0.6):g} s: median {r['latency_median']:.2f} s, "
+                    f"{r.get('silence_flush', 0.6):g} s, hold {r.get('hold', 0.0):g} s: median {r['latency_median']:.2f} s, "
                     f"end of speech to final {r['end_of_speech_median']:.2f} s, streaming WER {r['stream_wer']:.2f} %"
                 )
             )
@@ -299,8 +301,11 @@ def render(stored: dict) -> str:
 
 
 def _setting(row: dict) -> str:
-    """Chunk, agreement and silence flush cells (runs before the sweep used agreement 2, flush 0.6)."""
-    return f"{row['chunk']:g} | {row.get('agreement', 2)} | {row.get('silence_flush', 0.6):g}"
+    """Chunk, agreement, silence flush and hold cells (runs before the sweep used agreement 2,
+    flush 0.6; before hold, 0)."""
+    return (
+        f"{row['chunk']:g} | {row.get('agreement', 2)} | {row.get('silence_flush', 0.6):g} | {row.get('hold', 0.0):g}"
+    )
 
 
 def _name(row: dict) -> str:
@@ -369,6 +374,13 @@ def main(argv=None) -> int:
         default=[0.6],
         help="seconds of silence after which the pending words are final (several: a sweep)",
     )
+    p.add_argument(
+        "--hold",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="seconds before the audio's end in which a word is not committed yet (several: a sweep)",
+    )
     p.add_argument("--vad", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-streaming"))
@@ -393,8 +405,15 @@ def main(argv=None) -> int:
     info = build_recording(Path(args.data), args.minutes, recording, args.sets)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
-    sweep = [(e, c, a, f) for e in args.engines for c in args.chunk for a in args.agreement for f in args.silence_flush]
-    for spec, chunk, agreement, flush in sweep:
+    sweep = [
+        (e, c, a, f, h)
+        for e in args.engines
+        for c in args.chunk
+        for a in args.agreement
+        for f in args.silence_flush
+        for h in args.hold
+    ]
+    for spec, chunk, agreement, flush, hold in sweep:
         result = work / f"stream-{len(rows)}.json"
         subprocess.run(
             [
@@ -414,6 +433,8 @@ def main(argv=None) -> int:
                 str(agreement),
                 "--silence-flush",
                 str(flush),
+                "--hold",
+                str(hold),
                 "--vad",
                 args.vad,
                 "--threads",
@@ -424,7 +445,7 @@ def main(argv=None) -> int:
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g} hold {hold:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )

@@ -35,6 +35,12 @@ def register(sub) -> None:
         default=0.6,
         help="seconds of silence (VAD) after which the pending words are final",
     )
+    p.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="seconds: a word ending this close to the newest audio waits for the next decode (it may be cut)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         agreement=args.agreement,
         min_chunk=args.chunk,
         silence_flush=args.silence_flush,
+        hold=args.hold,
         vad=load_vad(args.vad),
         gate=common.gate_from(args),
     )

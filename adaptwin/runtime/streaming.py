@@ -179,6 +179,10 @@ class OnlineProcessor:
     max_prefix: int | None = None
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
+    # a word the newest hypothesis ends within this many seconds of the audio's end is not
+    # agreed on yet: the buffer may end inside it, and two decodes a short chunk apart guess
+    # a cut word alike (0: off; the end of an utterance commits everything)
+    hold: float = 0.0
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +190,8 @@ class OnlineProcessor:
             raise InvalidInput("need 0 < min_chunk < max_buffer <= 30 seconds")
         if not (self.silence_flush > 0 and self.vad_frame > 0):
             raise InvalidInput("need silence_flush > 0 and vad_frame > 0 seconds")
+        if not 0 <= self.hold < self.max_buffer:
+            raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
         if self.vocab.timestamp_begin is None:
@@ -229,8 +235,14 @@ class OnlineProcessor:
             return []
         if self.vad is not None and self.silence >= self.silence_flush:
             return self.finish()  # a pause: the utterance is final
-        emitted = self._commit(self.policy.update(self._decode()))
+        emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()
+
+    def _settled(self, units: list[Unit]) -> list[Unit]:
+        """The hypothesis up to its first word that ends within ``hold`` of the audio's end."""
+        limit = self.received - self.hold
+        n = next((i for i, u in enumerate(units) if u.word.end > limit), len(units)) if self.hold else len(units)
+        return units[:n]
 
     def finish(self) -> list[Emitted]:
         """End of stream or utterance: decode what is left, commit everything pending, and

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import NO_TS, FakeBackend, runs_of, script_audio
+from fake_whisper import NO_TS, WORD, FakeBackend, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -252,3 +252,31 @@ def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once():
     emitted = simulate(online, audio, chunk=1.0)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the doubled hypotheses were decoded again on the whole window
+
+
+class CutGuesser(FakeBackend):
+    """Hears a word the window's end cuts as another word, the same guess every time (as
+    Whisper completes a word it heard half of)."""
+
+    def _hear(self, audio, timestamps):
+        tokens = super()._hear(audio, timestamps)
+        runs = runs_of(audio)
+        if runs and runs[-1][2] >= len(audio) / SAMPLE_RATE - 1e-9 and runs[-1][2] - runs[-1][1] < WORD - 1e-6:
+            cut = 10 + runs[-1][0]
+            tokens = [t + 500 if t == cut else t for t in tokens]
+        return tokens
+
+
+@pytest.mark.parametrize("hold", [0.0, 0.3])
+def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
+    """Two decodes a short chunk apart both cut the same word and guess it alike: agreement
+    alone commits the guess; ``hold`` waits until the word ends before the buffer does."""
+    audio = script_audio(20, pause_every=5)
+    online = OnlineProcessor(CutGuesser(), min_chunk=0.2, hold=hold)
+    words = committed_text(simulate(online, audio, chunk=0.2))
+    if hold:
+        assert words == [f"w{k}" for k in range(20)]
+    else:
+        assert any(int(w[1:]) >= 500 for w in words)  # a guess committed
+    with pytest.raises(ValueError, match="hold"):
+        OnlineProcessor(FakeBackend(), hold=-0.1)
