@@ -179,9 +179,10 @@ class OnlineProcessor:
     max_prefix: int | None = None
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
-    # a word the newest hypothesis ends within this many seconds of the audio's end is not
-    # agreed on yet: the buffer may end inside it, and two decodes a short chunk apart guess
-    # a cut word alike (0: off; the end of an utterance commits everything)
+    # while the audio's last frame is speech, a word the newest hypothesis ends within this
+    # many seconds of the audio's end is not agreed on yet: the buffer may end inside it, and
+    # two decodes a short chunk apart guess a cut word (and a full stop after it) alike. A
+    # silent last frame ends no word: then nothing is held (0: off)
     hold: float = 0.0
     policy: LocalAgreement = field(init=False)
 
@@ -239,10 +240,12 @@ class OnlineProcessor:
         return emitted + self._trim()
 
     def _settled(self, units: list[Unit]) -> list[Unit]:
-        """The hypothesis up to its first word that ends within ``hold`` of the audio's end."""
+        """The hypothesis up to its first word that ends within ``hold`` of the audio's end,
+        when that end is speech."""
+        if not self.hold or self.silence > 0:
+            return units
         limit = self.received - self.hold
-        n = next((i for i, u in enumerate(units) if u.word.end > limit), len(units)) if self.hold else len(units)
-        return units[:n]
+        return units[: next((i for i, u in enumerate(units) if u.word.end > limit), len(units))]
 
     def finish(self) -> list[Emitted]:
         """End of stream or utterance: decode what is left, commit everything pending, and

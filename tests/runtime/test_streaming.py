@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import NO_TS, WORD, FakeBackend, runs_of, script_audio
+from fake_whisper import NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -272,11 +272,17 @@ def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
     """Two decodes a short chunk apart both cut the same word and guess it alike: agreement
     alone commits the guess; ``hold`` waits until the word ends before the buffer does."""
     audio = script_audio(20, pause_every=5)
-    online = OnlineProcessor(CutGuesser(), min_chunk=0.2, hold=hold)
-    words = committed_text(simulate(online, audio, chunk=0.2))
+    online = OnlineProcessor(CutGuesser(), min_chunk=0.2, hold=hold, vad=NonzeroVAD(), silence_flush=0.6)
+    emitted = simulate(online, audio, chunk=0.2)
+    words = committed_text(emitted)
     if hold:
         assert words == [f"w{k}" for k in range(20)]
     else:
         assert any(int(w[1:]) >= 500 for w in words)  # a guess committed
+    # the last word before a pause is not held: once the audio's end is silence, the next
+    # decodes agree on it before the pause is long enough to flush the utterance
+    ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    finals = [at - ends[w] for w, (_, at) in zip(words, emitted) if int(w[1:]) % 5 == 4 and int(w[1:]) < 19]
+    assert finals and max(finals) < 0.6
     with pytest.raises(ValueError, match="hold"):
         OnlineProcessor(FakeBackend(), hold=-0.1)
