@@ -13,7 +13,7 @@ from ..models.context import CONTEXTS, encoder_frames
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
-from .segments import cut_loop, said_twice
+from .segments import cut_loop, ends_twice
 from .trt import TrtWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
@@ -125,10 +125,11 @@ class StepperBackend:
         decoded = lambda hyp: tok.decode(hyp.tokens, skip_special_tokens=True).strip()  # noqa: E731
         clips = [audios[i] for i in keep]
         # Without the 30 s window's padding to tell where the speech ends, a decoder on a cut
-        # context can read its audio twice ("Not always. Not always."): a failed decode there.
+        # context can read its audio (or its end) twice ("Not always. Not always."): a failed
+        # decode there.
         cut = self.frames(clips) is not None
         hyps = self.generate(clips, language=language, num_beams=num_beams)
-        failed = [hyp.failed(decoded(hyp)) or (cut and said_twice(decoded(hyp))) for hyp in hyps]
+        failed = [hyp.failed(decoded(hyp)) or (cut and ends_twice(decoded(hyp))) for hyp in hyps]
         # openai/whisper's fallback, as in long-form transcription: a looping or unlikely clip is
         # decoded again with beam search (on the whole window), unless the gate drops it anyway
         again = [

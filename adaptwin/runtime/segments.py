@@ -56,12 +56,13 @@ def cut_loop(text: str) -> str:
     return text if at is None else " ".join(words[:at])
 
 
-def said_twice(text: str) -> bool:
-    """Whether the whole ``text`` is one sequence of 2+ words said 2+ times ("Not always. Not
-    always."), case and punctuation aside."""
+def ends_twice(text: str, new: int | None = None) -> bool:
+    """Whether ``text`` ends with a sequence of 2+ words said twice in a row ("Not always. Not
+    always."), case and punctuation aside; with ``new``, the second time within its last
+    ``new`` words ("... it cannot be. It cannot be." with those four new)."""
     keys = [word_key(w) for w in text.split()]
-    n = len(keys)
-    return any(n % p == 0 and keys == keys[:p] * (n // p) for p in range(2, n // 2 + 1))
+    new = len(keys) if new is None else new
+    return any(keys[-p:] == keys[-2 * p : -p] for p in range(2, min(new, len(keys) // 2) + 1))
 
 
 @dataclass(frozen=True)

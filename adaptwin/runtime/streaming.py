@@ -23,7 +23,7 @@ from ..errors import InvalidInput
 from . import heap
 from .decoding import Vocab
 from .gate import NoSpeechGate
-from .segments import SECONDS_PER_TIMESTAMP, Word, loop_index, said_twice
+from .segments import SECONDS_PER_TIMESTAMP, Word, ends_twice, loop_index
 
 
 class LocalAgreement:
@@ -274,7 +274,9 @@ class OnlineProcessor:
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
         # first period, so a loop is never committed, and so never forced into the following
-        # decodes. On a cut context, a text said twice is a loop too (transcribe_batch's rule).
+        # decodes. On a cut context, new words that say the words before them again are a loop
+        # too (transcribe_batch's rule): a decoder that has run out of audio, without the
+        # padding to tell it so, reads its buffer again.
         for previous, beams, full in ((prompt, 1, False), (None, 5, True)):
             hyp = self.backend.generate(
                 [window],
@@ -291,7 +293,8 @@ class OnlineProcessor:
                 list(hyp.tokens), len(self.prefix), self.vocab.timestamp_begin, self.tokenizer.decode, offset, seconds
             )
             loop = loop_start(units)
-            twice = cut and not full and said_twice(self._text(hyp.tokens))
+            text = self._text(hyp.tokens)
+            twice = cut and not full and ends_twice(text, len(units))
             silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None or twice)
             if (loop is None and not twice) or silent:
                 break

@@ -219,19 +219,29 @@ def test_freed_heap_is_returned_after_every_decode(trim_heap, monkeypatch):
     assert heap.trim() == (platform.libc_ver()[0] == "glibc")  # found where it exists, a no-op elsewhere
 
 
-def test_said_twice_is_a_whole_text_repeated_only():
-    from adaptwin.runtime.segments import said_twice
+def test_ends_twice_is_a_phrase_said_again_at_the_end():
+    from adaptwin.runtime.segments import ends_twice
 
-    assert said_twice("Not always. Not always.")
-    assert said_twice("Why it's clothing? Why it's clothing? why it's clothing")
-    assert not said_twice("No. No.")  # one word twice is speech
-    assert not said_twice("Not always. Not always, sir.")
-    assert not said_twice("the cat sat on the mat") and not said_twice("")
+    assert ends_twice("Not always. Not always.")
+    assert ends_twice("Why it's clothing? Why it's clothing? why it's clothing")
+    assert ends_twice("He said: not always. Not always.")
+    assert not ends_twice("No. No.")  # one word twice is speech
+    assert not ends_twice("Not always. Not always, sir.")
+    assert not ends_twice("the cat sat on the mat") and not ends_twice("")
+    assert ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 4)
+    assert ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 3)
+    assert not ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 2)  # said before the new words
+    assert not ends_twice("No. No.", 2) and not ends_twice("the cat sat", 3)
 
 
 class CutContextBackend(FakeBackend):
-    """A dynamic-context model on a cut context reads its buffer twice ("w0 w1 w0 w1"); on
-    the whole window it does not."""
+    """A dynamic-context model on a cut context reads its buffer twice ("w0 w1 w0 w1"), or
+    with ``tail`` its last words ("w0 w1 w2 w1 w2": the prefix included); on the whole
+    window it does not."""
+
+    def __init__(self, tail: int | None = None):
+        super().__init__()
+        self.tail = tail
 
     def frames(self, audios):
         return 200
@@ -242,13 +252,14 @@ class CutContextBackend(FakeBackend):
             for hyp in out:
                 words = [t for t in hyp.tokens if t < NO_TS]
                 if len(words) >= 2:
-                    hyp.tokens = list(hyp.tokens) + words
+                    hyp.tokens = list(hyp.tokens) + words[-(self.tail or len(words)) :]
         return out
 
 
-def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once():
+@pytest.mark.parametrize("tail", [None, 2, 3])
+def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once(tail):
     audio = script_audio(30, pause_every=6)
-    online = OnlineProcessor(CutContextBackend(), min_chunk=1.0)
+    online = OnlineProcessor(CutContextBackend(tail), min_chunk=1.0)
     emitted = simulate(online, audio, chunk=1.0)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the doubled hypotheses were decoded again on the whole window
