@@ -1,7 +1,7 @@
 """Streaming latency and accuracy on a long real recording, per engine, side by side.
 
     python benchmarks/streaming.py --data DIR --engines torch:base ort:EXPORT_DIR ... [--minutes 2]
-        [--chunk 0.5 [1.0 ...]] [--agreement 2 [1 3 ...]] [--silence-flush 0.6 ...] [--hold 0 0.3 ...]
+        [--chunk 0.5 [1.0 ...]] [--agreement 2 [1 3 ...]] [--silence-flush 0.6 ...] [--hold 0 0.3 ...] [--pad 0 2 ...]
 
 An engine is KIND:WHERE (``ort:DIR@full`` forces the 30 s window on a model trained for a
 dynamic audio context). Several values of the policy options run every engine at each
@@ -172,6 +172,7 @@ def worker(args) -> int:
         vad=load_vad(args.vad),
         silence_flush=args.silence_flush[0],
         hold=args.hold[0],
+        pad=args.pad[0],
     )
     start = time.perf_counter()
     emitted = simulate(online, audio, chunk=chunk)
@@ -216,6 +217,7 @@ def worker(args) -> int:
         "agreement": args.agreement[0],
         "silence_flush": args.silence_flush[0],
         "hold": args.hold[0],
+        "pad": args.pad[0],
         "vad": args.vad,
         "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words),
         "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
@@ -251,10 +253,10 @@ def render(stored: dict) -> str:
         f"Recording: {seconds:.0f} s{utterances} ({', '.join(rec.get('sets', SETS))} in turn); "
         f"LocalAgreement-n, VAD {args['vad']}",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | offline WER (%) | streaming WER (%) | latency median (s) "
+        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | pad (s) | offline WER (%) | streaming WER (%) | latency median (s) "
         "| latency p90 (s) | end of speech to final (s) | stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) "
         "| peak with offline (MB) | model MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
@@ -270,9 +272,9 @@ def render(stored: dict) -> str:
         f"end of speech to final ≤ {TARGETS['end_of_speech_median']} s, streaming WER ≤ offline + "
         f"{TARGETS['wer_gap']}, stream peak RSS ≤ {TARGETS['peak_rss_mb']} MB):",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | median latency | p90 latency | end of speech to final "
+        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | pad (s) | median latency | p90 latency | end of speech to final "
         "| streaming WER | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in stored["rows"]:
         cells = [
@@ -292,7 +294,7 @@ def render(stored: dict) -> str:
                 if r is None
                 else (
                     f"chunk {r['chunk']:g} s, agreement {r.get('agreement', 2)}, silence flush "
-                    f"{r.get('silence_flush', 0.6):g} s, hold {r.get('hold', 0.0):g} s: median {r['latency_median']:.2f} s, "
+                    f"{r.get('silence_flush', 0.6):g} s, hold {r.get('hold', 0.0):g} s, pad {r.get('pad', 0.0):g} s: median {r['latency_median']:.2f} s, "
                     f"end of speech to final {r['end_of_speech_median']:.2f} s, streaming WER {r['stream_wer']:.2f} %"
                 )
             )
@@ -301,11 +303,10 @@ def render(stored: dict) -> str:
 
 
 def _setting(row: dict) -> str:
-    """Chunk, agreement, silence flush and hold cells (runs before the sweep used agreement 2,
-    flush 0.6; before hold, 0)."""
-    return (
-        f"{row['chunk']:g} | {row.get('agreement', 2)} | {row.get('silence_flush', 0.6):g} | {row.get('hold', 0.0):g}"
-    )
+    """Chunk, agreement, silence flush, hold and pad cells (runs before the sweep used agreement
+    2, flush 0.6; before hold and pad, 0)."""
+    cells = [row["chunk"], row.get("agreement", 2), row.get("silence_flush", 0.6), row.get("hold", 0.0)]
+    return " | ".join(f"{c:g}" for c in cells + [row.get("pad", 0.0)])
 
 
 def _name(row: dict) -> str:
@@ -381,6 +382,13 @@ def main(argv=None) -> int:
         default=[0.0],
         help="seconds before the audio's end in which a word is not committed yet (several: a sweep)",
     )
+    p.add_argument(
+        "--pad",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="seconds of silence a dynamic-context model hears after its buffer (several: a sweep)",
+    )
     p.add_argument("--vad", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-streaming"))
@@ -412,8 +420,9 @@ def main(argv=None) -> int:
         for a in args.agreement
         for f in args.silence_flush
         for h in args.hold
+        for pad in args.pad
     ]
-    for spec, chunk, agreement, flush, hold in sweep:
+    for spec, chunk, agreement, flush, hold, pad in sweep:
         result = work / f"stream-{len(rows)}.json"
         subprocess.run(
             [
@@ -435,6 +444,8 @@ def main(argv=None) -> int:
                 str(flush),
                 "--hold",
                 str(hold),
+                "--pad",
+                str(pad),
                 "--vad",
                 args.vad,
                 "--threads",
@@ -445,7 +456,7 @@ def main(argv=None) -> int:
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g} hold {hold:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g} hold {hold:g} pad {pad:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )

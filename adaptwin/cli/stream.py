@@ -41,6 +41,12 @@ def register(sub) -> None:
         default=0.0,
         help="seconds: a word ending this close to the newest audio waits for the next decode (it may be cut)",
     )
+    p.add_argument(
+        "--pad",
+        type=float,
+        default=0.0,
+        help="seconds of silence a dynamic-context model hears after the buffer (the end of its audio)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         min_chunk=args.chunk,
         silence_flush=args.silence_flush,
         hold=args.hold,
+        pad=args.pad,
         vad=load_vad(args.vad),
         gate=common.gate_from(args),
     )

@@ -184,6 +184,9 @@ class OnlineProcessor:
     # two decodes a short chunk apart guess a cut word (and a full stop after it) alike. A
     # silent last frame ends no word: then nothing is held (0: off)
     hold: float = 0.0
+    # a dynamic-context model hears this much silence after the buffer (within its 30 s
+    # window): the padding that tells a decoder where the audio ends (0: the model's margin)
+    pad: float = 0.0
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -193,6 +196,8 @@ class OnlineProcessor:
             raise InvalidInput("need silence_flush > 0 and vad_frame > 0 seconds")
         if not 0 <= self.hold < self.max_buffer:
             raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
+        if not 0 <= self.pad <= 30.0:
+            raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30]")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
         if self.vocab.timestamp_begin is None:
@@ -271,6 +276,8 @@ class OnlineProcessor:
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
         cut = self.backend.frames([window]) is not None  # a dynamic-context model on a short buffer
+        pad = int(min(self.pad, 30.0 - seconds) * SAMPLE_RATE) if cut else 0
+        heard = np.concatenate([window, np.zeros(pad, np.float32)]) if pad > 0 else window
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
         # first period, so a loop is never committed, and so never forced into the following
@@ -279,7 +286,7 @@ class OnlineProcessor:
         # padding to tell it so, reads its buffer again.
         for previous, beams, full in ((prompt, 1, False), (None, 5, True)):
             hyp = self.backend.generate(
-                [window],
+                [heard],
                 language=self.language,
                 timestamps=True,
                 previous=previous,

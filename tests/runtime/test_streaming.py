@@ -297,3 +297,19 @@ def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
     assert finals and max(finals) < 0.6
     with pytest.raises(ValueError, match="hold"):
         OnlineProcessor(FakeBackend(), hold=-0.1)
+
+
+@pytest.mark.parametrize("pad", [0.0, 2.0])
+def test_a_cut_context_hears_pad_seconds_of_silence_after_its_buffer(pad):
+    class Cut(FakeBackend):
+        def frames(self, audios):
+            return 200  # a cut context
+
+    backend = Cut()
+    audio = script_audio(12, pause_every=6)
+    online = OnlineProcessor(backend, min_chunk=0.5, pad=pad)
+    assert committed_text(simulate(online, audio, chunk=0.5)) == [f"w{k}" for k in range(12)]
+    seconds = np.array(backend.calls)  # the buffer (at most its 28 s) plus the silence
+    assert seconds.min() >= pad + 0.5 - 1e-6 and np.all(seconds <= 30.0 + 1e-6)
+    with pytest.raises(ValueError, match="pad"):
+        OnlineProcessor(FakeBackend(), pad=31.0)
