@@ -414,7 +414,7 @@ def main(argv=None) -> int:
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
     sweep = [
-        (e, c, a, f, h)
+        (e, c, a, f, h, pad)
         for e in args.engines
         for c in args.chunk
         for a in args.agreement
