@@ -386,7 +386,7 @@ def main(argv=None) -> int:
         "--pad",
         type=float,
         nargs="+",
-        default=[0.0],
+        default=[5.0],
         help="seconds of silence a dynamic-context model hears after its buffer (several: a sweep)",
     )
     p.add_argument("--vad", default="auto")

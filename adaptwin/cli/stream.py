@@ -44,8 +44,8 @@ def register(sub) -> None:
     p.add_argument(
         "--pad",
         type=float,
-        default=0.0,
-        help="seconds of silence a dynamic-context model hears after the buffer (the end of its audio)",
+        default=5.0,
+        help="seconds of silence a dynamic-context model hears after the buffer (the end of its audio; 0: none)",
     )
     p.set_defaults(func=run)
 

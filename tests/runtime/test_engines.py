@@ -51,7 +51,8 @@ def stream(backend, audio):
         return generate(audios, **kwargs)
 
     backend.generate = recording
-    online = OnlineProcessor(backend, min_chunk=0.2, trim_after=0.5, max_buffer=0.9)
+    # no pad: the tiny model's window is 1 s, any silence after its buffer would fill it
+    online = OnlineProcessor(backend, min_chunk=0.2, trim_after=0.5, max_buffer=0.9, pad=0.0)
     emitted = []  # fixed 0.2 s steps (not the computation-aware clock), so both engines see the same windows
     for i in range(0, len(audio), 3200):
         online.insert_audio(audio[i : i + 3200])
