@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,22 @@ behaviour got where it is: [../experiments/streaming.md](../experiments/streamin
 # the streaming targets of the dynamic-context issue: median/p90 word latency, end of speech
 # to final text (s), streaming WER over offline (points), peak RSS of the stream (MB)
 TARGETS = {"latency_median": 0.8, "latency_p90": 1.5, "end_of_speech_median": 0.5, "wer_gap": 1.0, "peak_rss_mb": 400}
+
+
+# the policy options a run sweeps: (OnlineProcessor field, type, default, help); several values
+# of each run every engine at every combination
+POLICY = (
+    ("min_chunk", float, 0.5, "seconds of audio per step"),
+    ("agreement", int, 2, "hypotheses that must agree to commit"),
+    ("silence_flush", float, 0.6, "seconds of silence after which the pending words are final"),
+    ("hold", float, 0.0, "seconds before the audio's end in which a word is not committed yet"),
+    ("pad", float, 5.0, "seconds of silence a dynamic-context model hears after its buffer"),
+)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a POLICY field."""
+    return "--chunk" if name == "min_chunk" else "--" + name.replace("_", "-")
 
 
 def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, float]:
@@ -164,16 +181,9 @@ def worker(args) -> int:
 
     # The stream first, so that the peak RSS is the streaming process's own (offline long-form
     # decoding runs after it, with its peak recorded separately).
-    chunk = args.chunk[0]
-    online = OnlineProcessor(
-        backend,
-        min_chunk=chunk,
-        agreement=args.agreement[0],
-        vad=load_vad(args.vad),
-        silence_flush=args.silence_flush[0],
-        hold=args.hold[0],
-        pad=args.pad[0],
-    )
+    policy = {name: getattr(args, name)[0] for name, *_ in POLICY}
+    online = OnlineProcessor(backend, vad=load_vad(args.vad), **policy)
+    chunk = policy["min_chunk"]
     start = time.perf_counter()
     emitted = simulate(online, audio, chunk=chunk)
     stream_seconds = time.perf_counter() - start
@@ -214,10 +224,7 @@ def worker(args) -> int:
         "engine": args.worker,
         "audio_seconds": info["seconds"],
         "chunk": chunk,
-        "agreement": args.agreement[0],
-        "silence_flush": args.silence_flush[0],
-        "hold": args.hold[0],
-        "pad": args.pad[0],
+        **{name: value for name, value in policy.items() if name != "min_chunk"},
         "vad": args.vad,
         "offline_wer": 100 * a_off.errors / max(1, a_off.ref_words),
         "stream_wer": 100 * a_str.errors / max(1, a_str.ref_words),
@@ -364,31 +371,10 @@ def main(argv=None) -> int:
         help="MANIFEST:SPLIT sources of the recording, taken in turn (e.g. canary.jsonl:validation to "
         "study the policy on speakers no test uses)",
     )
-    p.add_argument("--chunk", type=float, nargs="+", default=[0.5], help="seconds of audio per step (several: a sweep)")
-    p.add_argument(
-        "--agreement", type=int, nargs="+", default=[2], help="hypotheses that must agree to commit (several: a sweep)"
-    )
-    p.add_argument(
-        "--silence-flush",
-        type=float,
-        nargs="+",
-        default=[0.6],
-        help="seconds of silence after which the pending words are final (several: a sweep)",
-    )
-    p.add_argument(
-        "--hold",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        help="seconds before the audio's end in which a word is not committed yet (several: a sweep)",
-    )
-    p.add_argument(
-        "--pad",
-        type=float,
-        nargs="+",
-        default=[5.0],
-        help="seconds of silence a dynamic-context model hears after its buffer (several: a sweep)",
-    )
+    for name, kind, default, about in POLICY:
+        p.add_argument(
+            flag(name), dest=name, type=kind, nargs="+", default=[default], help=about + " (several: a sweep)"
+        )
     p.add_argument("--vad", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-streaming"))
@@ -413,50 +399,20 @@ def main(argv=None) -> int:
     info = build_recording(Path(args.data), args.minutes, recording, args.sets)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
+    names = [name for name, *_ in POLICY]
     sweep = [
-        (e, c, a, f, h, pad)
-        for e in args.engines
-        for c in args.chunk
-        for a in args.agreement
-        for f in args.silence_flush
-        for h in args.hold
-        for pad in args.pad
+        (e, dict(zip(names, values))) for e in args.engines for values in product(*(getattr(args, n) for n in names))
     ]
-    for spec, chunk, agreement, flush, hold, pad in sweep:
+    for spec, policy in sweep:
         result = work / f"stream-{len(rows)}.json"
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--worker",
-                spec,
-                "--recording",
-                str(recording),
-                "--result",
-                str(result),
-                "--data",
-                args.data,
-                "--chunk",
-                str(chunk),
-                "--agreement",
-                str(agreement),
-                "--silence-flush",
-                str(flush),
-                "--hold",
-                str(hold),
-                "--pad",
-                str(pad),
-                "--vad",
-                args.vad,
-                "--threads",
-                str(args.threads),
-            ],
-            check=True,
-        )
+        settings = [x for n, v in policy.items() for x in (flag(n), str(v))]
+        common = ["--data", args.data, "--vad", args.vad, "--threads", str(args.threads)]
+        job = ["--worker", spec, "--recording", str(recording), "--result", str(result)]
+        subprocess.run([sys.executable, __file__, *job, *common, *settings], check=True)
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} chunk {chunk:g} agreement {agreement} flush {flush:g} hold {hold:g} pad {pad:g}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} {' '.join(f'{n} {v:g}' for n, v in policy.items())}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )
