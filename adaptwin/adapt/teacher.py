@@ -135,9 +135,9 @@ CUT_BATCH = 8  # windows the teacher transcribes at once
 @torch.no_grad()
 def cut_speech(teacher: nn.Module, processor: Any, windows: Windows, share: float, seed: int, language: str) -> Windows:
     """``windows`` with a seeded ``share`` of them cut at a uniform point of their audio (at
-    least a second, or half the audio, in) and retargeted: features of the cut audio, and as transcript what the
-    teacher decodes from it on its 30 s window, greedy with timestamps (the way streaming
-    decodes). The teacher's words at a cut are the best guess a model can make there, so the
+    least a second, or half the audio, in) and retargeted: features of the cut audio, and as
+    transcript what the teacher decodes from it on its 30 s window, greedy with timestamps
+    (the way streaming decodes). The teacher's words at a cut are the best guess a model can make there, so the
     student learns to stop, or to guess, as the dense model would. ``windows`` must keep their
     audio (``build_windows(keep_audio=True)``); the result keeps none."""
     from ..models.checkpoint import LoadedWhisper

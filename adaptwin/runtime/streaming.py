@@ -278,10 +278,12 @@ class OnlineProcessor:
         context = context[context.find(" ") :] if len(self.context) > 400 and " " in context else context  # whole words
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
-        cut = self.backend.frames([window]) is not None  # a dynamic-context model on a short buffer
-        whole = 2 * HOP_SECONDS * getattr(self.backend.engine.config, "max_source_positions", 1500)  # 30 s
-        pad = int(min(self.pad, whole - seconds) * SAMPLE_RATE) if cut else 0
-        heard = np.concatenate([window, np.zeros(pad, np.float32)]) if pad > 0 else window
+        heard = window
+        if self.pad and self.backend.frames([window]) is not None:  # a dynamic-context model on a short buffer
+            whole = 2 * HOP_SECONDS * getattr(self.backend.engine.config, "max_source_positions", 1500)  # 30 s
+            pad = int(min(self.pad, whole - seconds) * SAMPLE_RATE)
+            heard = np.concatenate([window, np.zeros(max(0, pad), np.float32)])
+        cut = self.backend.frames([heard]) is not None  # still shorter than the whole window
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
         # first period, so a loop is never committed, and so never forced into the following
