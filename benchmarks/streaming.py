@@ -75,7 +75,18 @@ POLICY = (
     ("silence_flush", float, 0.6, "seconds of silence after which the pending words are final"),
     ("hold", float, 0.0, "seconds before the audio's end in which a word is not committed yet"),
     ("pad", float, 5.0, "seconds of silence a dynamic-context model hears after its buffer"),
+    ("forget", float, None, "seconds of silence after which the buffer's audio is dropped (default: the flush)"),
 )
+# table headers of the POLICY fields, and the values of rows stored before a field was swept
+HEADERS = {
+    "min_chunk": "chunk (s)",
+    "agreement": "agreement",
+    "silence_flush": "silence flush (s)",
+    "hold": "hold (s)",
+    "pad": "pad (s)",
+    "forget": "forget (s)",
+}
+BEFORE = {"agreement": 2, "silence_flush": 0.6, "hold": 0.0, "pad": 0.0, "forget": None}
 
 
 def flag(name: str) -> str:
@@ -260,10 +271,10 @@ def render(stored: dict) -> str:
         f"Recording: {seconds:.0f} s{utterances} ({', '.join(rec.get('sets', SETS))} in turn); "
         f"LocalAgreement-n, VAD {args['vad']}",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | pad (s) | offline WER (%) | streaming WER (%) | latency median (s) "
+        f"| engine | {_header()} | offline WER (%) | streaming WER (%) | latency median (s) "
         "| latency p90 (s) | end of speech to final (s) | stream RTF | loops | RSS loaded (MB) | stream peak RSS (MB) "
         "| peak with offline (MB) | model MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---" * (12 + len(POLICY)) + "|",
     ]
     for r in stored["rows"]:
         size = f"{r['model_bytes'] / 1e6:.0f}" if r["model_bytes"] else ""
@@ -279,9 +290,8 @@ def render(stored: dict) -> str:
         f"end of speech to final ≤ {TARGETS['end_of_speech_median']} s, streaming WER ≤ offline + "
         f"{TARGETS['wer_gap']}, stream peak RSS ≤ {TARGETS['peak_rss_mb']} MB):",
         "",
-        "| engine | chunk (s) | agreement | silence flush (s) | hold (s) | pad (s) | median latency | p90 latency | end of speech to final "
-        "| streaming WER | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| engine | {_header()} | median latency | p90 latency | end of speech to final | streaming WER | peak RSS |",
+        "|---" * (6 + len(POLICY)) + "|",
     ]
     for r in stored["rows"]:
         cells = [
@@ -300,8 +310,8 @@ def render(stored: dict) -> str:
                 "none within the WER bound"
                 if r is None
                 else (
-                    f"chunk {r['chunk']:g} s, agreement {r.get('agreement', 2)}, silence flush "
-                    f"{r.get('silence_flush', 0.6):g} s, hold {r.get('hold', 0.0):g} s, pad {r.get('pad', 0.0):g} s: median {r['latency_median']:.2f} s, "
+                    ", ".join(f"{HEADERS[n].replace(' (s)', '')} {v:g}" for n, v in _values(r).items())
+                    + f": median {r['latency_median']:.2f} s, "
                     f"end of speech to final {r['end_of_speech_median']:.2f} s, streaming WER {r['stream_wer']:.2f} %"
                 )
             )
@@ -309,11 +319,22 @@ def render(stored: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _header() -> str:
+    return " | ".join(HEADERS[name] for name, *_ in POLICY)
+
+
+def _values(row: dict) -> dict[str, float]:
+    """The row's POLICY values (BEFORE for rows stored before a field was swept; an unset
+    forget is the silence flush)."""
+    values = {"min_chunk": row["chunk"]}
+    values.update({name: row.get(name, BEFORE[name]) for name, *_ in POLICY[1:]})
+    if values["forget"] is None:
+        values["forget"] = values["silence_flush"]
+    return values
+
+
 def _setting(row: dict) -> str:
-    """Chunk, agreement, silence flush, hold and pad cells (runs before the sweep used agreement
-    2, flush 0.6; before hold and pad, 0)."""
-    cells = [row["chunk"], row.get("agreement", 2), row.get("silence_flush", 0.6), row.get("hold", 0.0)]
-    return " | ".join(f"{c:g}" for c in cells + [row.get("pad", 0.0)])
+    return " | ".join(f"{v:g}" for v in _values(row).values())
 
 
 def _name(row: dict) -> str:
@@ -405,14 +426,14 @@ def main(argv=None) -> int:
     ]
     for spec, policy in sweep:
         result = work / f"stream-{len(rows)}.json"
-        settings = [x for n, v in policy.items() for x in (flag(n), str(v))]
+        settings = [x for n, v in policy.items() if v is not None for x in (flag(n), str(v))]
         common = ["--data", args.data, "--vad", args.vad, "--threads", str(args.threads)]
         job = ["--worker", spec, "--recording", str(recording), "--result", str(result)]
         subprocess.run([sys.executable, __file__, *job, *common, *settings], check=True)
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} {' '.join(f'{n} {v:g}' for n, v in policy.items())}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} {' '.join(f'{n} {v}' for n, v in policy.items())}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )

@@ -36,6 +36,12 @@ def register(sub) -> None:
         help="seconds of silence (VAD) after which the pending words are final",
     )
     p.add_argument(
+        "--forget",
+        type=float,
+        help="seconds of silence after which the audio before it is dropped (default: --silence-flush); a "
+        "shorter pause makes the words final but keeps the audio as context for what follows",
+    )
+    p.add_argument(
         "--hold",
         type=float,
         default=0.0,
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         agreement=args.agreement,
         min_chunk=args.chunk,
         silence_flush=args.silence_flush,
+        forget=args.forget,
         hold=args.hold,
         pad=args.pad,
         vad=load_vad(args.vad),

@@ -190,6 +190,10 @@ class OnlineProcessor:
     # margin). Chosen on validation speakers: far fewer looping hypotheses (each one decoded
     # again on the whole window), the same WER (docs/experiments/streaming.md)
     pad: float = 5.0
+    # after this much silence the buffer starts afresh (its text stays the prompt). A shorter
+    # pause (>= silence_flush) commits the pending words but keeps the audio, so the words after
+    # a pause inside a sentence are decoded with the speech before them (None: silence_flush)
+    forget: float | None = None
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -201,6 +205,10 @@ class OnlineProcessor:
             raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
         if not 0 <= self.pad <= 30.0:
             raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30] (the window)")
+        if self.forget is None:
+            self.forget = self.silence_flush
+        if self.forget < self.silence_flush:
+            raise InvalidInput(f"forget={self.forget} seconds must be at least silence_flush={self.silence_flush}")
         self.policy = LocalAgreement(self.agreement, key=lambda unit: unit.key)
         self.vocab = Vocab.from_generation_config(self.backend.engine.generation_config, self.language)
         if self.vocab.timestamp_begin is None:
@@ -216,6 +224,7 @@ class OnlineProcessor:
         self.prefix: list[int] = []  # committed tokens of the buffer (timestamps relative to buffer_start)
         self.context = ""  # committed text before the buffer: the prompt
         self.last_word_end = 0.0  # stream time where the last committed word ends
+        self.flushed = False  # a pause committed every pending word and no speech came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
 
@@ -231,6 +240,7 @@ class OnlineProcessor:
             else:
                 speech = True if self.vad is None else bool(self.vad.speech(frame))
             self.silence = 0.0 if speech else self.silence + seconds
+            self.flushed = self.flushed and not speech
             if not speech and len(self.buffer) == 0:
                 self.buffer_start = self.received  # leading silence is never decoded
                 continue
@@ -243,7 +253,7 @@ class OnlineProcessor:
         if self.unprocessed < self.min_chunk or len(self.buffer) == 0:
             return []
         if self.vad is not None and self.silence >= self.silence_flush:
-            return self.finish()  # a pause: the utterance is final
+            return self._pause()
         emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()
 
@@ -255,15 +265,32 @@ class OnlineProcessor:
         limit = self.received - self.hold
         return units[: next((i for i, u in enumerate(units) if u.word.end > limit), len(units))]
 
+    def _pause(self) -> list[Emitted]:
+        """Silence of at least ``silence_flush``: the pending words are final; the audio is
+        kept until the silence reaches ``forget``."""
+        if self.silence >= self.forget:
+            return self.finish()
+        if self.flushed:  # nothing said since the words were committed: nothing to decode
+            self.unprocessed = 0.0
+            return self._trim()
+        return self._final()
+
+    def _final(self) -> list[Emitted]:
+        """Decode what is new and commit everything pending."""
+        emitted = []
+        if len(self.buffer) and not self.flushed and (self.unprocessed > 0 or not self.policy.history):
+            emitted = self._commit(self.policy.update(self._decode()))
+        emitted += self._commit(self.policy.flush())
+        self.flushed = True
+        return emitted
+
     def finish(self) -> list[Emitted]:
         """End of stream or utterance: decode what is left, commit everything pending, and
         start a fresh buffer."""
-        emitted = []
-        if len(self.buffer) and (self.unprocessed > 0 or not self.policy.history):
-            emitted = self._commit(self.policy.update(self._decode()))
-        emitted += self._commit(self.policy.flush())
+        emitted = self._final()
         self._cut(self.received)
         self.unprocessed = 0.0
+        self.flushed = False
         return emitted
 
     def pending_text(self) -> str:

@@ -313,3 +313,36 @@ def test_a_cut_context_hears_pad_seconds_of_silence_after_its_buffer(pad):
     assert seconds.min() >= pad + 0.5 - 1e-6 and np.all(seconds <= 30.0 + 1e-6)
     with pytest.raises(ValueError, match="pad"):
         OnlineProcessor(FakeBackend(), pad=31.0)
+
+
+class Listener(FakeBackend):
+    """Records the words each decode hears."""
+
+    def __init__(self):
+        super().__init__()
+        self.heard = []
+
+    def _hear(self, audio, timestamps):
+        self.heard.append({k for k, *_ in runs_of(audio)})
+        return super()._hear(audio, timestamps)
+
+
+@pytest.mark.parametrize("forget", [None, 2.0])
+def test_a_short_pause_makes_words_final_and_keeps_the_audio(forget):
+    """A pause of ``silence_flush`` makes the words before it final either way; below
+    ``forget`` the words after it are decoded with the speech before it, and a pause of
+    ``forget`` drops that audio."""
+    speech = script_audio(12, pause_every=4, pause=0.8)
+    cut = int(runs_of(speech)[7][2] * SAMPLE_RATE)  # after w7: a long pause
+    audio = np.concatenate([speech[:cut], np.zeros(int(2.2 * SAMPLE_RATE), np.float32), speech[cut:]])
+    backend = Listener()
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=forget)
+    emitted = simulate(online, audio, chunk=0.5)
+    assert committed_text(emitted) == [f"w{k}" for k in range(12)]
+    ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    final = {e.word.text.strip(): at - ends[e.word.text.strip()] for e, at in emitted}
+    assert final["w3"] < 0.4 + 0.5 + online.vad_frame + 1e-6 and final["w7"] < 0.4 + 0.5 + online.vad_frame + 1e-6
+    assert any({3, 4} <= h for h in backend.heard) == (forget is not None)  # heard across the short pause
+    assert not any({7, 8} <= h for h in backend.heard)  # never across the long one
+    with pytest.raises(ValueError, match="forget"):
+        OnlineProcessor(FakeBackend(), silence_flush=0.6, forget=0.3)
