@@ -45,8 +45,10 @@ with `--models` (the run's command names them). "decoder step" is one token afte
 logits included, on the same exports. Encoder timings: median of the repeated calls
 per engine, the engines interleaved round-robin so that a shared machine's drift hits all
 alike. End to end is `adaptwin eval` over the general test sets, one utterance at a time,
-greedy, each engine in its own process; faster-whisper loads the same CTranslate2 `base`
-weights with `compute_type="int8"` (greedy, no timestamps, no temperature fallback, no VAD).
+greedy (a looping or unlikely clip decoded again with beam search), each engine in its own
+process, models with a dynamic audio context at their audio's length; faster-whisper loads the
+same CTranslate2 `base` weights with `compute_type="int8"` (greedy with its default temperature
+fallback, no timestamps, no VAD).
 Peak RSS is that of the evaluation process, which also loads the text normaliser
 (transformers); [streaming.md](streaming.md) measures the runtime alone.
 """

@@ -76,6 +76,7 @@ POLICY = (
     ("hold", float, 0.0, "seconds before the audio's end in which a word is not committed yet"),
     ("pad", float, 5.0, "seconds of silence a dynamic-context model hears after its buffer"),
     ("forget", float, None, "seconds of silence after which the buffer's audio is dropped (default: the flush)"),
+    ("trim_after", float, 10.0, "seconds of buffer after which it is cut at a committed segment end"),
 )
 # table headers of the POLICY fields, and the values of rows stored before a field was swept
 HEADERS = {
@@ -85,8 +86,9 @@ HEADERS = {
     "hold": "hold (s)",
     "pad": "pad (s)",
     "forget": "forget (s)",
+    "trim_after": "trim after (s)",
 }
-BEFORE = {"agreement": 2, "silence_flush": 0.6, "hold": 0.0, "pad": 0.0, "forget": None}
+BEFORE = {"agreement": 2, "silence_flush": 0.6, "hold": 0.0, "pad": 0.0, "forget": None, "trim_after": 10.0}
 
 
 def flag(name: str) -> str:
