@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import write_page  # noqa: E402
+from pages import verdict, write_page  # noqa: E402
 from scoring import FasterWhisper, WhisperCpp, general_test  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -349,7 +349,46 @@ def render(stored: dict) -> str:
     base = sizes.get("dense-fp32")
     lines += ["", "Exported folders:", "", "| export | MB | share of dense fp32 |", "|---|---|---|"]
     lines += [f"| {k} | {v / 1e6:.1f} | {v / base:.1%} |" for k, v in sizes.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + targets(stored)) + "\n"
+
+
+# the whole-model issue's targets: parameters and int8 folder as shares of dense, end to end and
+# per decoder step against ORT dense int8, general WER over dense fp32 (points)
+TARGETS = {"parameters": 0.55, "folder": 0.25, "end_to_end": 1.5, "step": 1.6, "wer_gap": 1.0}
+
+
+def targets(stored: dict) -> list[str]:
+    """Each compressed model's int8 export against TARGETS (lines of a table; none without
+    the dense rows)."""
+    e2e, sizes, params = stored["end_to_end"], stored["export_bytes"], stored.get("parameters", {})
+    steps = stored.get("step_seconds", {})
+    dense, fp32 = e2e.get("ort dense-int8"), e2e.get("pytorch dense fp32")
+    labels = [k for k in params if k != "dense" and f"ort {k}-int8" in e2e]
+    if not (dense and fp32 and labels and params.get("dense") and sizes.get("dense-fp32")):
+        return []
+    lines = [
+        "",
+        f"Against the whole-model targets (parameters ≤ {TARGETS['parameters']:.0%} of dense, int8 folder "
+        f"≤ {TARGETS['folder']:.0%} of dense fp32, end to end ≥ {TARGETS['end_to_end']}× and decoder step "
+        f"≥ {TARGETS['step']}× ORT dense int8, general WER ≤ dense fp32 + {TARGETS['wer_gap']}):",
+        "",
+        "| model | parameters | int8 folder | end to end | decoder step | general WER |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        row, step = e2e[f"ort {label}-int8"], steps.get(f"ort {label}-int8")
+        share, folder = params[label] / params["dense"], sizes[f"{label}-int8"] / sizes["dense-fp32"]
+        speed = dense["rtf"] / row["rtf"]
+        step_x = steps["ort dense-int8"] / step if step and steps.get("ort dense-int8") else None
+        cells = [
+            f"{share:.1%}: {verdict(100 * share, 100 * TARGETS['parameters'], unit=' points')}",
+            f"{folder:.1%}: {verdict(100 * folder, 100 * TARGETS['folder'], unit=' points')}",
+            f"{speed:.2f}×: {verdict(speed, TARGETS['end_to_end'], lower_is_better=False, unit='×')}",
+            f"{step_x:.2f}×: {verdict(step_x, TARGETS['step'], lower_is_better=False, unit='×')}" if step_x else "",
+            f"{row['wer']:.2f} vs {fp32['wer']:.2f}: {verdict(row['wer'], fp32['wer'] + TARGETS['wer_gap'])}",
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return lines
 
 
 if __name__ == "__main__":
