@@ -184,7 +184,15 @@ def test_stream_silent_file_commits_nothing(run, model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "option", [["--chunk", "0"], ["--chunk", "45"], ["--agreement", "0"], ["--silence-flush", "0"]]
+    "option",
+    [
+        ["--chunk", "0"],
+        ["--chunk", "45"],
+        ["--agreement", "0"],
+        ["--silence-flush", "0"],
+        ["--forget", "0.1"],
+        ["--trim-after", "0"],
+    ],
 )
 def test_stream_impossible_options(run, model_dir, tmp_path, option):
     _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, *option))

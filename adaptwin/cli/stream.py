@@ -42,6 +42,12 @@ def register(sub) -> None:
         "shorter pause makes the words final but keeps the audio as context for what follows",
     )
     p.add_argument(
+        "--trim-after",
+        type=float,
+        default=10.0,
+        help="seconds of buffer after which it is cut at a committed segment end (shorter: cheaper decodes)",
+    )
+    p.add_argument(
         "--hold",
         type=float,
         default=0.0,
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         min_chunk=args.chunk,
         silence_flush=args.silence_flush,
         forget=args.forget,
+        trim_after=args.trim_after,
         hold=args.hold,
         pad=args.pad,
         vad=load_vad(args.vad),

@@ -205,6 +205,8 @@ class OnlineProcessor:
             raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
         if not 0 <= self.pad <= 30.0:
             raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30] (the window)")
+        if not 0 < self.trim_after <= self.max_buffer:
+            raise InvalidInput(f"trim_after={self.trim_after} seconds must lie in (0, max_buffer={self.max_buffer}]")
         if self.forget is None:
             self.forget = self.silence_flush
         if self.forget < self.silence_flush:

@@ -5,6 +5,7 @@ from fake_whisper import FakeBackend, script_audio
 
 from adaptwin.cli import main
 from adaptwin.data.tts import write_wav
+from adaptwin.runtime.streaming import OnlineProcessor
 
 
 @pytest.fixture
@@ -53,6 +54,19 @@ def test_stream_simulate_end_to_end(tmp_path, fake_backend, capsys):
     captured = capsys.readouterr()
     assert captured.out.split() == [f"w{k}" for k in range(25)]
     assert "median" in captured.err and "p90" in captured.err
+
+
+def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monkeypatch, capsys):
+    import adaptwin.cli.stream as stream
+
+    made = []
+    monkeypatch.setattr(stream, "OnlineProcessor", lambda *a, **kw: made.append(kw) or OnlineProcessor(*a, **kw))
+    write_wav(tmp_path / "talk.wav", script_audio(10, pause_every=5))
+    args = ["--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2", "--pad", "1"]
+    assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", *args]) == 0
+    assert capsys.readouterr().out.split() == [f"w{k}" for k in range(10)]
+    options = {k: made[0][k] for k in ("silence_flush", "forget", "trim_after", "hold", "pad")}
+    assert options == {"silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "pad": 1.0}
 
 
 def test_stream_mic_without_portaudio_is_a_clear_error(monkeypatch, capsys):
