@@ -63,7 +63,7 @@ def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monke
     monkeypatch.setattr(stream, "OnlineProcessor", lambda *a, **kw: made.append(kw) or OnlineProcessor(*a, **kw))
     write_wav(tmp_path / "talk.wav", script_audio(10, pause_every=5))
     args = ["--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2", "--pad", "1"]
-    assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", *args]) == 0
+    assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", "--vad", "none", *args]) == 0
     assert capsys.readouterr().out.split() == [f"w{k}" for k in range(10)]
     options = {k: made[0][k] for k in ("silence_flush", "forget", "trim_after", "hold", "pad")}
     assert options == {"silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "pad": 1.0}
