@@ -227,6 +227,7 @@ class OnlineProcessor:
         self.context = ""  # committed text before the buffer: the prompt
         self.last_word_end = 0.0  # stream time where the last committed word ends
         self.flushed = False  # a pause committed every pending word and no speech came since
+        self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
 
@@ -242,7 +243,8 @@ class OnlineProcessor:
             else:
                 speech = True if self.vad is None else bool(self.vad.speech(frame))
             self.silence = 0.0 if speech else self.silence + seconds
-            self.flushed = self.flushed and not speech
+            if speech:
+                self.flushed = self.heard_end = False
             if not speech and len(self.buffer) == 0:
                 self.buffer_start = self.received  # leading silence is never decoded
                 continue
@@ -280,7 +282,10 @@ class OnlineProcessor:
     def _final(self) -> list[Emitted]:
         """Decode what is new and commit everything pending."""
         emitted = []
-        if len(self.buffer) and not self.flushed and (self.unprocessed > 0 or not self.policy.history):
+        # a newest hypothesis that already heard the speech end is final as it is: decoding the
+        # silence after it again only delays the final text
+        new = self.unprocessed > 0 and not (self.heard_end and self.policy.history)
+        if len(self.buffer) and not self.flushed and (new or not self.policy.history):
             emitted = self._commit(self.policy.update(self._decode()))
         emitted += self._commit(self.policy.flush())
         self.flushed = True
@@ -346,6 +351,7 @@ class OnlineProcessor:
         if silent:
             units = []  # the model hears no speech: nothing to agree on (and no fallback decode)
         self.unprocessed = 0.0
+        self.heard_end = self.silence > 0
         if self.trim_heap:
             heap.trim()
         return units

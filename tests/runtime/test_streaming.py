@@ -346,3 +346,19 @@ def test_a_short_pause_makes_words_final_and_keeps_the_audio(forget):
     assert not any({7, 8} <= h for h in backend.heard)  # never across the long one
     with pytest.raises(ValueError, match="forget"):
         OnlineProcessor(FakeBackend(), silence_flush=0.6, forget=0.3)
+
+
+def test_a_pause_after_a_decode_that_heard_the_speech_end_commits_without_decoding_again():
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4)
+    online.insert_audio(script_audio(3))  # ends with a 0.1 s gap: the speech end is heard
+    online.process()
+    online.insert_audio(np.zeros(int(0.2 * SAMPLE_RATE), np.float32))
+    online.insert_audio(script_audio(4)[int(1.5 * SAMPLE_RATE) :])  # w3 (speech again)
+    online.insert_audio(np.zeros(int(0.2 * SAMPLE_RATE), np.float32))
+    online.process()  # hears w3 and the silence after it
+    calls = len(backend.calls)
+    online.insert_audio(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
+    words = [e.word.text.strip() for e in online.process()]  # the pause: final without a decode
+    assert len(backend.calls) == calls and words and words[-1] == "w3"
+    assert not online.policy.pending()
