@@ -24,7 +24,11 @@ def register(sub) -> None:
     source.add_argument("--simulate", metavar="FILE", help="feed a recording through the same streaming path")
     common.add_model_args(p)
     p.add_argument("--device", help="input device index or name (--mic); a wrong one lists the devices")
-    p.add_argument("--chunk", type=float, default=0.5, help="seconds of audio per decoding step")
+    p.add_argument(
+        "--chunk",
+        type=float,
+        help="seconds of audio per decoding step (default 0.5; 0.35 for a dynamic-context model)",
+    )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="--simulate at the recording's own pace")
     pace.add_argument("--fast", action="store_true", help="--simulate as fast as possible (default)")
@@ -32,20 +36,20 @@ def register(sub) -> None:
     p.add_argument(
         "--silence-flush",
         type=float,
-        default=0.6,
-        help="seconds of silence (VAD) after which the pending words are final",
+        help="seconds of silence (VAD) after which the pending words are final (default 0.6; 0.4 for a "
+        "dynamic-context model)",
     )
     p.add_argument(
         "--forget",
         type=float,
-        help="seconds of silence after which the audio before it is dropped (default: --silence-flush); a "
-        "shorter pause makes the words final but keeps the audio as context for what follows",
+        help="seconds of silence after which the audio before it is dropped (default: --silence-flush; 2 for a "
+        "dynamic-context model); a shorter pause makes the words final but keeps the audio as context",
     )
     p.add_argument(
         "--trim-after",
         type=float,
-        default=10.0,
-        help="seconds of buffer after which it is cut at a committed segment end (shorter: cheaper decodes)",
+        help="seconds of buffer after which it is cut at a committed segment end (default 10; 6 for a "
+        "dynamic-context model; shorter: cheaper decodes)",
     )
     p.add_argument(
         "--hold",
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     sd = None
     if args.mic:
         sd = mic.import_sounddevice()  # before loading the model: a missing library fails fast
-    online = OnlineProcessor(
+    online = OnlineProcessor.for_backend(
         common.backend(args),
         language=args.language,
         agreement=args.agreement,
@@ -85,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         print("listening; Ctrl-C to stop", file=sys.stderr)
-        stats = mic.run_mic(online, device=device, chunk=args.chunk, on_words=mic.print_words, sd=sd)
+        stats = mic.run_mic(online, device=device, chunk=online.min_chunk, on_words=mic.print_words, sd=sd)
         print(
             f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
             f"audio dropped {stats.dropped_seconds:.1f} s",
             file=sys.stderr,
         )
         return 0
-    emitted = mic.simulate(online, audio, chunk=args.chunk, realtime=args.realtime, on_words=mic.print_words)
+    emitted = mic.simulate(online, audio, chunk=online.min_chunk, realtime=args.realtime, on_words=mic.print_words)
     print(file=sys.stdout)
     lags = sorted(at - e.word.end for e, at in emitted)
     if lags:

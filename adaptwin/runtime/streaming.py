@@ -165,6 +165,21 @@ class Emitted:
     wall_time: float  # time.perf_counter() at commit
 
 
+# The streaming policy measured for a model whose encoder sees its buffer's length
+# (docs/experiments/streaming.md, chosen on validation speakers): its decodes cost the buffer,
+# not a 30 s window, so it decodes more often, makes the words final at a shorter pause, and
+# keeps the audio over that pause as context. Other models keep ``OnlineProcessor``'s defaults.
+DYNAMIC_CONTEXT_POLICY = {"min_chunk": 0.35, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0}
+
+
+def policy_for(backend: Any) -> dict[str, float]:
+    """``OnlineProcessor`` options measured for ``backend``'s model: ``DYNAMIC_CONTEXT_POLICY``
+    when a one-second buffer gets a cut context (the model learnt a dynamic context and the
+    backend runs it so), else none."""
+    dynamic = backend.frames([np.zeros(SAMPLE_RATE, np.float32)]) is not None
+    return dict(DYNAMIC_CONTEXT_POLICY) if dynamic else {}
+
+
 @dataclass
 class OnlineProcessor:
     backend: Any  # StepperBackend
@@ -230,6 +245,17 @@ class OnlineProcessor:
         self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
+
+    @classmethod
+    def for_backend(cls, backend: Any, **options: Any) -> OnlineProcessor:
+        """A processor with the policy measured for ``backend``'s model (``policy_for``); a
+        policy option given as None keeps it. A ``silence_flush`` given beyond the measured
+        ``forget`` drops that ``forget`` (the audio is then forgotten at the flush)."""
+        given = {k: v for k, v in options.items() if v is not None or k not in DYNAMIC_CONTEXT_POLICY}
+        policy = policy_for(backend)
+        if "silence_flush" in given and "forget" not in given and policy.get("forget", 0) < given["silence_flush"]:
+            policy.pop("forget", None)
+        return cls(backend, **{**policy, **given})
 
     # --- input -------------------------------------------------------------------------
     def insert_audio(self, chunk: np.ndarray) -> None:

@@ -87,10 +87,11 @@ class Whisper:
         )
         return segments, info
 
-    def stream(self, *, chunk: float = 0.5, agreement: int = 2, vad: str = "auto", **options):
+    def stream(self, *, chunk: float | None = None, agreement: int = 2, vad: str = "auto", **options):
         """An ``OnlineProcessor``: ``insert_audio(samples)``, then ``process()`` -> committed words;
-        ``finish()`` at the end (``runtime.mic.run_mic`` feeds it from a microphone)."""
-        return OnlineProcessor(
+        ``finish()`` at the end (``runtime.mic.run_mic`` feeds it from a microphone). Options left
+        out (or None) take the policy measured for this model (``streaming.policy_for``)."""
+        return OnlineProcessor.for_backend(
             self.backend,
             language=self.language,
             agreement=agreement,

@@ -5,7 +5,7 @@ from fake_whisper import FakeBackend, script_audio
 
 from adaptwin.cli import main
 from adaptwin.data.tts import write_wav
-from adaptwin.runtime.streaming import OnlineProcessor
+from adaptwin.runtime.streaming import DYNAMIC_CONTEXT_POLICY
 
 
 @pytest.fixture
@@ -56,17 +56,46 @@ def test_stream_simulate_end_to_end(tmp_path, fake_backend, capsys):
     assert "median" in captured.err and "p90" in captured.err
 
 
-def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monkeypatch, capsys):
+class DynamicBackend(FakeBackend):
+    def frames(self, audios):
+        return 200  # a model that learnt a dynamic context: a short clip gets a cut context
+
+
+def _stream_options(monkeypatch, tmp_path, args) -> dict:
+    """The policy of the processor ``adaptwin stream --simulate`` builds with ``args``."""
     import adaptwin.cli.stream as stream
 
     made = []
-    monkeypatch.setattr(stream, "OnlineProcessor", lambda *a, **kw: made.append(kw) or OnlineProcessor(*a, **kw))
+    real = stream.mic.simulate
+    monkeypatch.setattr(stream.mic, "simulate", lambda online, *a, **kw: made.append(online) or real(online, *a, **kw))
     write_wav(tmp_path / "talk.wav", script_audio(10, pause_every=5))
-    args = ["--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2", "--pad", "1"]
     assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", "--vad", "none", *args]) == 0
+    keys = ("min_chunk", "silence_flush", "forget", "trim_after", "hold", "pad")
+    return {k: getattr(made[0], k) for k in keys}
+
+
+def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monkeypatch, capsys):
+    args = ["--chunk", "0.3", "--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2"]
+    options = _stream_options(monkeypatch, tmp_path, [*args, "--pad", "1"])
     assert capsys.readouterr().out.split() == [f"w{k}" for k in range(10)]
-    options = {k: made[0][k] for k in ("silence_flush", "forget", "trim_after", "hold", "pad")}
-    assert options == {"silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "pad": 1.0}
+    assert options == {
+        "min_chunk": 0.3, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "pad": 1.0
+    }  # fmt: skip
+
+
+def test_stream_defaults_follow_the_model(tmp_path, monkeypatch, capsys):
+    import adaptwin.cli.common as common
+
+    monkeypatch.setattr(common, "backend", lambda args: FakeBackend())
+    full = _stream_options(monkeypatch, tmp_path, [])
+    assert full == {"min_chunk": 0.5, "silence_flush": 0.6, "forget": 0.6, "trim_after": 10.0, "hold": 0.0, "pad": 5.0}
+    monkeypatch.setattr(common, "backend", lambda args: DynamicBackend())
+    dynamic = _stream_options(monkeypatch, tmp_path, [])
+    assert dynamic == {**full, **DYNAMIC_CONTEXT_POLICY}
+    # a flush longer than the measured forget: the audio is forgotten at the flush
+    assert _stream_options(monkeypatch, tmp_path, ["--silence-flush", "3"])["forget"] == 3.0
+    assert _stream_options(monkeypatch, tmp_path, ["--chunk", "0.5"])["min_chunk"] == 0.5
+    assert capsys.readouterr().out.split()[:10] == [f"w{k}" for k in range(10)]
 
 
 def test_stream_mic_without_portaudio_is_a_clear_error(monkeypatch, capsys):

@@ -4,7 +4,7 @@ from fake_whisper import NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_a
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
-from adaptwin.runtime.streaming import LocalAgreement, OnlineProcessor
+from adaptwin.runtime.streaming import DYNAMIC_CONTEXT_POLICY, LocalAgreement, OnlineProcessor, policy_for
 from adaptwin.runtime.vad import EnergyVAD
 
 
@@ -362,3 +362,18 @@ def test_a_pause_after_a_decode_that_heard_the_speech_end_commits_without_decodi
     words = [e.word.text.strip() for e in online.process()]  # the pause: final without a decode
     assert len(backend.calls) == calls and words and words[-1] == "w3"
     assert not online.policy.pending()
+
+
+def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
+    class Dynamic(FakeBackend):
+        def frames(self, audios):
+            return 200  # a cut context
+
+    assert policy_for(FakeBackend()) == {} and policy_for(Dynamic()) == DYNAMIC_CONTEXT_POLICY
+    online = OnlineProcessor.for_backend(Dynamic(), min_chunk=None, trim_after=8.0, gate=None)
+    assert (online.min_chunk, online.silence_flush, online.forget, online.trim_after) == (0.35, 0.4, 2.0, 8.0)
+    assert online.gate is None  # None given for a non-policy option is kept, not replaced by the default
+    plain = OnlineProcessor.for_backend(FakeBackend(), silence_flush=None)
+    assert (plain.min_chunk, plain.silence_flush, plain.forget) == (0.5, 0.6, 0.6)
+    words = simulate(OnlineProcessor.for_backend(Dynamic()), script_audio(12, pause_every=6), chunk=0.35)
+    assert committed_text(words) == [f"w{k}" for k in range(12)]
