@@ -4,12 +4,14 @@
 
 ADAPTED is a model adapted with ``adaptwin adapt --dynamic-context`` (e.g. base, encoder -50 %,
 taught on general speech alone). It is exported to ONNX Runtime int8 and run twice: with
-``--context full`` (the 30 s window) and ``--context auto`` (the audio's length, bucketed).
+``--context full`` (the 30 s window) and ``--context auto`` (the audio's length, bucketed, and
+at least each of ``--margins`` seconds after it; the first margin's row meets the targets).
 Beside it, on the same utterances: the dense model exported to ORT int8 and faster-whisper
 int8 (the same dense weights in CTranslate2, its default decoding).
 
 1. end to end on the general test sets (unseen speakers; ``test-tts.jsonl`` and
-   ``test-real.jsonl``, or the manifests named by ``--sets``, each limited to every k-th
+   ``test-real.jsonl``, or the manifests named by ``--sets``, ``NAME:SPLIT`` for another split
+   (``canary.jsonl:validation``: the validation speakers, to choose settings), each limited to every k-th
    utterance so that N remain), one utterance at a time: WER and RTF per utterance-length bucket (< 3 s, 3-8 s, 8-30 s) and overall;
 2. encoder milliseconds of the adapted model's ORT int8 export on real speech cut to 2, 5, 10
    and 30 s, at the context each gets (median of --repeats calls, lengths interleaved).
@@ -33,9 +35,12 @@ from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, store_and_publish, verdict  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
+from adaptwin.models.context import RUN_MARGIN  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 BUCKETS = ((0.0, 3.0, "< 3 s"), (3.0, 8.0, "3-8 s"), (8.0, 30.01, "8-30 s"))
 CLIP_SECONDS = (2.0, 5.0, 10.0, 30.0)
+DYNAMIC = "ort adapted int8, dynamic context"
 ABOUT = """
 From `python benchmarks/dynamic_context.py` (one run; `benchmarks/results/dynamic_context.{json,md}`).
 The adapted model learnt a dynamic audio context (`adaptwin adapt --dynamic-context`): its
@@ -119,7 +124,7 @@ def encoder_ms(folder: Path, args) -> dict[str, dict]:
     runs = {}
     for seconds in CLIP_SECONDS:
         clip = speech[: int(seconds * 16000)]
-        frames = encoder_frames(engine.config, seconds)
+        frames = encoder_frames(engine.config, seconds, margin=args.margins[0])
         feats = engine.features([clip], frames)
         runs[f"{seconds:g} s"] = (frames, feats)
     times = {name: [] for name in runs}
@@ -141,14 +146,18 @@ def run(args) -> dict:
     from adaptwin.runtime import get_backend
 
     folders = prepare(args)
-    utts = [u for name in args.sets for u in test_split(Path(args.data) / name, args.limit)]
+    utts = [u for name in args.sets for u in _split(Path(args.data), name, args.limit)]
+    dynamic = {  # the first margin's row is the one the targets read
+        DYNAMIC if i == 0 else f"{DYNAMIC}, margin {m:g} s": m for i, m in enumerate(args.margins)
+    }
     engines = {
         "faster-whisper int8": lambda: FasterWhisper(str(builtin_ct2_dir(Path(args.dense).name)), args.threads),
         "ort dense int8": lambda: get_backend("ort", folders["dense"], "full", threads=args.threads),
         "ort adapted int8, full context": lambda: get_backend("ort", folders["adapted"], "full", threads=args.threads),
-        "ort adapted int8, dynamic context": lambda: get_backend(
-            "ort", folders["adapted"], "auto", threads=args.threads
-        ),
+        **{
+            name: (lambda m=m: get_backend("ort", folders["adapted"], "auto", m, threads=args.threads))
+            for name, m in dynamic.items()
+        },
     }
     rows = {}
     for name, make in engines.items():
@@ -162,6 +171,7 @@ def run(args) -> dict:
         "model": args.model,
         "dense": args.dense,
         "context": context,
+        "margins": list(args.margins),
         "utterances": len(utts),
         "sets": list(args.sets),
         "rows": rows,
@@ -171,7 +181,7 @@ def run(args) -> dict:
 
 def verdicts(result: dict) -> list[tuple[str, str, str]]:
     rows, enc = result["rows"], result["encoder"]
-    full, dyn = rows["ort adapted int8, full context"]["all"], rows["ort adapted int8, dynamic context"]["all"]
+    full, dyn = rows["ort adapted int8, full context"]["all"], rows[DYNAMIC]["all"]
     fw = rows["faster-whisper int8"]["all"]
     share = enc["5 s"]["ms"] / enc["30 s"]["ms"]
     speedup = fw["rtf"] / dyn["rtf"]
@@ -199,6 +209,23 @@ def verdicts(result: dict) -> list[tuple[str, str, str]]:
     ]
 
 
+def _margin(result: dict) -> str:
+    """The run margin of the targets' row (runs before it existed used the model's own)."""
+    margins = result.get("margins")
+    return f"{margins[0]:g} s at least" if margins else "the model's own"
+
+
+def _split(data: Path, name: str, limit: int) -> list:
+    """``NAME`` (its test split) or ``NAME:SPLIT`` under ``data``, every k-th so that ``limit`` remain."""
+    from adaptwin.data import read_utterances
+
+    name, _, split = name.partition(":")
+    if not split or split == "test":
+        return test_split(data / name, limit)
+    utts = [u for u in read_utterances(data / name) if u.split == split]
+    return utts if not limit or len(utts) <= limit else [utts[int(i * len(utts) / limit)] for i in range(limit)]
+
+
 def render(result: dict) -> str:
     names = [name for *_, name in BUCKETS] + ["all"]
     first = next(iter(result["rows"].values()))
@@ -207,7 +234,7 @@ def render(result: dict) -> str:
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['machine']['command']}`",
         f"Adapted model: `{result['model']}` (context: the audio + {ctx.get('margin', '?')} s, in "
-        f"{ctx.get('bucket', '?')} s buckets); dense: `{result['dense']}`.",
+        f"{ctx.get('bucket', '?')} s buckets; run margin: {_margin(result)}); dense: `{result['dense']}`.",
         "Test sets: " + ", ".join(f"`{n}`" for n in result.get("sets", ["test-tts.jsonl", "test-real.jsonl"])) + ". "
         "Utterances per length bucket: " + ", ".join(f"{n} {first[n]['utterances']}" for n in names) + ".",
         *([result["note"]] if result.get("note") else []),
@@ -244,7 +271,18 @@ def main(argv=None) -> int:
     p.add_argument("--dense", default="base", help="the dense model it was compressed from")
     p.add_argument("--limit", type=int, default=100, help="every k-th test utterance so that N remain (per set)")
     p.add_argument(
-        "--sets", nargs="+", default=list(TEST_SETS.values()), help="test manifests under --data (default: general)"
+        "--sets",
+        nargs="+",
+        default=list(TEST_SETS.values()),
+        help="manifests under --data, NAME or NAME:SPLIT (default: the general test sets' test splits)",
+    )
+    p.add_argument(
+        "--margins",
+        nargs="+",
+        type=float,
+        default=[RUN_MARGIN],
+        help="run margins of the dynamic-context rows (seconds heard after the audio, at least); the first "
+        "one's row is scored against the targets",
     )
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)

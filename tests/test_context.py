@@ -52,3 +52,11 @@ def test_bad_contexts_are_refused():
         encoder_frames(config(), 1.0, "short")
     assert AudioContext.from_dict(AudioContext(2.0, 0.25).to_dict()) == AudioContext(2.0, 0.25)
     assert AudioContext.from_dict({"dynamic": False, "bucket": 1.0}) is None
+
+
+def test_a_run_margin_lengthens_the_context_but_never_shortens_the_models():
+    dynamic = config(AudioContext(1.0, 0.5))
+    assert encoder_frames(dynamic, 2.2, margin=1.5) == 400  # 2.2 s + 1.5 s -> 4 s
+    assert encoder_frames(dynamic, 2.2, margin=0.0) == encoder_frames(dynamic, 2.2) == 300  # its own 0.5 s
+    assert encoder_frames(dynamic, 29.0, margin=5.0) == 3000  # never past the window
+    assert encoder_frames(config(), 2.2, margin=1.5) == 3000  # a model without the capability: the window

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AdaptwinError
+from ..models.context import RUN_MARGIN
 from ..runtime import get_backend
 from ..runtime.gate import NoSpeechGate
 
@@ -33,6 +34,13 @@ def add_context_arg(p: argparse.ArgumentParser) -> None:
         choices=["auto", "full"],
         help="encoder input: auto = the audio's length for models adapted with --dynamic-context "
         "(30 s for others), full = always 30 s",
+    )
+    p.add_argument(
+        "--context-margin",
+        type=float,
+        default=RUN_MARGIN,
+        help=f"seconds the encoder hears after the audio, at least, on a dynamic context (default {RUN_MARGIN}; "
+        "the model's own margin if longer)",
     )
 
 
@@ -58,7 +66,7 @@ def gate_from(args: argparse.Namespace):
 
 def backend(args):
     kwargs = {"threads": args.threads} if args.threads and args.backend in ("torch", "ort") else {}
-    return get_backend(args.backend, args.model, args.context, **kwargs)
+    return get_backend(args.backend, args.model, args.context, args.context_margin, **kwargs)
 
 
 def write_json(path: str, data: dict) -> None:

@@ -8,12 +8,16 @@ the full window. Pure arithmetic on configs: the runtime uses it without PyTorch
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
 from ..errors import InvalidInput
 
 CONTEXTS = ("auto", "full")
+# seconds a dynamic-context model hears after the audio when it transcribes (at least; its own
+# margin if longer): chosen on the validation speakers, where short clips lost words at the
+# 0.5 s margin of training and a longer one cost no measurable time (docs/experiments/runtime.md)
+RUN_MARGIN = 1.5
 HOP_SECONDS = 0.01  # one log-mel frame; the encoder halves the frames (conv stride 2)
 
 
@@ -54,16 +58,19 @@ def model_context(config: Any) -> AudioContext | None:
     return AudioContext.from_dict(meta.get("context"))
 
 
-def encoder_frames(config: Any, audio_seconds: float, context: str = "auto") -> int:
+def encoder_frames(config: Any, audio_seconds: float, context: str = "auto", margin: float = 0.0) -> int:
     """Log-mel frames to feed the encoder for a clip (or a batch's longest clip) of
     ``audio_seconds``: the full window unless ``context`` is "auto" and the model supports a
-    dynamic one. Always even (the encoder's stride) and at most the full window."""
+    dynamic one, then at least ``margin`` seconds after the audio (the model's own margin
+    when that is longer). Always even (the encoder's stride) and at most the full window."""
     if context not in CONTEXTS:
         raise InvalidInput(f"context={context!r}: choose one of {', '.join(CONTEXTS)}")
     full = 2 * int(config.max_source_positions)
     dynamic = model_context(config) if context == "auto" else None
     if dynamic is None:
         return full
+    if margin > dynamic.margin:
+        dynamic = replace(dynamic, margin=margin)
     seconds = dynamic.seconds(audio_seconds, full * HOP_SECONDS)
     frames = int(round(seconds / HOP_SECONDS))
     return min(full, frames + frames % 2)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
-from ..models.context import CONTEXTS, encoder_frames
+from ..models.context import CONTEXTS, RUN_MARGIN, encoder_frames
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
@@ -50,15 +50,21 @@ class StepperBackend:
     # "auto": the encoder sees the audio's length (bucketed) when the model was adapted for a
     # dynamic context, else the full 30 s window; "full": always the window
     context: str = "auto"
+    # on a dynamic context, the encoder hears at least this many seconds after the audio
+    margin: float = RUN_MARGIN
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise InvalidInput(f"context={self.context!r}: choose one of {', '.join(CONTEXTS)}")
+        if not 0 <= self.margin <= 30:
+            raise InvalidInput(f"context margin={self.margin} seconds must lie in [0, 30]")
 
-    def frames(self, audios: list[np.ndarray]) -> int | None:
-        """Encoder input frames for a batch (its longest clip decides); None: the full window."""
+    def frames(self, audios: list[np.ndarray], margin: float | None = None) -> int | None:
+        """Encoder input frames for a batch (its longest clip decides); None: the full window.
+        ``margin``: seconds heard after the audio at least (None: the backend's ``margin``)."""
         config = self.engine.config
-        frames = encoder_frames(config, max(len(a) for a in audios) / SAMPLE_RATE, self.context)
+        margin = self.margin if margin is None else margin
+        frames = encoder_frames(config, max(len(a) for a in audios) / SAMPLE_RATE, self.context, margin)
         return None if frames == 2 * config.max_source_positions else frames
 
     def generate(
@@ -72,9 +78,10 @@ class StepperBackend:
         max_new_tokens: int | None = None,
         prefix: list[int] | None = None,
         full_context: bool = False,
+        margin: float | None = None,
     ):
         """Best hypothesis per clip. ``full_context``: the 30 s window even for a model that
-        learnt a dynamic context."""
+        learnt a dynamic context; ``margin``: as for ``frames``."""
         gen = self.engine.generation_config
         vocab = Vocab.from_generation_config(gen, language)
         prefix = list(prefix or [])
@@ -97,7 +104,7 @@ class StepperBackend:
             )
         limit = min(wanted, room)
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
-        frames = None if full_context else self.frames(audios)
+        frames = None if full_context else self.frames(audios, margin)
         state = self.engine.encode(self.engine.features(audios, frames))
         return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
 
@@ -158,10 +165,11 @@ class StepperBackend:
         return cache[gate.vad]
 
 
-def get_backend(name: str, model, context: str = "auto", **engine_kwargs) -> Backend:
+def get_backend(name: str, model, context: str = "auto", margin: float = RUN_MARGIN, **engine_kwargs) -> Backend:
     """A backend by name for ``model``: anything ``load_whisper`` accepts (or a ``LoadedWhisper``)
     for torch; an ``adaptwin-export`` folder for ort (ONNX) and trt (TensorRT engines).
-    ``context``: "auto" or "full" (``StepperBackend.context``)."""
+    ``context``: "auto" or "full", ``margin``: seconds heard after the audio on a dynamic
+    context (``StepperBackend``)."""
     if context not in CONTEXTS:
         raise InvalidInput(f"context={context!r}: choose one of {', '.join(CONTEXTS)}")
     if name == "torch":
@@ -171,10 +179,10 @@ def get_backend(name: str, model, context: str = "auto", **engine_kwargs) -> Bac
             model = load_whisper(model)
         from .torch_engine import TorchWhisper
 
-        return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch", context)
+        return StepperBackend(TorchWhisper(model, **engine_kwargs), "torch", context, margin)
     model = getattr(model, "path", model)  # a LoadedWhisper: its folder
     if name == "ort":
-        return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort", context)
+        return StepperBackend(OrtWhisper(model, **engine_kwargs), "ort", context, margin)
     if name == "trt":
-        return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt", context)
+        return StepperBackend(TrtWhisper(model, **engine_kwargs), "trt", context, margin)
     raise InvalidInput(f"unknown backend {name!r}: choose torch, ort or trt")

@@ -339,11 +339,13 @@ class OnlineProcessor:
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
         heard = window
-        if self.pad and self.backend.frames([window]) is not None:  # a dynamic-context model on a short buffer
+        # the streaming buffer hears ``pad`` instead of the backend's run margin: frames(margin=0)
+        # keeps the model's own margin after it
+        if self.pad and self.backend.frames([window], margin=0.0) is not None:  # dynamic context, short buffer
             whole = 2 * HOP_SECONDS * getattr(self.backend.engine.config, "max_source_positions", 1500)  # 30 s
             pad = int(min(self.pad, whole - seconds) * SAMPLE_RATE)
             heard = np.concatenate([window, np.zeros(max(0, pad), np.float32)])
-        cut = self.backend.frames([heard]) is not None  # still shorter than the whole window
+        cut = self.backend.frames([heard], margin=0.0) is not None  # still shorter than the whole window
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
         # first period, so a loop is never committed, and so never forced into the following
@@ -360,6 +362,7 @@ class OnlineProcessor:
                 max_new_tokens=120,
                 prefix=self.prefix,
                 full_context=full,
+                margin=0.0,
             )[0]
             self.decodes += 1
             units = units_of(

@@ -101,6 +101,7 @@ class FakeBackend:
         max_new_tokens=None,
         prefix=None,
         full_context=False,
+        margin=None,
     ):
         out = []
         for audio in audios:
@@ -122,7 +123,7 @@ class FakeBackend:
                 out.append(Hypothesis(tokens=tokens, logprob=-0.1 * (len(tokens) + 1), no_speech_prob=0.01))
         return out
 
-    def frames(self, audios):
+    def frames(self, audios, margin=None):
         return None  # the full window: no dynamic context
 
     def vad_for(self, gate):

@@ -57,7 +57,7 @@ def test_stream_simulate_end_to_end(tmp_path, fake_backend, capsys):
 
 
 class DynamicBackend(FakeBackend):
-    def frames(self, audios):
+    def frames(self, audios, margin=None):
         return 200  # a model that learnt a dynamic context: a short clip gets a cut context
 
 

@@ -178,13 +178,15 @@ def test_the_encoder_sees_the_audio_length_only_with_a_dynamic_context(tiny_ts):
     seen = recording_encoder(plain)
     plain.generate([short], max_new_tokens=2)
     assert seen == [100]
-    auto, full = get_backend("torch", dynamic(tiny_ts)), get_backend("torch", dynamic(tiny_ts), "full")
-    seen, seen_full = recording_encoder(auto), recording_encoder(full)
+    auto = get_backend("torch", dynamic(tiny_ts), margin=0.0)  # the model's own margin
+    full, wide = get_backend("torch", dynamic(tiny_ts), "full"), get_backend("torch", dynamic(tiny_ts), margin=0.3)
+    seen, seen_full, seen_wide = recording_encoder(auto), recording_encoder(full), recording_encoder(wide)
     auto.generate([short], max_new_tokens=2)  # 0.3 s + 0.1 s -> 0.4 s
     auto.generate([short, longer], max_new_tokens=2)  # 0.65 s + 0.1 s -> 0.8 s
     auto.generate([np.concatenate([longer, longer])], max_new_tokens=2)  # longer than the window
     full.generate([short], max_new_tokens=2)
-    assert seen == [40, 80, 100] and seen_full == [100]
+    wide.generate([short], max_new_tokens=2)  # 0.3 s + a run margin of 0.3 s -> 0.6 s
+    assert seen == [40, 80, 100] and seen_full == [100] and seen_wide == [60]
 
 
 def test_streaming_with_a_dynamic_context_commits_every_word_once(tiny_ts, tmp_path):

@@ -148,7 +148,7 @@ def test_a_text_said_twice_on_a_cut_context_is_decoded_again_on_the_whole_window
             return out
 
     class Cut(_AsStepper):
-        def frames(self, audios):
+        def frames(self, audios, margin=None):
             return 200  # fewer than the window's frames: a cut context
 
     backend = Twice()
@@ -171,5 +171,5 @@ class _AsStepper:
     def vad_for(self, gate):
         return self.fake.vad_for(gate)
 
-    def frames(self, audios):
+    def frames(self, audios, margin=None):
         return self.fake.frames(audios)

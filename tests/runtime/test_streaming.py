@@ -243,7 +243,7 @@ class CutContextBackend(FakeBackend):
         super().__init__()
         self.tail = tail
 
-    def frames(self, audios):
+    def frames(self, audios, margin=None):
         return 200
 
     def generate(self, audios, *, full_context=False, **kw):
@@ -302,7 +302,7 @@ def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
 @pytest.mark.parametrize("pad", [0.0, 2.0])
 def test_a_cut_context_hears_pad_seconds_of_silence_after_its_buffer(pad):
     class Cut(FakeBackend):
-        def frames(self, audios):
+        def frames(self, audios, margin=None):
             return 200  # a cut context
 
     backend = Cut()
@@ -366,7 +366,7 @@ def test_a_pause_after_a_decode_that_heard_the_speech_end_commits_without_decodi
 
 def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     class Dynamic(FakeBackend):
-        def frames(self, audios):
+        def frames(self, audios, margin=None):
             return 200  # a cut context
 
     assert policy_for(FakeBackend()) == {} and policy_for(Dynamic()) == DYNAMIC_CONTEXT_POLICY
