@@ -16,18 +16,19 @@ from ..runtime import get_backend
 from ..runtime.gate import NoSpeechGate
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, margin: bool = True) -> None:
     p.add_argument(
         "--model", default="base", help="torch: anything load_whisper accepts; ort/trt: an adaptwin-export folder"
     )
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--language", default="en", help="language of multilingual models")
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
-    add_context_arg(p)
+    add_context_arg(p, margin)
     add_gate_args(p)
 
 
-def add_context_arg(p: argparse.ArgumentParser) -> None:
+def add_context_arg(p: argparse.ArgumentParser, margin: bool = True) -> None:
+    """--context, and --context-margin unless ``margin`` is False (streaming has its own --pad)."""
     p.add_argument(
         "--context",
         default="auto",
@@ -35,6 +36,8 @@ def add_context_arg(p: argparse.ArgumentParser) -> None:
         help="encoder input: auto = the audio's length for models adapted with --dynamic-context "
         "(30 s for others), full = always 30 s",
     )
+    if not margin:
+        return
     p.add_argument(
         "--context-margin",
         type=float,
@@ -66,7 +69,8 @@ def gate_from(args: argparse.Namespace):
 
 def backend(args):
     kwargs = {"threads": args.threads} if args.threads and args.backend in ("torch", "ort") else {}
-    return get_backend(args.backend, args.model, args.context, args.context_margin, **kwargs)
+    margin = getattr(args, "context_margin", RUN_MARGIN)
+    return get_backend(args.backend, args.model, args.context, margin, **kwargs)
 
 
 def write_json(path: str, data: dict) -> None:

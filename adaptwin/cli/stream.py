@@ -22,7 +22,7 @@ def register(sub) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--mic", action="store_true", help="listen to the microphone (sounddevice)")
     source.add_argument("--simulate", metavar="FILE", help="feed a recording through the same streaming path")
-    common.add_model_args(p)
+    common.add_model_args(p, margin=False)
     p.add_argument("--device", help="input device index or name (--mic); a wrong one lists the devices")
     p.add_argument(
         "--chunk",
