@@ -198,10 +198,8 @@ def test_stream_impossible_options(run, model_dir, tmp_path, option):
     _error(run("stream", "--simulate", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, *option))
 
 
-def test_negative_context_margin(run, model_dir, tmp_path):
-    _error(
-        run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--context-margin", "-1"), "margin"
-    )
+def test_negative_run_margin(run, model_dir, tmp_path):
+    _error(run("transcribe", _wav(tmp_path / "t.wav", _tone()), "--model", model_dir, "--run-margin", "-1"), "margin")
 
 
 def test_silero_vad_without_faster_whisper(run, model_dir, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ def add_model_args(p: argparse.ArgumentParser, margin: bool = True) -> None:
 
 
 def add_context_arg(p: argparse.ArgumentParser, margin: bool = True) -> None:
-    """--context, and --context-margin unless ``margin`` is False (streaming has its own --pad)."""
+    """--context, and --run-margin unless ``margin`` is False (streaming has its own --pad)."""
     p.add_argument(
         "--context",
         default="auto",
@@ -39,7 +39,7 @@ def add_context_arg(p: argparse.ArgumentParser, margin: bool = True) -> None:
     if not margin:
         return
     p.add_argument(
-        "--context-margin",
+        "--run-margin",
         type=float,
         default=RUN_MARGIN,
         help=f"seconds the encoder hears after the audio, at least, on a dynamic context (default {RUN_MARGIN}; "
@@ -69,7 +69,7 @@ def gate_from(args: argparse.Namespace):
 
 def backend(args):
     kwargs = {"threads": args.threads} if args.threads and args.backend in ("torch", "ort") else {}
-    margin = getattr(args, "context_margin", RUN_MARGIN)
+    margin = getattr(args, "run_margin", RUN_MARGIN)
     return get_backend(args.backend, args.model, args.context, margin, **kwargs)
 
 

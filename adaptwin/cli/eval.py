@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         utterances = utterances[: args.limit]
 
-    backend = get_backend(args.backend, args.model, args.context, args.context_margin)
+    backend = get_backend(args.backend, args.model, args.context, args.run_margin)
     per_utt = [] if args.per_utterance else None
     report = evaluate(
         backend,

@@ -42,7 +42,7 @@ class Whisper:
     an engine-backed ``StepperBackend`` already made. ``gate``: the no-speech gate (None: off).
     ``context``: "auto" runs the encoder on the audio's length when the model was adapted for
     a dynamic audio context (``adaptwin adapt --dynamic-context``), "full" always on 30 s;
-    ``context_margin``: seconds such a model hears after the audio, at least."""
+    ``run_margin``: seconds such a model hears after the audio, at least."""
 
     def __init__(
         self,
@@ -53,13 +53,13 @@ class Whisper:
         threads: int | None = None,
         gate: NoSpeechGate | None = NoSpeechGate(),
         context: str = "auto",
-        context_margin: float = RUN_MARGIN,
+        run_margin: float = RUN_MARGIN,
     ) -> None:
         if hasattr(model, "generate") and hasattr(model, "engine"):  # a backend already
             self.backend = model
         else:
             kwargs = {"threads": threads} if threads and backend in ("torch", "ort") else {}
-            self.backend = get_backend(backend, model, context, context_margin, **kwargs)
+            self.backend = get_backend(backend, model, context, run_margin, **kwargs)
         self.language, self.gate = language, gate
 
     def transcribe(

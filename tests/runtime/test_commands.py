@@ -112,7 +112,7 @@ def test_stream_mic_without_portaudio_is_a_clear_error(monkeypatch, capsys):
     assert "libportaudio2" in capsys.readouterr().err
 
 
-def test_the_context_margin_reaches_the_backend_offline_only(tmp_path, monkeypatch, capsys):
+def test_the_run_margin_reaches_the_backend_offline_only(tmp_path, monkeypatch, capsys):
     import adaptwin.cli.common as common
 
     margins = []
@@ -120,9 +120,9 @@ def test_the_context_margin_reaches_the_backend_offline_only(tmp_path, monkeypat
         common, "get_backend", lambda name, model, context, margin, **kw: margins.append(margin) or FakeBackend()
     )
     write_wav(tmp_path / "talk.wav", script_audio(4))
-    assert main(["transcribe", str(tmp_path / "talk.wav"), "--context-margin", "3"]) == 0
+    assert main(["transcribe", str(tmp_path / "talk.wav"), "--run-margin", "3"]) == 0
     assert main(["transcribe", str(tmp_path / "talk.wav")]) == 0
     assert margins == [3.0, RUN_MARGIN]
     with pytest.raises(SystemExit):  # streaming hears --pad instead
-        main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--context-margin", "3"])
+        main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--run-margin", "3"])
     capsys.readouterr()
