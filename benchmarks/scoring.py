@@ -74,9 +74,13 @@ class FasterWhisper:
 
     name = "faster-whisper"
 
-    def __init__(self, ct2_dir: str, threads: int) -> None:
+    def __init__(self, ct2_dir: str, threads: int, seed: int = 0) -> None:
+        import ctranslate2
         from faster_whisper import WhisperModel
 
+        # its temperature fallback samples: unseeded, two runs on the same utterances differed by
+        # points (docs/experiments/runtime.md); seeded, a run repeats
+        ctranslate2.set_random_seed(seed)
         self.model = WhisperModel(ct2_dir, device="cpu", compute_type="int8", cpu_threads=threads)
 
     def transcribe_batch(self, audios, *, language="en", num_beams=1, gate=None):  # its own no-speech rule is on
