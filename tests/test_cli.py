@@ -7,6 +7,7 @@ import adaptwin
 from adaptwin.cli import main
 from adaptwin.data.tts import write_wav
 from adaptwin.errors import InvalidInput
+from adaptwin.models.context import RUN_MARGIN
 
 
 @pytest.fixture
@@ -49,15 +50,17 @@ def test_decoding_commands_pass_the_context_choice(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake(name, model, context="auto", **kwargs):
-        seen.append(context)
+    def fake(name, model, context="auto", margin=None, **kwargs):
+        seen.append((context, margin))
         raise InvalidInput("stop here")
 
     monkeypatch.setattr(common, "get_backend", fake)
     write_wav(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32))
     assert main(["transcribe", str(tmp_path / "a.wav"), "--context", "full"]) == 2
-    assert main(["transcribe", str(tmp_path / "a.wav")]) == 2
-    assert seen == ["full", "auto"]
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--run-margin", "3"]) == 2
+    assert seen == [("full", RUN_MARGIN), ("auto", 3.0)]
+    with pytest.raises(SystemExit):  # streaming hears its --pad instead of a run margin
+        main(["stream", "--simulate", str(tmp_path / "a.wav"), "--run-margin", "3"])
     with pytest.raises(SystemExit):
         main(["transcribe", str(tmp_path / "a.wav"), "--context", "short"])
 

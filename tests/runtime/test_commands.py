@@ -5,7 +5,6 @@ from fake_whisper import FakeBackend, script_audio
 
 from adaptwin.cli import main
 from adaptwin.data.tts import write_wav
-from adaptwin.models.context import RUN_MARGIN
 from adaptwin.runtime.streaming import DYNAMIC_CONTEXT_POLICY
 
 
@@ -110,19 +109,3 @@ def test_stream_mic_without_portaudio_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(mic, "import_sounddevice", missing)
     assert main(["stream", "--mic"]) == 2
     assert "libportaudio2" in capsys.readouterr().err
-
-
-def test_the_run_margin_reaches_the_backend_offline_only(tmp_path, monkeypatch, capsys):
-    import adaptwin.cli.common as common
-
-    margins = []
-    monkeypatch.setattr(
-        common, "get_backend", lambda name, model, context, margin, **kw: margins.append(margin) or FakeBackend()
-    )
-    write_wav(tmp_path / "talk.wav", script_audio(4))
-    assert main(["transcribe", str(tmp_path / "talk.wav"), "--run-margin", "3"]) == 0
-    assert main(["transcribe", str(tmp_path / "talk.wav")]) == 0
-    assert margins == [3.0, RUN_MARGIN]
-    with pytest.raises(SystemExit):  # streaming hears --pad instead
-        main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--run-margin", "3"])
-    capsys.readouterr()
