@@ -57,7 +57,7 @@ class StepperBackend:
         if self.context not in CONTEXTS:
             raise InvalidInput(f"context={self.context!r}: choose one of {', '.join(CONTEXTS)}")
         if not 0 <= self.margin <= 30:
-            raise InvalidInput(f"context margin={self.margin} seconds must lie in [0, 30]")
+            raise InvalidInput(f"run margin={self.margin} seconds must lie in [0, 30] (--run-margin)")
 
     def frames(self, audios: list[np.ndarray], margin: float | None = None) -> int | None:
         """Encoder input frames for a batch (its longest clip decides); None: the full window.
