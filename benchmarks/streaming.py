@@ -4,7 +4,8 @@
         [--chunk 0.5 [1.0 ...]] [--agreement 2 [1 3 ...]] [--silence-flush 0.6 ...] [--hold 0 0.3 ...] [--pad 0 2 ...]
 
 An engine is KIND:WHERE (``ort:DIR@full`` forces the 30 s window on a model trained for a
-dynamic audio context). Several values of the policy options run every engine at each
+dynamic audio context). Each engine streams with the policy `adaptwin stream` gives its model
+(``OnlineProcessor.for_backend``) unless options are given. Several values of the policy options run every engine at each
 combination, and the page names, per engine, the setting with the lowest median word latency
 whose streaming WER stays within the bound of its offline WER.
 
@@ -67,16 +68,17 @@ behaviour got where it is: [../experiments/streaming.md](../experiments/streamin
 TARGETS = {"latency_median": 0.8, "latency_p90": 1.5, "end_of_speech_median": 0.5, "wer_gap": 1.0, "peak_rss_mb": 400}
 
 
-# the policy options a run sweeps: (OnlineProcessor field, type, default, help); several values
-# of each run every engine at every combination
+# the policy options a run sweeps: (OnlineProcessor field, type, help); several values of each
+# run every engine at every combination. An option not given is the engine's own default, what
+# `adaptwin stream` gives its model (`OnlineProcessor.for_backend`), and the row records it.
 POLICY = (
-    ("min_chunk", float, 0.5, "seconds of audio per step"),
-    ("agreement", int, 2, "hypotheses that must agree to commit"),
-    ("silence_flush", float, 0.6, "seconds of silence after which the pending words are final"),
-    ("hold", float, 0.0, "seconds before the audio's end in which a word is not committed yet"),
-    ("pad", float, 5.0, "seconds of silence a dynamic-context model hears after its buffer"),
-    ("forget", float, None, "seconds of silence after which the buffer's audio is dropped (default: the flush)"),
-    ("trim_after", float, 10.0, "seconds of buffer after which it is cut at a committed segment end"),
+    ("min_chunk", float, "seconds of audio per step"),
+    ("agreement", int, "hypotheses that must agree to commit"),
+    ("silence_flush", float, "seconds of silence after which the pending words are final"),
+    ("hold", float, "seconds before the audio's end in which a word is not committed yet"),
+    ("pad", float, "seconds of silence a dynamic-context model hears after its buffer"),
+    ("forget", float, "seconds of silence after which the buffer's audio is dropped (none: the flush)"),
+    ("trim_after", float, "seconds of buffer after which it is cut at a committed segment end"),
 )
 # table headers of the POLICY fields, and the values of rows stored before a field was swept
 HEADERS = {
@@ -194,8 +196,9 @@ def worker(args) -> int:
 
     # The stream first, so that the peak RSS is the streaming process's own (offline long-form
     # decoding runs after it, with its peak recorded separately).
-    policy = {name: getattr(args, name)[0] for name, *_ in POLICY}
-    online = OnlineProcessor(backend, vad=load_vad(args.vad), **policy)
+    given = {name: getattr(args, name)[0] for name, *_ in POLICY if getattr(args, name)[0] is not None}
+    online = OnlineProcessor.for_backend(backend, vad=load_vad(args.vad), **given)
+    policy = {name: getattr(online, name) for name, *_ in POLICY}  # what ran: given or the engine's own
     chunk = policy["min_chunk"]
     start = time.perf_counter()
     emitted = simulate(online, audio, chunk=chunk)
@@ -394,9 +397,14 @@ def main(argv=None) -> int:
         help="MANIFEST:SPLIT sources of the recording, taken in turn (e.g. canary.jsonl:validation to "
         "study the policy on speakers no test uses)",
     )
-    for name, kind, default, about in POLICY:
+    for name, kind, about in POLICY:
         p.add_argument(
-            flag(name), dest=name, type=kind, nargs="+", default=[default], help=about + " (several: a sweep)"
+            flag(name),
+            dest=name,
+            type=kind,
+            nargs="+",
+            default=[None],
+            help=about + " (default: the engine's own policy; several: a sweep)",
         )
     p.add_argument("--vad", default="auto")
     p.add_argument("--threads", type=int, default=2)
@@ -435,7 +443,7 @@ def main(argv=None) -> int:
         rows.append(json.loads(result.read_text()))
         r = rows[-1]
         print(
-            f"{spec} {' '.join(f'{n} {v}' for n, v in policy.items())}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
+            f"{spec} {_setting(r)}: offline WER {r['offline_wer']:.2f} %, stream WER {r['stream_wer']:.2f} %, latency median "
             f"{r['latency_median']:.2f} s p90 {r['latency_p90']:.2f} s, RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )
