@@ -13,7 +13,7 @@ from ..models.context import CONTEXTS, RUN_MARGIN, encoder_frames
 from .decoding import DecodingOptions, Vocab, decode
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
-from .segments import cut_loop, ends_twice
+from .segments import cut_loop, ends_repeated
 from .trt import TrtWhisper
 
 TOKENS_PER_SECOND = 8  # decoding budget per second of audio (generous: fast speech is ~5 tokens/s)
@@ -136,7 +136,7 @@ class StepperBackend:
         # decode there.
         cut = self.frames(clips) is not None
         hyps = self.generate(clips, language=language, num_beams=num_beams)
-        failed = [hyp.failed(decoded(hyp)) or (cut and ends_twice(decoded(hyp))) for hyp in hyps]
+        failed = [hyp.failed(decoded(hyp)) or (cut and ends_repeated(decoded(hyp)) > 0) for hyp in hyps]
         # openai/whisper's fallback, as in long-form transcription: a looping or unlikely clip is
         # decoded again with beam search (on the whole window), unless the gate drops it anyway
         again = [

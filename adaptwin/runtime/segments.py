@@ -56,13 +56,17 @@ def cut_loop(text: str) -> str:
     return text if at is None else " ".join(words[:at])
 
 
-def ends_twice(text: str, new: int | None = None) -> bool:
-    """Whether ``text`` ends with a sequence of 2+ words said twice in a row ("Not always. Not
-    always."), case and punctuation aside; with ``new``, the second time within its last
-    ``new`` words ("... it cannot be. It cannot be." with those four new)."""
+def ends_repeated(text: str, new: int | None = None, times: int = 2) -> int:
+    """Words in the sequence of 2+ words that ``text`` ends with, said ``times`` times in a row
+    ("Not always. Not always." -> 2), case and punctuation aside; 0 when there is none. With
+    ``new``, the last time lies within its last ``new`` words ("... it cannot be. It cannot
+    be." with those four new)."""
     keys = [word_key(w) for w in text.split()]
     new = len(keys) if new is None else new
-    return any(keys[-p:] == keys[-2 * p : -p] for p in range(2, min(new, len(keys) // 2) + 1))
+    for p in range(2, min(new, len(keys) // times) + 1):
+        if all(keys[-p:] == keys[len(keys) - (k + 1) * p : len(keys) - k * p] for k in range(1, times)):
+            return p
+    return 0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..models.context import HOP_SECONDS
 from . import heap
 from .decoding import Vocab
 from .gate import NoSpeechGate
-from .segments import SECONDS_PER_TIMESTAMP, Word, ends_twice, loop_index
+from .segments import SECONDS_PER_TIMESTAMP, Word, ends_repeated, loop_index
 
 
 class LocalAgreement:
@@ -149,6 +149,16 @@ def _by_segment(groups: list[list[int]], spans: list[tuple[int, float, float]]):
     for (_, start, end), m in zip(spans, members):
         if m:
             yield start, max(end, start), m
+
+
+def repeat_start(words: list[str], new: int, times: int = 2) -> int | None:
+    """Index of the first of the last ``new`` ``words`` that starts saying the 2+ words before
+    it again, for the ``times``-th time in a row, within the new words (None: none does)."""
+    first = len(words) - new
+    for end in range(first + 1, len(words) + 1):
+        if p := ends_repeated(" ".join(words[:end]), end - first, times):
+            return end - p
+    return None
 
 
 def loop_start(units: list) -> int | None:
@@ -345,13 +355,14 @@ class OnlineProcessor:
             whole = 2 * HOP_SECONDS * getattr(self.backend.engine.config, "max_source_positions", 1500)  # 30 s
             pad = int(min(self.pad, whole - seconds) * SAMPLE_RATE)
             heard = np.concatenate([window, np.zeros(max(0, pad), np.float32)])
-        cut = self.backend.frames([heard], margin=0.0) is not None  # still shorter than the whole window
         # a hypothesis that loops is decoded again without the prompt and with beam search
         # (openai/whisper's fallback), on the whole window; whatever still loops is cut after its
         # first period, so a loop is never committed, and so never forced into the following
-        # decodes. On a cut context, new words that say the words before them again are a loop
-        # too (transcribe_batch's rule): a decoder that has run out of audio, without the
-        # padding to tell it so, reads its buffer again.
+        # decodes. New words that say the words before them again (the committed text
+        # included) are a loop too: a decoder on a cut context that has run out of audio reads
+        # its buffer again, and a prompt or prefix that ends with a sentence can make a decoder
+        # on any context say it again, every decode once more.
+        before = " ".join(self.context.split()[-40:]) + " "  # committed text the buffer no longer holds
         for previous, beams, full in ((prompt, 1, False), (None, 5, True)):
             hyp = self.backend.generate(
                 [heard],
@@ -370,13 +381,16 @@ class OnlineProcessor:
             )
             loop = loop_start(units)
             text = self._text(hyp.tokens)
-            twice = cut and not full and ends_twice(text, len(units))
+            words = (before + text).split()
+            twice = not full and repeat_start(words, len(units)) is not None
             silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None or twice)
             if (loop is None and not twice) or silent:
                 break
             self.loops += 1
         if loop is not None:
             units = units[:loop]
+        elif not silent and (third := repeat_start(words, len(units), times=3)) is not None:
+            units = units[: third - (len(words) - len(units))]  # a third time in a row is a loop, whatever the decode
         if silent:
             units = []  # the model hears no speech: nothing to agree on (and no fallback decode)
         self.unprocessed = 0.0

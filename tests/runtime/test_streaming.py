@@ -219,19 +219,23 @@ def test_freed_heap_is_returned_after_every_decode(trim_heap, monkeypatch):
     assert heap.trim() == (platform.libc_ver()[0] == "glibc")  # found where it exists, a no-op elsewhere
 
 
-def test_ends_twice_is_a_phrase_said_again_at_the_end():
-    from adaptwin.runtime.segments import ends_twice
+def test_ends_repeated_is_a_phrase_said_again_at_the_end():
+    from adaptwin.runtime.segments import ends_repeated
 
-    assert ends_twice("Not always. Not always.")
-    assert ends_twice("Why it's clothing? Why it's clothing? why it's clothing")
-    assert ends_twice("He said: not always. Not always.")
-    assert not ends_twice("No. No.")  # one word twice is speech
-    assert not ends_twice("Not always. Not always, sir.")
-    assert not ends_twice("the cat sat on the mat") and not ends_twice("")
-    assert ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 4)
-    assert ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 3)
-    assert not ends_twice("Oh, Lizzy, it cannot be. It cannot be.", 2)  # said before the new words
-    assert not ends_twice("No. No.", 2) and not ends_twice("the cat sat", 3)
+    assert ends_repeated("Not always. Not always.") == 2
+    assert ends_repeated("Why it's clothing? Why it's clothing? why it's clothing") == 3
+    assert ends_repeated("He said: not always. Not always.") == 2
+    assert not ends_repeated("No. No.")  # one word twice is speech
+    assert not ends_repeated("Not always. Not always, sir.")
+    assert not ends_repeated("the cat sat on the mat") and not ends_repeated("")
+    assert ends_repeated("Oh, Lizzy, it cannot be. It cannot be.", 4) == 3
+    assert ends_repeated("Oh, Lizzy, it cannot be. It cannot be.", 3) == 3
+    assert not ends_repeated("Oh, Lizzy, it cannot be. It cannot be.", 2)  # said before the new words
+    assert not ends_repeated("No. No.", 2) and not ends_repeated("the cat sat", 3)
+    # three times in a row
+    assert ends_repeated("Press one. Press one. Press one.", times=3) == 2
+    assert not ends_repeated("Press one. Press one.", times=3)
+    assert not ends_repeated("Press one. Press one. Press one.", 1, times=3)
 
 
 class CutContextBackend(FakeBackend):
@@ -263,6 +267,52 @@ def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once(tail):
     emitted = simulate(online, audio, chunk=1.0)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the doubled hypotheses were decoded again on the whole window
+
+
+class EchoBackend(FakeBackend):
+    """On the whole window, a greedy decode after a prompt or forced prefix says that text's
+    last three words again before what it hears (as Whisper repeats a sentence it was prompted
+    with, once more every decode); beam search without the prompt hears only the audio.
+    ``stuck``: every decode after such text says its last three words again and nothing else."""
+
+    def __init__(self, stuck: bool = False):
+        super().__init__()
+        self.stuck = stuck
+
+    def generate(self, audios, *, num_beams=1, previous=None, prefix=None, **kw):
+        out = super().generate(audios, num_beams=num_beams, previous=previous, prefix=prefix, **kw)
+        said = [t for t in list(previous or []) + list(prefix or []) if t < NO_TS]
+        if (num_beams == 1 or self.stuck) and len(said) >= 3:
+            n = len(prefix or [])
+            for hyp in out:
+                at = n + (len(hyp.tokens) > n and hyp.tokens[n] >= NO_TS)  # inside the first new segment
+                hyp.tokens = list(hyp.tokens[:at]) + said[-3:] + ([] if self.stuck else list(hyp.tokens[at:]))
+        return out
+
+
+@pytest.mark.parametrize("trim", [10.0, 3.0])
+def test_a_decoder_echoing_its_prompt_commits_every_word_once(trim):
+    """Also after the buffer is cut, when the echoed words are the prompt's, not the prefix's."""
+    audio = script_audio(30, pause_every=6)
+    online = OnlineProcessor(EchoBackend(), min_chunk=1.0, trim_after=trim)
+    emitted = simulate(online, audio, chunk=1.0)
+    assert committed_text(emitted) == [f"w{k}" for k in range(30)]
+    assert online.loops > 0  # the echoing hypotheses were decoded again without the prompt
+
+
+def test_a_phrase_is_never_committed_a_third_time_in_a_row():
+    """A decoder that says its last words again whatever it is given may repeat them once
+    (speech does), never twice."""
+    online = OnlineProcessor(EchoBackend(stuck=True), min_chunk=1.0)
+    words = committed_text(simulate(online, script_audio(30, pause_every=6), chunk=1.0))
+    assert words[:4] == ["w0", "w1", "w2", "w3"]
+    thrice = [
+        (i, p)
+        for p in range(2, len(words) // 3 + 1)
+        for i in range(len(words) - 3 * p + 1)
+        if words[i : i + p] == words[i + p : i + 2 * p] == words[i + 2 * p : i + 3 * p]
+    ]
+    assert not thrice and len(words) < 30
 
 
 class CutGuesser(FakeBackend):
