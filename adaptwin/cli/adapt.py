@@ -106,8 +106,8 @@ def register(sub) -> None:
     p.add_argument(
         "--target-distill",
         type=float,
-        help=f"the same on target-speaker windows (default {d.target_distill:g}: their transcripts alone; "
-        "without --target the general speech is distilled at --distill)",
+        default=d.target_distill,
+        help="the same on target-speaker windows (default 0: their transcripts alone)",
     )
     p.add_argument(
         "--encoder-match",
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         layerwise_lr=args.layerwise_lr,
         batch_size=args.batch_size,
         distill=args.distill,
-        target_distill=AdaptConfig.target_distill if args.target_distill is None else args.target_distill,
+        target_distill=args.target_distill,
         lora_rank=args.lora_rank,
         dynamic_context=args.dynamic_context,
         context_bucket=args.context_bucket,
@@ -186,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput("nothing to train on: give --target (a speaker) and/or --general (general speech)")
         logger.info("no --target: training on the general speech alone (no replay, no target speaker)")
         target, general = general, None
-        # general speech stays distilled from the dense model (None: the --distill weight); a
-        # speaker's own transcripts are what only a target speaker's windows learn alone
-        config = dataclasses.replace(config, replay=0.0, target_distill=args.target_distill)
+        config = dataclasses.replace(config, replay=0.0)
     out = check_output_dir(args.out)
     state_dir = out.with_name(out.name + ".partial")
     if any(state_dir.glob("state-rank*.pt")) and not args.resume:
