@@ -107,7 +107,8 @@ def register(sub) -> None:
         "--target-distill",
         type=float,
         default=d.target_distill,
-        help="the same on target-speaker windows (default 0: their transcripts alone)",
+        help="the same on target-speaker windows, and on --general without --target (default 0: their "
+        "transcripts alone; chosen on the validation speakers, docs/experiments/adaptation.md)",
     )
     p.add_argument(
         "--encoder-match",

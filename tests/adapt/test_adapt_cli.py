@@ -111,6 +111,7 @@ def test_adapt_on_general_speech_alone_teaches_a_dynamic_context(folders, capsys
     assert meta["context"] == {"dynamic": True, "bucket": 0.2, "margin": 0.1}
     assert meta["adaptation"]["data"]["target"]["source"].endswith("general.jsonl")
     assert meta["adaptation"]["data"]["general"] is None and meta["adaptation"]["config"]["replay"] == 0.0
+    assert meta["adaptation"]["config"]["target_distill"] == 0.0  # the general speech learns its transcripts
     capsys.readouterr()
     assert main(["info", str(folders / "dynamic")]) == 0
     assert "audio context: dynamic (the audio + 0.1 s, in 0.2 s buckets)" in capsys.readouterr().out
