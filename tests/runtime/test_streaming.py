@@ -290,11 +290,13 @@ class EchoBackend(FakeBackend):
         return out
 
 
-@pytest.mark.parametrize("trim", [10.0, 3.0])
-def test_a_decoder_echoing_its_prompt_commits_every_word_once(trim):
-    """Also after the buffer is cut, when the echoed words are the prompt's, not the prefix's."""
+@pytest.mark.parametrize("pauses", [False, True])
+def test_a_decoder_echoing_its_prompt_commits_every_word_once(pauses):
+    """The echoed words are the forced prefix's, or (``pauses``: each pause ends the buffer,
+    its text becoming the prompt of a decode with no prefix) the prompt's."""
     audio = script_audio(30, pause_every=6)
-    online = OnlineProcessor(EchoBackend(), min_chunk=1.0, trim_after=trim)
+    vad = dict(vad=NonzeroVAD(), silence_flush=0.6) if pauses else {}
+    online = OnlineProcessor(EchoBackend(), min_chunk=1.0, **vad)
     emitted = simulate(online, audio, chunk=1.0)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the echoing hypotheses were decoded again without the prompt
