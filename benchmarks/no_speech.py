@@ -85,7 +85,7 @@ def speech_rows(backend, data: Path, limit: int, gate) -> list[dict]:
             for u, audio, hyp in zip(batch, audios, hyps):
                 text = tok.decode(hyp.tokens, skip_special_tokens=True).strip()
                 heard = not gate.silent(audio) and (vad is None or speech_mask(vad, audio).any())
-                kept = text if heard and has_words(text) and not gate.no_speech(hyp) else ""
+                kept = text if heard and has_words(text) and not gate.no_speech(hyp, text) else ""
                 emptied += bool(text) and not kept
                 a, b = wer_counts(u.text, text), wer_counts(u.text, kept)
                 off, on, words = off + a.errors, on + b.errors, words + a.ref_words

@@ -140,7 +140,9 @@ class StepperBackend:
         # openai/whisper's fallback, as in long-form transcription: a looping or unlikely clip is
         # decoded again with beam search (on the whole window), unless the gate drops it anyway
         again = [
-            j for j, f in enumerate(failed) if f and not (gate is not None and gate.no_speech(hyps[j], failed=True))
+            j
+            for j, f in enumerate(failed)
+            if f and not (gate is not None and gate.no_speech(hyps[j], decoded(hyps[j]), failed=True))
         ]
         if again:
             retry = self.generate(
@@ -153,7 +155,7 @@ class StepperBackend:
                     hyps[j] = hyp
         for i, hyp, f in zip(keep, hyps, failed):
             text = cut_loop(decoded(hyp)) if f else decoded(hyp)  # every attempt looped: keep the pattern once
-            if gate is None or (has_words(text) and not gate.no_speech(hyp, failed=f)):
+            if gate is None or (has_words(text) and not gate.no_speech(hyp, text, failed=f)):
                 texts[i] = text
         return texts
 

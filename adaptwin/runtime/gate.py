@@ -9,8 +9,10 @@ Three checks, cheapest first:
 3. **the decoder's own evidence**: a hypothesis is dropped when the probability of
    ``<|nospeech|>`` after ``<|startoftranscript|>`` is above ``no_speech_threshold`` and the
    text is unlikely (mean log-probability below ``logprob_threshold``: openai/whisper's rule)
-   or failed every fallback (a loop), and whatever the text when that probability is above
-   ``sure_threshold``: Whisper says a confident " you" to noise, which the first rule keeps.
+   or failed every fallback (a loop), and when that probability is above ``sure_threshold``
+   and the text is short (at most ``sure_max_words`` words): Whisper says a confident " you"
+   to noise, which the first rule keeps, but a window of confident speech can score as high
+   and must not be lost.
    Text without a single letter or digit ("." or ". . .") is no text.
 The thresholds are measured on speech and non-speech in ``benchmarks/no_speech.py``.
 """
@@ -30,7 +32,8 @@ from .vad import load_vad
 class NoSpeechGate:
     no_speech_threshold: float = 0.6  # openai/whisper and faster-whisper's default
     logprob_threshold: float = -1.0  # idem
-    sure_threshold: float = 0.8  # above it the model is sure: no text, however confident
+    sure_threshold: float = 0.8  # above it the model is sure: no short text, however confident
+    sure_max_words: int = 3  # "you", "Thank you.", "Thanks for watching!"
     silence_peak: float = 1e-4  # about -80 dBFS: below any microphone's noise floor
     vad: str = "auto"  # auto | silero | energy | none
 
@@ -40,6 +43,8 @@ class NoSpeechGate:
                 "need 0 <= no_speech_threshold <= sure_threshold <= 1, got "
                 f"{self.no_speech_threshold} and {self.sure_threshold}"
             )
+        if self.sure_max_words < 0:
+            raise InvalidInput(f"sure_max_words is a word count (>= 0), got {self.sure_max_words}")
         if self.logprob_threshold > 0:
             raise InvalidInput(f"logprob_threshold is a log-probability (<= 0), got {self.logprob_threshold}")
         if self.vad not in ("auto", "silero", "energy", "none"):
@@ -49,12 +54,15 @@ class NoSpeechGate:
         """Digital silence (or an empty clip): nothing to decode."""
         return len(audio) == 0 or float(np.abs(audio).max()) < self.silence_peak
 
-    def no_speech(self, hyp: Any, failed: bool = False) -> bool:
-        """Drop ``hyp`` (a ``decoding.Hypothesis``): the model says no speech and its text is
-        unlikely, or a loop that survived every fallback."""
+    def no_speech(self, hyp: Any, text: str, failed: bool = False) -> bool:
+        """Drop ``hyp`` (a ``decoding.Hypothesis``) whose new ``text`` (a forced prefix not
+        included) is this: the model says no speech and the text is unlikely, short, or a
+        loop that survived every fallback."""
         if hyp.no_speech_prob <= self.no_speech_threshold:
             return False
-        return failed or hyp.avg_logprob < self.logprob_threshold or hyp.no_speech_prob > self.sure_threshold
+        if failed or hyp.avg_logprob < self.logprob_threshold:
+            return True
+        return hyp.no_speech_prob > self.sure_threshold and len(text.split()) <= self.sure_max_words
 
 
 def has_words(text: str) -> bool:

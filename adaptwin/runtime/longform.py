@@ -62,7 +62,7 @@ def transcribe(
         )
         if failed:  # drop the prompt that may feed a hallucination
             previous = []
-        if gate is not None and gate.no_speech(hyp, failed):
+        if gate is not None and gate.no_speech(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True), failed):
             logger.debug(
                 "no speech at %.1f-%.1f s (p=%.2f, avg log-prob %.2f)",
                 seek / SAMPLE_RATE,
@@ -124,8 +124,9 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
         hyp = backend.generate(
             [window], language=language, num_beams=beams, timestamps=True, previous=prompt or None, max_new_tokens=220
         )[0]
-        failed = hyp.failed(tokenizer.decode(hyp.tokens, skip_special_tokens=True))
-        if not failed or (gate is not None and gate.no_speech(hyp, failed=True)):
+        text = tokenizer.decode(hyp.tokens, skip_special_tokens=True)
+        failed = hyp.failed(text)
+        if not failed or (gate is not None and gate.no_speech(hyp, text, failed=True)):
             return hyp, failed
         tried.append((beams, prompt, hyp))
     return next(h for b, p, h in tried if b == num_beams and p is None), True

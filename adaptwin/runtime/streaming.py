@@ -383,7 +383,8 @@ class OnlineProcessor:
             text = self._text(hyp.tokens)
             words = (before + text).split()
             twice = not full and repeat_start(words, len(units)) is not None
-            silent = self.gate is not None and self.gate.no_speech(hyp, failed=loop is not None or twice)
+            new = "".join(u.word.text for u in units)
+            silent = self.gate is not None and self.gate.no_speech(hyp, new, failed=loop is not None or twice)
             if (loop is None and not twice) or silent:
                 break
             self.loops += 1

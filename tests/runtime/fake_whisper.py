@@ -66,13 +66,15 @@ class NonzeroVAD:
 
 
 class FakeBackend:
-    """``hallucinate``: where it hears no word, answer " w9999" like Whisper on silence: a
-    high no-speech probability and an unlikely text."""
+    """``hallucinate``: where it hears no word, answer " w900" like Whisper on silence: a
+    high no-speech probability and an unlikely text (a likely one when ``confident``, like
+    Whisper's " you" on noise). ``speech_no_speech``: the no-speech probability of what it
+    hears (Whisper can score confident speech above 0.8)."""
 
     name = "fake"
 
-    def __init__(self, hallucinate: bool = False):
-        self.hallucinate = hallucinate
+    def __init__(self, hallucinate: bool = False, confident: bool = False, speech_no_speech: float = 0.01):
+        self.hallucinate, self.confident, self.speech_no_speech = hallucinate, confident, speech_no_speech
         gen = SimpleNamespace(
             decoder_start_token_id=SOT,
             eos_token_id=EOT,
@@ -118,9 +120,11 @@ class FakeBackend:
             heard = any(t < NO_TS for t in tokens[len(prefix or []) :])
             if self.hallucinate and not heard:
                 tokens = list(prefix or []) + ([TS0, HALLUCINATION, TS0 + 50] if timestamps else [HALLUCINATION])
-                out.append(Hypothesis(tokens=tokens, logprob=-2.0 * (len(tokens) + 1), no_speech_prob=0.9))
+                per_token = -0.1 if self.confident else -2.0
+                out.append(Hypothesis(tokens=tokens, logprob=per_token * (len(tokens) + 1), no_speech_prob=0.9))
             else:
-                out.append(Hypothesis(tokens=tokens, logprob=-0.1 * (len(tokens) + 1), no_speech_prob=0.01))
+                p = self.speech_no_speech
+                out.append(Hypothesis(tokens=tokens, logprob=-0.1 * (len(tokens) + 1), no_speech_prob=p))
         return out
 
     def frames(self, audios, margin=None):

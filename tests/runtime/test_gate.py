@@ -20,10 +20,16 @@ def test_gate_rule_is_openai_whispers():
     confident = Hypothesis([5], logprob=-0.4, no_speech_prob=0.7)  # avg -0.2: kept, as in openai/whisper
     sure = Hypothesis([5], logprob=-0.4, no_speech_prob=0.85)  # Whisper's confident " you" on noise
     speech = Hypothesis([5], logprob=-4.0, no_speech_prob=0.1)
-    assert gate.no_speech(sure_silence) and not gate.no_speech(confident) and not gate.no_speech(speech)
-    assert gate.no_speech(sure) and not NoSpeechGate(sure_threshold=1.0).no_speech(sure)
-    assert gate.no_speech(confident, failed=True)  # a loop that survived every fallback, on "no speech"
-    assert not gate.no_speech(speech, failed=True)
+    assert gate.no_speech(sure_silence, " you") and not gate.no_speech(confident, " you")
+    assert not gate.no_speech(speech, " you")
+    assert gate.no_speech(sure, " you") and not NoSpeechGate(sure_threshold=1.0).no_speech(sure, " you")
+    assert gate.no_speech(sure, " Thanks for watching!")
+    # a confident sentence scored "sure no speech" is speech: the sure rule is for short text
+    assert not gate.no_speech(sure, " Press one to switch to playback mode.")
+    assert NoSpeechGate(sure_max_words=10).no_speech(sure, " Press one to switch to playback mode.")
+    assert gate.no_speech(confident, " you", failed=True)  # a loop that survived every fallback, on "no speech"
+    assert gate.no_speech(sure_silence, " a long unlikely text that goes on and on")
+    assert not gate.no_speech(speech, " you", failed=True)
     assert gate.silent(np.zeros(100, np.float32)) and gate.silent(np.zeros(0, np.float32))
     assert not gate.silent(np.full(100, 1e-3, np.float32))
     assert not has_words(" . . .") and not has_words("") and has_words(" 42") and has_words(" you")
@@ -36,6 +42,7 @@ def test_gate_rule_is_openai_whispers():
         {"logprob_threshold": 0.5},
         {"vad": "webrtc"},
         {"no_speech_threshold": 0.9, "sure_threshold": 0.8},
+        {"sure_max_words": -1},
     ],
 )
 def test_gate_options_are_validated(kwargs):
@@ -66,6 +73,32 @@ def test_long_form_without_vad_relies_on_the_no_speech_probability():
     backend = FakeBackend(hallucinate=True)
     words = " ".join(s.text for s in transcribe(backend, audio, gate=NoSpeechGate(vad="none"))).split()
     assert HALLUCINATED not in words and words.count("w0") == 2
+
+
+def test_confident_speech_the_model_scores_as_no_speech_is_kept_on_every_path():
+    """Whisper can give a window of clear speech a no-speech probability above 0.8; only a
+    short confident text (" you" on noise) is dropped whatever its log-probability."""
+    from adaptwin.runtime import StepperBackend
+
+    audio = script_audio(12)
+    sure_speech = FakeBackend(speech_no_speech=0.85)
+    words = " ".join(s.text for s in transcribe(sure_speech, audio)).split()
+    assert words == [f"w{k}" for k in range(12)]
+    assert StepperBackend.transcribe_batch(_AsStepper(sure_speech), [audio])[0].split() == words
+    short = script_audio(2)
+    assert StepperBackend.transcribe_batch(_AsStepper(sure_speech), [short]) == [""]
+    assert list(transcribe(sure_speech, short)) == []
+
+
+def test_stream_drops_a_confident_hallucination_after_committed_speech():
+    """The sure rule counts the new words only: the forced prefix (committed speech still in
+    the buffer) does not make a confident " w900" on noise long text."""
+    audio = np.concatenate([script_audio(8), np.full(4 * SAMPLE_RATE, -0.5, np.float32)])
+    online = OnlineProcessor(FakeBackend(hallucinate=True, confident=True), vad=None)
+    keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+    assert keys == [f"w{k}" for k in range(8)]
+    open_ = OnlineProcessor(FakeBackend(hallucinate=True, confident=True), vad=None, gate=None)
+    assert HALLUCINATED in [e.word.key for e, _ in simulate(open_, audio, chunk=0.5)]  # the test can fail
 
 
 def test_silent_file_is_an_empty_transcript():
