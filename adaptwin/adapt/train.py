@@ -378,6 +378,9 @@ class Trainer:
     def _cut(self, phase: Phase, state: State, total: int, steps: int, bar, why: str) -> int:
         """End ``phase`` after ``steps`` (validation stopped improving, or the time budget ran out)."""
         state.stopped_by[phase.name] = why
+        if state.epoch_steps:  # the cut epoch's loss is recorded too: a phase that ran is in the report
+            state.history.setdefault(phase.name, []).append(state.epoch_loss / state.epoch_steps)
+            state.epoch_loss, state.epoch_steps = 0.0, 0
         if bar is not None:
             bar.total -= total - steps
             bar.refresh()
