@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
 
     transformers.logging.set_verbosity_error()
     clips = non_speech()
-    result = {"machine": machine_info(), "args": vars(args), "noise": [], "stream": [], "speech": []}
+    result = {"machine": machine_info(), "args": vars(args), "gate": asdict(NoSpeechGate())}
+    result.update(noise=[], stream=[], speech=[])
     for spec in args.models:
         name, source = spec.split("=", 1)
         loaded = adaptwin.load_whisper(source)
@@ -195,9 +197,13 @@ def word_table(title: str, rows: list[dict], clips: list[str]) -> list[str]:
 
 
 def render(result: dict) -> str:
+    g = result.get("gate")  # the defaults the run used (older result files lack them)
     gate = (
-        "NoSpeechGate() defaults: no-speech probability > 0.6 with mean log-probability < -1.0 (or a failed "
-        "window), or > 0.8 whatever the text; VAD auto (Silero); digital silence below 1e-4 peak"
+        f"NoSpeechGate() defaults: no-speech probability > {g['no_speech_threshold']} with mean log-probability "
+        f"< {g['logprob_threshold']} (or a failed window), or > {g['sure_threshold']} with at most "
+        f"{g['sure_max_words']} words; VAD {g['vad']}; digital silence below {g['silence_peak']:g} peak"
+        if g
+        else "NoSpeechGate() defaults of the run's commit"
     )
     clips = list(result["noise"][0]["words"]) if result["noise"] else []
     lines = [
