@@ -289,10 +289,16 @@ class OnlineProcessor:
 
     # --- decoding ----------------------------------------------------------------------
     def process(self) -> list[Emitted]:
-        """Decode if enough new audio arrived; returns newly committed words."""
-        if self.unprocessed < self.min_chunk or len(self.buffer) == 0:
+        """Decode if enough new audio arrived; returns newly committed words. A pause that
+        reaches ``silence_flush`` is handled at once, whatever audio came since the last
+        decode: called often (the microphone loop polls four times per chunk), the final text
+        does not wait for the next chunk."""
+        if len(self.buffer) == 0:
             return []
-        if self.vad is not None and self.silence >= self.silence_flush:
+        pause = self.vad is not None and self.silence >= self.silence_flush
+        if self.unprocessed < self.min_chunk and not (pause and not self.flushed):
+            return []
+        if pause:
             return self._pause()
         emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()
@@ -384,7 +390,9 @@ class OnlineProcessor:
             words = (before + text).split()
             twice = not full and repeat_start(words, len(units)) is not None
             new = "".join(u.word.text for u in units)
-            silent = self.gate is not None and self.gate.no_speech(hyp, new, failed=loop is not None or twice)
+            # a loop on the prompt is decoded again without it, whatever the no-speech probability
+            failed = (loop is not None or twice) and previous is None
+            silent = self.gate is not None and self.gate.no_speech(hyp, new, failed=failed)
             if (loop is None and not twice) or silent:
                 break
             self.loops += 1

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from fake_whisper import HALLUCINATION, FakeBackend, script_audio
+from fake_whisper import HALLUCINATION, FakeBackend, NonzeroVAD, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.decoding import Hypothesis
@@ -88,6 +88,29 @@ def test_confident_speech_the_model_scores_as_no_speech_is_kept_on_every_path():
     short = script_audio(2)
     assert StepperBackend.transcribe_batch(_AsStepper(sure_speech), [short]) == [""]
     assert list(transcribe(sure_speech, short)) == []
+
+
+class _PromptLoops(FakeBackend):
+    """Scores all it hears as likely no speech (0.83), and loops when prompted with the
+    previous text: the case of a real window that the gate dropped whole."""
+
+    def generate(self, audios, *, previous=None, **kw):
+        out = super().generate(audios, previous=previous, **kw)
+        for hyp in out:
+            hyp.no_speech_prob = 0.83
+            if previous:
+                hyp.tokens = list(hyp.tokens) + [108, 109] * 40
+        return out
+
+
+def test_a_loop_on_the_prompt_is_decoded_again_without_it_before_the_gate_drops_anything():
+    audio = script_audio(80)  # 40 s: the second window is prompted with the first one's text
+    backend = _PromptLoops()
+    words = " ".join(s.text for s in transcribe(backend, audio)).split()
+    assert words == [f"w{k}" for k in range(80)]
+    online = OnlineProcessor(_PromptLoops(), vad=NonzeroVAD())
+    keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+    assert keys == [f"w{k}" for k in range(80)]
 
 
 def test_stream_drops_a_confident_hallucination_after_committed_speech():
