@@ -115,8 +115,8 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
     without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
     temperature fallback). Returns (hypothesis, failed): when every attempt failed, the
     unprompted greedy one. As in openai/whisper, a window the ``gate`` calls silent gets no
-    fallback: it is dropped anyway; but a loop on the previous text's prompt is first decoded
-    again without it, whatever the no-speech probability (a prompt can start a loop on speech)."""
+    fallback: it is dropped anyway; but only once decoded without the prompt, which can make a
+    decoder loop, or call speech silent, where the audio alone would not."""
     attempts = [(num_beams, previous), (num_beams, None), (max(num_beams, 5), None)]
     if not previous:
         attempts = attempts[1:]
@@ -127,7 +127,10 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
         )[0]
         text = tokenizer.decode(hyp.tokens, skip_special_tokens=True)
         failed = hyp.failed(text)
-        if not failed or (gate is not None and gate.no_speech(hyp, text, failed=prompt is None)):
+        silent = gate is not None and gate.no_speech(hyp, text, failed)
+        if prompt and silent:
+            continue  # the prompt is never the reason a window is lost
+        if not failed or silent:
             return hyp, failed
         tried.append((beams, prompt, hyp))
     return next(h for b, p, h in tried if b == num_beams and p is None), True
