@@ -18,10 +18,6 @@ from .streaming import Emitted, OnlineProcessor
 
 logger = logging.getLogger(__name__)
 
-# the decode loop looks at the audio this often per chunk: decodes still come a chunk apart,
-# but a pause is seen (and the final text committed) within a quarter chunk of reaching the flush
-POLLS_PER_CHUNK = 4
-
 
 class RingBuffer:
     """Fixed-size float32 ring filled by the audio callback, drained by the decode loop.
@@ -109,7 +105,7 @@ def run_mic(
             channels=1,
             dtype="float32",
             device=device,
-            blocksize=int(chunk * SAMPLE_RATE / POLLS_PER_CHUNK),
+            blocksize=int(chunk * SAMPLE_RATE / 4),
             callback=callback,
         )
     except Exception as exc:  # PortAudioError, ValueError for unknown names
@@ -121,7 +117,7 @@ def run_mic(
     try:
         with stream:
             while stop is None or not stop.is_set():
-                time.sleep(chunk / POLLS_PER_CHUNK)
+                time.sleep(chunk)
                 audio = ring.pop()
                 if len(audio):
                     online.insert_audio(audio)
@@ -147,18 +143,16 @@ def simulate(
     realtime: bool = False,
     on_words: Callable[[list[Emitted], str], None] | None = None,
 ) -> list[tuple[Emitted, float]]:
-    """Feed a recording through the online processor as ``run_mic`` does: it polls
-    ``POLLS_PER_CHUNK`` times per ``chunk``, each step taking all audio that has arrived by
-    then, so a slow engine gets bigger steps and falls behind exactly as it would live.
-    Returns (word, emission time) pairs on the stream's clock: the wall clock with
-    ``realtime``, else a simulated clock where audio arrives at its own pace and decoding
-    takes the time it really took."""
+    """Feed a recording through the online processor as a live source would: each step
+    takes all audio that has arrived by then (at least ``chunk`` seconds), so a slow engine
+    gets bigger steps and falls behind exactly as it would live. Returns (word, emission
+    time) pairs on the stream's clock: the wall clock with ``realtime``, else a simulated
+    clock where audio arrives at its own pace and decoding takes the time it really took."""
     report = on_words or (lambda words, pending: None)
     start = time.perf_counter()
     clock, pos, out = 0.0, 0, []
-    poll = max(1, int(chunk * SAMPLE_RATE / POLLS_PER_CHUNK))
     while pos < len(audio):
-        ready = (pos + poll) / SAMPLE_RATE  # when the next poll finds new audio
+        ready = (pos + int(chunk * SAMPLE_RATE)) / SAMPLE_RATE  # when the next chunk is complete
         if realtime:
             time.sleep(max(0.0, ready - (time.perf_counter() - start)))
             clock = time.perf_counter() - start

@@ -289,16 +289,10 @@ class OnlineProcessor:
 
     # --- decoding ----------------------------------------------------------------------
     def process(self) -> list[Emitted]:
-        """Decode if enough new audio arrived; returns newly committed words. A pause that
-        reaches ``silence_flush`` is handled at once, whatever audio came since the last
-        decode: called often (the microphone loop polls four times per chunk), the final text
-        does not wait for the next chunk."""
-        if len(self.buffer) == 0:
+        """Decode if enough new audio arrived; returns newly committed words."""
+        if self.unprocessed < self.min_chunk or len(self.buffer) == 0:
             return []
-        pause = self.vad is not None and self.silence >= self.silence_flush
-        if self.unprocessed < self.min_chunk and not (pause and not self.flushed):
-            return []
-        if pause:
+        if self.vad is not None and self.silence >= self.silence_flush:
             return self._pause()
         emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()

@@ -107,24 +107,6 @@ def test_vad_skips_silence_and_flushes_after_a_pause():
     assert at - first_end < 1.5
 
 
-def test_a_polled_stream_commits_the_final_text_within_a_quarter_chunk_of_the_pause():
-    """``simulate`` (like the microphone loop) polls four times per chunk; the pause is acted
-    on at the first poll after ``silence_flush``, not at the next full chunk."""
-    from adaptwin.runtime.mic import POLLS_PER_CHUNK
-
-    speech = script_audio(5)
-    last = runs_of(speech)[-1][2]
-    audio = np.concatenate([speech, np.zeros(4 * SAMPLE_RATE, np.float32)])
-    chunk, flush = 1.0, 0.3
-    online = OnlineProcessor(FakeBackend(), min_chunk=chunk, vad=NonzeroVAD(), silence_flush=flush)
-    emitted = simulate(online, audio, chunk=chunk)
-    assert [e.word.key for e, _ in emitted] == [f"w{k}" for k in range(5)]
-    final = max(t for _, t in emitted)
-    poll = chunk / POLLS_PER_CHUNK
-    assert flush <= final - last <= flush + poll + online.vad_frame + 0.05  # 0.05 s: the fake's decodes
-    assert final < np.ceil((last + flush) / chunk) * chunk  # the next chunk boundary would be later
-
-
 @pytest.mark.parametrize("flush", [0.3, 0.6])
 def test_a_pause_is_timed_within_a_vad_frame_not_a_chunk(flush):
     """The utterance is final at the first chunk boundary after ``silence_flush`` seconds of
