@@ -57,12 +57,12 @@ def transcribe(
                 break
         window = audio[seek : seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
-        hyp, failed = _decode_window(
+        hyp, text, failed = _decode_window(
             backend, window, language, num_beams, previous if condition_on_previous_text else None, tokenizer, gate
         )
         if failed:  # drop the prompt that may feed a hallucination
             previous = []
-        if gate is not None and gate.no_speech(hyp, tokenizer.decode(hyp.tokens, skip_special_tokens=True), failed):
+        if gate is not None and gate.no_speech(hyp, text, failed):
             logger.debug(
                 "no speech at %.1f-%.1f s (p=%.2f, avg log-prob %.2f)",
                 seek / SAMPLE_RATE,
@@ -113,8 +113,8 @@ def _speech_frames(backend, audio: np.ndarray, gate: NoSpeechGate | None) -> np.
 def _decode_window(backend, window, language, num_beams, previous, tokenizer, gate=None):
     """Greedy with the previous text as prompt; if the result loops or is unlikely, again
     without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
-    temperature fallback). Returns (hypothesis, failed): when every attempt failed, the
-    unprompted greedy one. As in openai/whisper, a window the ``gate`` calls silent gets no
+    temperature fallback). Returns (hypothesis, its text, failed): when every attempt failed,
+    the unprompted greedy one. As in openai/whisper, a window the ``gate`` calls silent gets no
     fallback: it is dropped anyway; but only once decoded without the prompt, which can make a
     decoder loop, or call speech silent, where the audio alone would not."""
     attempts = [(num_beams, previous), (num_beams, None), (max(num_beams, 5), None)]
@@ -131,6 +131,6 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
         if prompt and silent:
             continue  # the prompt is never the reason a window is lost
         if not failed or silent:
-            return hyp, failed
-        tried.append((beams, prompt, hyp))
-    return next(h for b, p, h in tried if b == num_beams and p is None), True
+            return hyp, text, failed
+        tried.append((beams, prompt, hyp, text))
+    return next((h, t, True) for b, p, h, t in tried if b == num_beams and p is None)

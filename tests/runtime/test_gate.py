@@ -108,7 +108,7 @@ class _PromptMisleads(FakeBackend):
 
 
 @pytest.mark.parametrize("unlikely", [False, True])
-def test_the_prompt_is_never_the_reason_a_window_is_lost(unlikely):
+def test_the_prompt_is_never_the_reason_a_long_form_window_is_lost(unlikely):
     audio = script_audio(80)  # 40 s: the second window is prompted with the first one's text
     backend = _PromptMisleads()
     backend.unlikely = unlikely
