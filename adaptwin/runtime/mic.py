@@ -116,8 +116,12 @@ def run_mic(
     report = on_words or (lambda words, pending: None)
     try:
         with stream:
+            read = time.perf_counter()
             while stop is None or not stop.is_set():
-                time.sleep(chunk)
+                # decode once a chunk has arrived since the last read, as ``simulate`` does: after
+                # a decode slower than a chunk the next one starts at once, with all that came
+                time.sleep(max(0.0, chunk - (time.perf_counter() - read)))
+                read = time.perf_counter()
                 audio = ring.pop()
                 if len(audio):
                     online.insert_audio(audio)

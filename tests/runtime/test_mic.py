@@ -89,3 +89,28 @@ def test_ring_buffer_overwrites_oldest_and_counts():
     out = ring.pop()
     assert len(out) == SAMPLE_RATE and out[0] == 4000 and out[-1] == 19_999
     assert ring.dropped == 4000 and len(ring.pop()) == 0
+
+
+def test_a_slow_decode_is_followed_at_once(monkeypatch):
+    """The loop waits for a chunk of audio since its last read, not a chunk after each decode
+    (as ``simulate`` models it): a decode slower than a chunk is followed without sleeping."""
+    import adaptwin.runtime.mic as mic
+
+    events = []  # "decode", or the seconds the loop asked to sleep
+    clock = SimpleNamespace(perf_counter=time.perf_counter, sleep=lambda s: (events.append(s), time.sleep(s)))
+    monkeypatch.setattr(mic, "time", clock)
+    audio = script_audio(6)
+    sd = FakeSoundDevice(audio)
+    online = OnlineProcessor(FakeBackend(), min_chunk=0.5)
+    real_process = online.process
+
+    def slow():
+        events.append("decode")
+        time.sleep(0.03)  # three chunks
+        return real_process()
+
+    online.process = slow
+    stats = run_mic(online, chunk=0.01, sd=sd, stop=sd.done)
+    assert [e.word.text.strip() for e in stats.words] == [f"w{k}" for k in range(6)]
+    after = [b for a, b in zip(events, events[1:]) if a == "decode"]
+    assert events[0] > 0 and len(after) >= 3 and all(s == 0.0 for s in after)
