@@ -19,6 +19,7 @@ Writes benchmarks/results/stages.{json,md} and docs/results/stages.md; ``--rende
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -167,6 +168,8 @@ def measure(args) -> dict:
                 "precision": precision,
                 "folder": str(folder),
                 "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+                # which weights sit in 8-bit blocks: the encoder's time depends on it
+                "int8_blocks": json.loads((folder / "adaptwin_export.json").read_text()).get("int8_blocks"),
                 "parameters": count_parameters([model]),
             }
     rate = matmul_rate(width, args.threads, args.repeats, tmp)
@@ -200,7 +203,10 @@ def measure(args) -> dict:
         "matmul_gflops": {k: round(v / 1e9, 1) for k, v in rate.items()},
         "past": PAST,
         "rows": rows,
-        "exports": {name: {"bytes": m["bytes"], "parameters": m["parameters"]} for name, m in meta.items()},
+        "exports": {
+            name: {"bytes": m["bytes"], "parameters": m["parameters"], "int8_blocks": m["int8_blocks"]}
+            for name, m in meta.items()
+        },
     }
 
 
@@ -231,10 +237,15 @@ def render(result: dict) -> str:
     exports = result.get("exports")
     if exports:
         base = exports.get("dense fp32", {}).get("bytes")
-        lines += ["", "| export | parameters (M) | folder MB | share of dense fp32 |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| export | parameters (M) | folder MB | share of dense fp32 | int8 blocks |",
+            "|---|---|---|---|---|",
+        ]
         for name, e in exports.items():
             share = f"{100 * e['bytes'] / base:.1f} %" if base else ""
-            lines.append(f"| {name} | {e['parameters'] / 1e6:.1f} | {e['bytes'] / 1e6:.1f} | {share} |")
+            blocks = e.get("int8_blocks") or ("" if "int8" not in name else "not recorded")
+            lines.append(f"| {name} | {e['parameters'] / 1e6:.1f} | {e['bytes'] / 1e6:.1f} | {share} | {blocks} |")
     return "\n".join(lines) + "\n"
 
 
