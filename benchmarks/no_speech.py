@@ -63,8 +63,8 @@ def stream_words(backend, audio, vad: str) -> int:
     from adaptwin.runtime.streaming import OnlineProcessor
     from adaptwin.runtime.vad import load_vad
 
-    online = OnlineProcessor(backend, vad=load_vad(vad))
-    return sum(1 for e, _ in simulate(online, audio, chunk=0.5) if e.word.key)
+    online = OnlineProcessor.for_backend(backend, vad=load_vad(vad))  # the policy `adaptwin stream` uses
+    return sum(1 for e, _ in simulate(online, audio) if e.word.key)
 
 
 def speech_rows(backend, data: Path, limit: int, gate) -> list[dict]:

@@ -201,7 +201,7 @@ def worker(args) -> int:
     policy = {name: getattr(online, name) for name, *_ in POLICY}  # what ran: given or the engine's own
     chunk = policy["min_chunk"]
     start = time.perf_counter()
-    emitted = simulate(online, audio, chunk=chunk)
+    emitted = simulate(online, audio)
     stream_seconds = time.perf_counter() - start
     streamed = "".join(e.word.text for e, _ in emitted)
     rss = peak_rss_mb()

@@ -89,14 +89,14 @@ def run(args: argparse.Namespace) -> int:
     if args.mic:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         print("listening; Ctrl-C to stop", file=sys.stderr)
-        stats = mic.run_mic(online, device=device, chunk=online.min_chunk, on_words=mic.print_words, sd=sd)
+        stats = mic.run_mic(online, device=device, on_words=mic.print_words, sd=sd)
         print(
             f"\n{len(stats.words)} words; {online.decodes} decodes; input over-runs {stats.overflows}; "
             f"audio dropped {stats.dropped_seconds:.1f} s",
             file=sys.stderr,
         )
         return 0
-    emitted = mic.simulate(online, audio, chunk=online.min_chunk, realtime=args.realtime, on_words=mic.print_words)
+    emitted = mic.simulate(online, audio, realtime=args.realtime, on_words=mic.print_words)
     print(file=sys.stdout)
     lags = sorted(at - e.word.end for e, at in emitted)
     if lags:

@@ -84,13 +84,15 @@ def run_mic(
     online: OnlineProcessor,
     *,
     device: int | str | None = None,
-    chunk: float = 0.5,
+    block: float = 0.05,
     on_words: Callable[[list[Emitted], str], None] | None = None,
     sd=None,
     stop: threading.Event | None = None,
 ) -> StreamStats:
     """Listen until Ctrl-C (or ``stop``), committing words as they are decided; the last
-    words are flushed on exit. ``sd``: the sounddevice module (tests inject a fake)."""
+    words are flushed on exit. The audio comes in ``block``-second pieces, and the loop calls
+    ``process`` as soon as the processor has work (``needed``), as ``simulate`` models it.
+    ``sd``: the sounddevice module (tests inject a fake)."""
     sd = sd or import_sounddevice()
     ring, stats = RingBuffer(), StreamStats()
 
@@ -105,7 +107,7 @@ def run_mic(
             channels=1,
             dtype="float32",
             device=device,
-            blocksize=int(chunk * SAMPLE_RATE / 4),
+            blocksize=int(block * SAMPLE_RATE),
             callback=callback,
         )
     except Exception as exc:  # PortAudioError, ValueError for unknown names
@@ -116,18 +118,15 @@ def run_mic(
     report = on_words or (lambda words, pending: None)
     try:
         with stream:
-            read = time.perf_counter()
             while stop is None or not stop.is_set():
-                # decode once a chunk has arrived since the last read, as ``simulate`` does: after
-                # a decode slower than a chunk the next one starts at once, with all that came
-                time.sleep(max(0.0, chunk - (time.perf_counter() - read)))
-                read = time.perf_counter()
-                audio = ring.pop()
-                if len(audio):
-                    online.insert_audio(audio)
-                    words = online.process()
-                    stats.words += words
-                    report(words, online.pending_text())
+                online.insert_audio(ring.pop())
+                # after a decode slower than a chunk the next one starts at once, with all that came
+                if (wait := online.needed()) > 0:
+                    time.sleep(min(wait, block))
+                    continue
+                words = online.process()
+                stats.words += words
+                report(words, online.pending_text())
     except KeyboardInterrupt:
         pass
     finally:
@@ -143,26 +142,26 @@ def simulate(
     online: OnlineProcessor,
     audio: np.ndarray,
     *,
-    chunk: float = 0.5,
     realtime: bool = False,
     on_words: Callable[[list[Emitted], str], None] | None = None,
 ) -> list[tuple[Emitted, float]]:
     """Feed a recording through the online processor as a live source would: each step
-    takes all audio that has arrived by then (at least ``chunk`` seconds), so a slow engine
-    gets bigger steps and falls behind exactly as it would live. Returns (word, emission
-    time) pairs on the stream's clock: the wall clock with ``realtime``, else a simulated
-    clock where audio arrives at its own pace and decoding takes the time it really took."""
+    takes all audio that has arrived by the time the processor has work (``needed``), so a
+    slow engine gets bigger steps and falls behind exactly as it would live. Returns (word,
+    emission time) pairs on the stream's clock: the wall clock with ``realtime``, else a
+    simulated clock where audio arrives at its own pace and decoding takes the time it really
+    took."""
     report = on_words or (lambda words, pending: None)
     start = time.perf_counter()
     clock, pos, out = 0.0, 0, []
     while pos < len(audio):
-        ready = (pos + int(chunk * SAMPLE_RATE)) / SAMPLE_RATE  # when the next chunk is complete
+        ready = pos / SAMPLE_RATE + online.needed()  # when the processor has work
         if realtime:
             time.sleep(max(0.0, ready - (time.perf_counter() - start)))
             clock = time.perf_counter() - start
         else:
             clock = max(clock, ready)
-        end = min(len(audio), int(clock * SAMPLE_RATE))
+        end = min(len(audio), max(pos + 1, round(clock * SAMPLE_RATE)))
         online.insert_audio(audio[pos:end])
         pos = end
         t0 = time.perf_counter()

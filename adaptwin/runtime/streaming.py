@@ -190,6 +190,15 @@ def policy_for(backend: Any) -> dict[str, float]:
     return dict(DYNAMIC_CONTEXT_POLICY) if dynamic else {}
 
 
+_SAMPLE = 1 / SAMPLE_RATE
+
+
+def _reached(seconds: float, target: float) -> bool:
+    """``seconds`` (a sum of frame lengths) reaches ``target`` within half a sample: ten 0.1 s
+    frames add up to 0.9999999999999999."""
+    return seconds > target - _SAMPLE / 2
+
+
 @dataclass
 class OnlineProcessor:
     backend: Any  # StepperBackend
@@ -288,12 +297,38 @@ class OnlineProcessor:
             self.unprocessed += seconds
 
     # --- decoding ----------------------------------------------------------------------
+    def needed(self) -> float:
+        """Seconds of audio still to come before ``process`` has work (0: it has some now), so a
+        loop can call it as soon as there is: a ``min_chunk`` of new audio, or, while the audio
+        ends in silence, the rest of the pause that makes the words final (timed to a VAD frame,
+        not to the next chunk)."""
+        if len(self.buffer) == 0:
+            return self.min_chunk  # nothing to decode until speech comes
+        chunk = self.min_chunk - self.unprocessed
+        if self.vad is not None and self.silence > 0:
+            pause = (self.forget if self.flushed else self.silence_flush) - self.silence
+            chunk = pause if self._heard() else min(chunk, pause)
+        return chunk if chunk > _SAMPLE / 2 else 0.0
+
+    def _heard(self) -> bool:
+        """Only silence came since the newest hypothesis heard the speech end (or since the pause
+        made the words final): a decode would add nothing but silence, so none runs until the
+        pause or more speech."""
+        return (
+            self.vad is not None
+            and self.silence > 0
+            and (self.flushed or (self.heard_end and bool(self.policy.history)))
+        )
+
     def process(self) -> list[Emitted]:
-        """Decode if enough new audio arrived; returns newly committed words."""
-        if self.unprocessed < self.min_chunk or len(self.buffer) == 0:
+        """Decode if enough new audio arrived, or make the words final at a pause; returns newly
+        committed words."""
+        if len(self.buffer) == 0:
             return []
-        if self.vad is not None and self.silence >= self.silence_flush:
+        if self.vad is not None and _reached(self.silence, self.silence_flush):
             return self._pause()
+        if not _reached(self.unprocessed, self.min_chunk) or self._heard():
+            return []
         emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()
 
@@ -308,7 +343,7 @@ class OnlineProcessor:
     def _pause(self) -> list[Emitted]:
         """Silence of at least ``silence_flush``: the pending words are final; the audio is
         kept until the silence reaches ``forget``."""
-        if self.silence >= self.forget:
+        if _reached(self.silence, self.forget):
             return self.finish()
         if self.flushed:  # nothing said since the words were committed: nothing to decode
             self.unprocessed = 0.0

@@ -45,5 +45,5 @@ def test_streaming_keeps_the_models_own_margin():
             return super().generate(audios, **kw)
 
     backend = Cut()
-    simulate(OnlineProcessor(backend, min_chunk=0.5), script_audio(6), chunk=0.5)
+    simulate(OnlineProcessor(backend, min_chunk=0.5), script_audio(6))
     assert backend.margins and set(backend.margins) == {0.0}

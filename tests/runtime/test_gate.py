@@ -116,7 +116,7 @@ def test_the_prompt_is_never_the_reason_a_long_form_window_is_lost(unlikely):
     assert words == [f"w{k}" for k in range(80)]
     if not unlikely:  # a stream retries a loop on its prompt (its fallback is a costly beam search)
         online = OnlineProcessor(_PromptMisleads(), vad=NonzeroVAD())
-        keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+        keys = [e.word.key for e, _ in simulate(online, audio)]
         assert keys == [f"w{k}" for k in range(80)]
 
 
@@ -125,10 +125,10 @@ def test_stream_drops_a_confident_hallucination_after_committed_speech():
     the buffer) does not make a confident " w900" on noise long text."""
     audio = np.concatenate([script_audio(8), np.full(4 * SAMPLE_RATE, -0.5, np.float32)])
     online = OnlineProcessor(FakeBackend(hallucinate=True, confident=True), vad=None)
-    keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+    keys = [e.word.key for e, _ in simulate(online, audio)]
     assert keys == [f"w{k}" for k in range(8)]
     open_ = OnlineProcessor(FakeBackend(hallucinate=True, confident=True), vad=None, gate=None)
-    assert HALLUCINATED in [e.word.key for e, _ in simulate(open_, audio, chunk=0.5)]  # the test can fail
+    assert HALLUCINATED in [e.word.key for e, _ in simulate(open_, audio)]  # the test can fail
 
 
 def test_silent_file_is_an_empty_transcript():
@@ -143,17 +143,17 @@ def test_stream_commits_nothing_during_silence_or_noise():
         from adaptwin.runtime.vad import EnergyVAD
 
         online = OnlineProcessor(FakeBackend(hallucinate=True), vad=None if vad is None else EnergyVAD())
-        assert simulate(online, audio, chunk=0.5) == []
+        assert simulate(online, audio) == []
     online = OnlineProcessor(FakeBackend(hallucinate=True), gate=None)
-    assert [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]  # ungated, the fake's words get in
+    assert [e.word.key for e, _ in simulate(online, audio)]  # ungated, the fake's words get in
     online = OnlineProcessor(FakeBackend(hallucinate=True))
-    assert simulate(online, np.zeros(20 * SAMPLE_RATE, np.float32), chunk=0.5) == [] and online.decodes == 0
+    assert simulate(online, np.zeros(20 * SAMPLE_RATE, np.float32)) == [] and online.decodes == 0
 
 
 def test_stream_keeps_speech_around_noise():
     audio = np.concatenate([script_audio(6), np.full(5 * SAMPLE_RATE, -0.5, np.float32), script_audio(6)])
     online = OnlineProcessor(FakeBackend(hallucinate=True))
-    keys = [e.word.key for e, _ in simulate(online, audio, chunk=0.5)]
+    keys = [e.word.key for e, _ in simulate(online, audio)]
     assert HALLUCINATED not in keys and keys.count("w5") == 2
 
 

@@ -51,7 +51,7 @@ def test_mic_path_commits_all_words_and_counts_overruns():
     sd = FakeSoundDevice(audio, overflow_every=25)
     online = OnlineProcessor(FakeBackend(), min_chunk=0.5)
     seen = []
-    stats = run_mic(online, chunk=0.05, sd=sd, stop=sd.done, on_words=lambda words, pending: seen.extend(words))
+    stats = run_mic(online, sd=sd, stop=sd.done, on_words=lambda words, pending: seen.extend(words))
     assert [e.word.text.strip() for e in stats.words] == [f"w{k}" for k in range(20)]
     assert seen == stats.words
     assert stats.overflows >= 1 and stats.dropped_seconds == 0.0
@@ -64,21 +64,20 @@ def test_wrong_device_lists_the_inputs():
     assert "HDMI" not in str(err.value)
 
 
-def test_ctrl_c_flushes_the_last_words():
+def test_ctrl_c_flushes_the_last_words(monkeypatch):
+    import adaptwin.runtime.mic as mic
+
     audio = script_audio(6)
     sd = FakeSoundDevice(audio)
     online = OnlineProcessor(FakeBackend(), min_chunk=0.5)
-    calls = {"n": 0}
-    real_process = online.process
 
-    def interrupted():
-        calls["n"] += 1
+    def sleep(seconds):  # Ctrl-C once the audio is over, in the loop's wait
         if sd.done.is_set():
             raise KeyboardInterrupt
-        return real_process()
+        time.sleep(seconds)
 
-    online.process = interrupted
-    stats = run_mic(online, chunk=0.02, sd=sd)
+    monkeypatch.setattr(mic, "time", SimpleNamespace(perf_counter=time.perf_counter, sleep=sleep))
+    stats = run_mic(online, block=0.02, sd=sd)
     assert [e.word.text.strip() for e in stats.words] == [f"w{k}" for k in range(6)]
 
 
@@ -92,25 +91,24 @@ def test_ring_buffer_overwrites_oldest_and_counts():
 
 
 def test_a_slow_decode_is_followed_at_once(monkeypatch):
-    """The loop waits for a chunk of audio since its last read, not a chunk after each decode
-    (as ``simulate`` models it): a decode slower than a chunk is followed without sleeping."""
+    """The loop calls ``process`` as soon as the processor has work (as ``simulate`` models
+    it): a decode slower than a chunk is followed by the next one without sleeping."""
     import adaptwin.runtime.mic as mic
 
-    events = []  # "decode", or the seconds the loop asked to sleep
-    clock = SimpleNamespace(perf_counter=time.perf_counter, sleep=lambda s: (events.append(s), time.sleep(s)))
+    events = []  # "decode" or "sleep", in order
+    clock = SimpleNamespace(perf_counter=time.perf_counter, sleep=lambda s: (events.append("sleep"), time.sleep(s)))
     monkeypatch.setattr(mic, "time", clock)
-    audio = script_audio(6)
-    sd = FakeSoundDevice(audio)
+    sd = FakeSoundDevice(script_audio(12))
     online = OnlineProcessor(FakeBackend(), min_chunk=0.5)
     real_process = online.process
 
     def slow():
         events.append("decode")
-        time.sleep(0.03)  # three chunks
+        time.sleep(0.05)  # a second of the fake's audio: two chunks
         return real_process()
 
     online.process = slow
-    stats = run_mic(online, chunk=0.01, sd=sd, stop=sd.done)
-    assert [e.word.text.strip() for e in stats.words] == [f"w{k}" for k in range(6)]
+    stats = run_mic(online, sd=sd, stop=sd.done)
+    assert [e.word.text.strip() for e in stats.words] == [f"w{k}" for k in range(12)]
     after = [b for a, b in zip(events, events[1:]) if a == "decode"]
-    assert events[0] > 0 and len(after) >= 3 and all(s == 0.0 for s in after)
+    assert events[0] == "sleep" and after[:3] == ["decode"] * 3

@@ -52,7 +52,7 @@ def committed_text(emitted):
 def test_online_processor_commits_every_word_once_in_order(chunk):
     audio = script_audio(60, pause_every=7)
     online = OnlineProcessor(FakeBackend(), min_chunk=chunk)
-    emitted = simulate(online, audio, chunk=chunk)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(60)]
     times = [at for _, at in emitted]
     assert times == sorted(times)
@@ -96,10 +96,10 @@ def test_vad_skips_silence_and_flushes_after_a_pause():
     audio = np.concatenate([silence, script_audio(5), silence, script_audio(3), silence])
     backend = FakeBackend()
     online = OnlineProcessor(backend, min_chunk=0.5, vad=EnergyVAD(-70))
-    emitted = simulate(online, audio, chunk=0.5)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(5)] + [f"w{k}" for k in range(3)]
     no_vad = FakeBackend()
-    simulate(OnlineProcessor(no_vad, min_chunk=0.5), audio, chunk=0.5)
+    simulate(OnlineProcessor(no_vad, min_chunk=0.5), audio)
     assert len(backend.calls) < len(no_vad.calls) * 0.7  # silence is not decoded
     # the first utterance is final soon after it ends, without waiting for more speech
     first_end = 5 + 5 * 0.5
@@ -134,7 +134,7 @@ def test_the_forced_prefix_stays_within_its_bound():
     positions, and every word is still committed once."""
     backend = FakeBackend()
     online = OnlineProcessor(backend, min_chunk=0.5, max_prefix=12)
-    emitted = simulate(online, script_audio(40), chunk=0.5)  # no pauses: no segment-end cut would come first
+    emitted = simulate(online, script_audio(40))  # no pauses: no segment-end cut would come first
     assert committed_text(emitted) == [f"w{k}" for k in range(40)]
     assert max(len(p) for p in backend.prefixes) <= 12
     assert any(len(p) > 0 for p in backend.prefixes)
@@ -199,7 +199,7 @@ def test_cut_loop_keeps_a_loop_once_and_speech_whole():
 def test_a_looping_hypothesis_is_never_committed():
     audio = script_audio(40, pause_every=7)
     online = OnlineProcessor(LoopingBackend(), min_chunk=1.0)
-    emitted = simulate(online, audio, chunk=1.0)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(40)]
     assert online.loops > 0 and online.decodes > 2 * online.loops - 1  # each loop cost one extra decode
 
@@ -213,7 +213,7 @@ def test_freed_heap_is_returned_after_every_decode(trim_heap, monkeypatch):
     calls = []
     monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
     online = OnlineProcessor(FakeBackend(), min_chunk=1.0, trim_heap=trim_heap)
-    simulate(online, script_audio(20, pause_every=7), chunk=1.0)
+    simulate(online, script_audio(20, pause_every=7))
     assert online.decodes > 3 and len(calls) == (online.decodes if trim_heap else 0)
     monkeypatch.undo()
     assert heap.trim() == (platform.libc_ver()[0] == "glibc")  # found where it exists, a no-op elsewhere
@@ -264,7 +264,7 @@ class CutContextBackend(FakeBackend):
 def test_a_cut_context_reading_its_buffer_twice_commits_every_word_once(tail):
     audio = script_audio(30, pause_every=6)
     online = OnlineProcessor(CutContextBackend(tail), min_chunk=1.0)
-    emitted = simulate(online, audio, chunk=1.0)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the doubled hypotheses were decoded again on the whole window
 
@@ -297,7 +297,7 @@ def test_a_decoder_echoing_its_prompt_commits_every_word_once(pauses):
     audio = script_audio(30, pause_every=6)
     vad = dict(vad=NonzeroVAD(), silence_flush=0.6) if pauses else {}
     online = OnlineProcessor(EchoBackend(), min_chunk=1.0, **vad)
-    emitted = simulate(online, audio, chunk=1.0)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(30)]
     assert online.loops > 0  # the echoing hypotheses were decoded again without the prompt
 
@@ -306,7 +306,7 @@ def test_a_phrase_is_never_committed_a_third_time_in_a_row():
     """A decoder that says its last words again whatever it is given may repeat them once
     (speech does), never twice."""
     online = OnlineProcessor(EchoBackend(stuck=True), min_chunk=1.0)
-    words = committed_text(simulate(online, script_audio(30, pause_every=6), chunk=1.0))
+    words = committed_text(simulate(online, script_audio(30, pause_every=6)))
     assert words[:4] == ["w0", "w1", "w2", "w3"]
     thrice = [
         (i, p)
@@ -336,17 +336,17 @@ def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
     alone commits the guess; ``hold`` waits until the word ends before the buffer does."""
     audio = script_audio(20, pause_every=5)
     online = OnlineProcessor(CutGuesser(), min_chunk=0.2, hold=hold, vad=NonzeroVAD(), silence_flush=0.6)
-    emitted = simulate(online, audio, chunk=0.2)
+    emitted = simulate(online, audio)
     words = committed_text(emitted)
     if hold:
         assert words == [f"w{k}" for k in range(20)]
     else:
         assert any(int(w[1:]) >= 500 for w in words)  # a guess committed
-    # the last word before a pause is not held: once the audio's end is silence, the next
-    # decodes agree on it before the pause is long enough to flush the utterance
+    # the last word before a pause is not held: once the audio's end is silence, the decode
+    # that heard it is final when the pause is long enough to flush the utterance
     ends = {f"w{k}": b for k, _, b in runs_of(audio)}
     finals = [at - ends[w] for w, (_, at) in zip(words, emitted) if int(w[1:]) % 5 == 4 and int(w[1:]) < 19]
-    assert finals and max(finals) < 0.6
+    assert finals and max(finals) < online.silence_flush + 0.01
     with pytest.raises(ValueError, match="hold"):
         OnlineProcessor(FakeBackend(), hold=-0.1)
 
@@ -360,7 +360,7 @@ def test_a_cut_context_hears_pad_seconds_of_silence_after_its_buffer(pad):
     backend = Cut()
     audio = script_audio(12, pause_every=6)
     online = OnlineProcessor(backend, min_chunk=0.5, pad=pad)
-    assert committed_text(simulate(online, audio, chunk=0.5)) == [f"w{k}" for k in range(12)]
+    assert committed_text(simulate(online, audio)) == [f"w{k}" for k in range(12)]
     seconds = np.array(backend.calls)  # the buffer (at most its 28 s) plus the silence
     assert seconds.min() >= pad + 0.5 - 1e-6 and np.all(seconds <= 30.0 + 1e-6)
     with pytest.raises(ValueError, match="pad"):
@@ -389,7 +389,7 @@ def test_a_short_pause_makes_words_final_and_keeps_the_audio(forget):
     audio = np.concatenate([speech[:cut], np.zeros(int(2.2 * SAMPLE_RATE), np.float32), speech[cut:]])
     backend = Listener()
     online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=forget)
-    emitted = simulate(online, audio, chunk=0.5)
+    emitted = simulate(online, audio)
     assert committed_text(emitted) == [f"w{k}" for k in range(12)]
     ends = {f"w{k}": b for k, _, b in runs_of(audio)}
     final = {e.word.text.strip(): at - ends[e.word.text.strip()] for e, at in emitted}
@@ -416,6 +416,38 @@ def test_a_pause_after_a_decode_that_heard_the_speech_end_commits_without_decodi
     assert not online.policy.pending()
 
 
+def test_a_chunk_of_frames_is_a_chunk():
+    """Ten 0.1 s VAD frames make a 1 s chunk (their float sum is 0.9999999999999999)."""
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=1.0)
+    online.insert_audio(script_audio(2))
+    assert online.needed() == 0.0 and online.process() == [] and len(backend.calls) == 1
+
+
+def test_a_pause_is_final_when_it_is_long_enough_not_at_the_next_chunk():
+    """``needed`` wakes the loop when the pause reaches ``silence_flush`` (to a VAD frame),
+    however long the chunk; the silence after a decode that heard the speech end is not decoded."""
+    speech = script_audio(4)
+    last = runs_of(speech)[-1][2]
+    audio = np.concatenate([speech, np.zeros(3 * SAMPLE_RATE, np.float32)])
+    online = OnlineProcessor(FakeBackend(), min_chunk=1.0, vad=EnergyVAD(-70), silence_flush=0.3)
+    at = {e.word.text.strip(): t for e, t in simulate(online, audio)}
+    assert list(at) == ["w0", "w1", "w2", "w3"] and at["w3"] - last < 0.3 + online.vad_frame
+    backend = FakeBackend()
+    online = OnlineProcessor(backend, min_chunk=0.3, vad=EnergyVAD(-70), silence_flush=2.5)
+    at = {e.word.text.strip(): t for e, t in simulate(online, audio)}
+    assert list(at) == ["w0", "w1", "w2", "w3"]
+    during = [seconds for seconds in backend.calls if seconds > len(speech) / SAMPLE_RATE]
+    assert len(during) == 1  # the one decode that heard the end; 2.5 s of silence at 0.3 s chunks before
+    backend = FakeBackend()  # a caller with its own fixed steps gets no decode of the silence either
+    online = OnlineProcessor(backend, min_chunk=0.3, vad=EnergyVAD(-70), silence_flush=2.5)
+    step = int(0.3 * SAMPLE_RATE)
+    for i in range(0, len(audio), step):
+        online.insert_audio(audio[i : i + step])
+        online.process()
+    assert len([seconds for seconds in backend.calls if seconds > len(speech) / SAMPLE_RATE]) == 1
+
+
 def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     class Dynamic(FakeBackend):
         def frames(self, audios, margin=None):
@@ -427,5 +459,5 @@ def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     assert online.gate is None  # None given for a non-policy option is kept, not replaced by the default
     plain = OnlineProcessor.for_backend(FakeBackend(), silence_flush=None)
     assert (plain.min_chunk, plain.silence_flush, plain.forget) == (0.5, 0.6, 0.6)
-    words = simulate(OnlineProcessor.for_backend(Dynamic()), script_audio(12, pause_every=6), chunk=0.35)
+    words = simulate(OnlineProcessor.for_backend(Dynamic()), script_audio(12, pause_every=6))
     assert committed_text(words) == [f"w{k}" for k in range(12)]

@@ -36,5 +36,5 @@ def test_options_fail_before_decoding():
 
 def test_stream_commits_every_word_once():
     online = adaptwin.Whisper(FakeBackend()).stream(chunk=0.5, vad="none")
-    words = [e.word.key for e, _ in simulate(online, script_audio(20, pause_every=5), chunk=0.5)]
+    words = [e.word.key for e, _ in simulate(online, script_audio(20, pause_every=5))]
     assert words == [f"w{k}" for k in range(20)]
