@@ -307,18 +307,8 @@ class OnlineProcessor:
         chunk = self.min_chunk - self.unprocessed
         if self.vad is not None and self.silence > 0:
             pause = (self.forget if self.flushed else self.silence_flush) - self.silence
-            chunk = pause if self._heard() else min(chunk, pause)
+            chunk = pause if self.flushed else min(chunk, pause)
         return chunk if chunk > _SAMPLE / 2 else 0.0
-
-    def _heard(self) -> bool:
-        """Only silence came since the newest hypothesis heard the speech end (or since the pause
-        made the words final): a decode would add nothing but silence, so none runs until the
-        pause or more speech."""
-        return (
-            self.vad is not None
-            and self.silence > 0
-            and (self.flushed or (self.heard_end and bool(self.policy.history)))
-        )
 
     def process(self) -> list[Emitted]:
         """Decode if enough new audio arrived, or make the words final at a pause; returns newly
@@ -327,7 +317,7 @@ class OnlineProcessor:
             return []
         if self.vad is not None and _reached(self.silence, self.silence_flush):
             return self._pause()
-        if not _reached(self.unprocessed, self.min_chunk) or self._heard():
+        if not _reached(self.unprocessed, self.min_chunk):
             return []
         emitted = self._commit(self.policy.update(self._settled(self._decode())))
         return emitted + self._trim()

@@ -342,11 +342,11 @@ def test_a_word_the_buffer_cuts_is_held_until_heard_whole(hold):
         assert words == [f"w{k}" for k in range(20)]
     else:
         assert any(int(w[1:]) >= 500 for w in words)  # a guess committed
-    # the last word before a pause is not held: once the audio's end is silence, the decode
-    # that heard it is final when the pause is long enough to flush the utterance
+    # the last word before a pause is not held: once the audio's end is silence, the next
+    # decodes agree on it before the pause is long enough to flush the utterance
     ends = {f"w{k}": b for k, _, b in runs_of(audio)}
     finals = [at - ends[w] for w, (_, at) in zip(words, emitted) if int(w[1:]) % 5 == 4 and int(w[1:]) < 19]
-    assert finals and max(finals) < online.silence_flush + 0.01
+    assert finals and max(finals) < 0.6
     with pytest.raises(ValueError, match="hold"):
         OnlineProcessor(FakeBackend(), hold=-0.1)
 
@@ -426,26 +426,13 @@ def test_a_chunk_of_frames_is_a_chunk():
 
 def test_a_pause_is_final_when_it_is_long_enough_not_at_the_next_chunk():
     """``needed`` wakes the loop when the pause reaches ``silence_flush`` (to a VAD frame),
-    however long the chunk; the silence after a decode that heard the speech end is not decoded."""
+    however long the chunk."""
     speech = script_audio(4)
     last = runs_of(speech)[-1][2]
     audio = np.concatenate([speech, np.zeros(3 * SAMPLE_RATE, np.float32)])
     online = OnlineProcessor(FakeBackend(), min_chunk=1.0, vad=EnergyVAD(-70), silence_flush=0.3)
     at = {e.word.text.strip(): t for e, t in simulate(online, audio)}
     assert list(at) == ["w0", "w1", "w2", "w3"] and at["w3"] - last < 0.3 + online.vad_frame
-    backend = FakeBackend()
-    online = OnlineProcessor(backend, min_chunk=0.3, vad=EnergyVAD(-70), silence_flush=2.5)
-    at = {e.word.text.strip(): t for e, t in simulate(online, audio)}
-    assert list(at) == ["w0", "w1", "w2", "w3"]
-    during = [seconds for seconds in backend.calls if seconds > len(speech) / SAMPLE_RATE]
-    assert len(during) == 1  # the one decode that heard the end; 2.5 s of silence at 0.3 s chunks before
-    backend = FakeBackend()  # a caller with its own fixed steps gets no decode of the silence either
-    online = OnlineProcessor(backend, min_chunk=0.3, vad=EnergyVAD(-70), silence_flush=2.5)
-    step = int(0.3 * SAMPLE_RATE)
-    for i in range(0, len(audio), step):
-        online.insert_audio(audio[i : i + step])
-        online.process()
-    assert len([seconds for seconds in backend.calls if seconds > len(speech) / SAMPLE_RATE]) == 1
 
 
 def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
