@@ -298,16 +298,16 @@ class OnlineProcessor:
 
     # --- decoding ----------------------------------------------------------------------
     def needed(self) -> float:
-        """Seconds of audio still to come before ``process`` has work (0: it has some now), so a
-        loop can call it as soon as there is: a ``min_chunk`` of new audio, or, while the audio
-        ends in silence, the rest of the pause that makes the words final (timed to a VAD frame,
-        not to the next chunk)."""
+        """Seconds of audio still to come before ``process`` may have work (0: it has some now),
+        whatever that audio is, so a loop can call it as soon as there is: a ``min_chunk`` of new
+        audio, or, while the audio ends in silence, the rest of the pause that makes the words
+        final (timed to a VAD frame, not to the next chunk)."""
         if len(self.buffer) == 0:
             return self.min_chunk  # nothing to decode until speech comes
         chunk = self.min_chunk - self.unprocessed
         if self.vad is not None and self.silence > 0:
-            pause = (self.forget if self.flushed else self.silence_flush) - self.silence
-            chunk = pause if self.flushed else min(chunk, pause)
+            # the next pause mark if the silence goes on; speech would need the chunk
+            chunk = min(chunk, (self.forget if self.flushed else self.silence_flush) - self.silence)
         return chunk if chunk > _SAMPLE / 2 else 0.0
 
     def process(self) -> list[Emitted]:

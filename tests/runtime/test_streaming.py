@@ -435,6 +435,28 @@ def test_a_pause_is_final_when_it_is_long_enough_not_at_the_next_chunk():
     assert list(at) == ["w0", "w1", "w2", "w3"] and at["w3"] - last < 0.3 + online.vad_frame
 
 
+def test_speech_after_a_final_pause_is_decoded_within_a_chunk():
+    """After a pause made the words final, the loop still wakes a chunk later (speech may come
+    back before ``forget``), not only when the silence would reach ``forget``."""
+    first = script_audio(3)
+    gap = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([first, gap, script_audio(6)[len(first) :]])
+    online = OnlineProcessor(FakeBackend(), min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0)
+    decoded_at, process = [], online.process
+
+    def recorded():
+        decodes = online.decodes
+        out = process()
+        if online.decodes > decodes:
+            decoded_at.append(online.received)
+        return out
+
+    online.process = recorded
+    assert committed_text(simulate(online, audio)) == [f"w{k}" for k in range(6)]
+    back = (len(first) + len(gap)) / SAMPLE_RATE
+    assert any(back < t <= back + online.min_chunk + online.vad_frame for t in decoded_at)
+
+
 def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     class Dynamic(FakeBackend):
         def frames(self, audios, margin=None):
