@@ -256,6 +256,8 @@ def worker(args) -> int:
         "rss_loaded_mb": rss_loaded,
         "peak_rss_with_offline_mb": rss_offline,
         "loops": online.loops,
+        # each matched reference word and its latency, in order: where a tail comes from
+        "word_lags": [[ref_words[i], round(lag, 3)] for (i, _), lag in zip(pairs, lags)],
         "model_bytes": size,
         "streamed_text": streamed,
         "offline_text": offline,
