@@ -79,6 +79,7 @@ POLICY = (
     ("pad", float, "seconds of silence a dynamic-context model hears after its buffer"),
     ("forget", float, "seconds of silence after which the buffer's audio is dropped (none: the flush)"),
     ("trim_after", float, "seconds of buffer after which it is cut at a committed segment end"),
+    ("prompt_chars", int, "characters of committed text before the buffer given as the decoder's prompt"),
 )
 # table headers of the POLICY fields, and the values of rows stored before a field was swept
 HEADERS = {
@@ -89,8 +90,17 @@ HEADERS = {
     "pad": "pad (s)",
     "forget": "forget (s)",
     "trim_after": "trim after (s)",
+    "prompt_chars": "prompt (chars)",
 }
-BEFORE = {"agreement": 2, "silence_flush": 0.6, "hold": 0.0, "pad": 0.0, "forget": None, "trim_after": 10.0}
+BEFORE = {
+    "agreement": 2,
+    "silence_flush": 0.6,
+    "hold": 0.0,
+    "pad": 0.0,
+    "forget": None,
+    "trim_after": 10.0,
+    "prompt_chars": 400,
+}
 
 
 def flag(name: str) -> str:
@@ -172,6 +182,36 @@ def align_pairs(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
     return pairs[::-1]
 
 
+def timed(engine) -> dict:
+    """Wrap ``engine``'s stages (features, encoder, decoder calls) to add up their calls and
+    seconds: {stage: [calls, seconds, extra]}; prefill = decoder calls on several tokens (extra:
+    tokens), step = one-token calls; encoder extra: the frames it encoded."""
+    spent: dict = {}
+
+    def wrap(name, fn, stage_of):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            stage, extra = stage_of(*args, **kwargs)
+            row = spent.setdefault(stage, [0, 0.0, {}])
+            row[0] += 1
+            row[1] += time.perf_counter() - t
+            for key, value in extra.items():
+                row[2][key] = row[2].get(key, 0) + value
+            return out
+
+        setattr(engine, name, run)
+
+    wrap("features", engine.features, lambda audios, frames=None: ("features", {}))
+    wrap("encode", engine.encode, lambda features: ("encoder", {"frames": int(features.shape[-1])}))
+    wrap(
+        "step",
+        engine.step,
+        lambda tokens, state: ("step", {}) if tokens.shape[1] == 1 else ("prefill", {"tokens": int(tokens.shape[1])}),
+    )
+    return spent
+
+
 def worker(args) -> int:
     from adaptwin.audio import load_audio
     from adaptwin.runtime import get_backend
@@ -200,9 +240,12 @@ def worker(args) -> int:
     online = OnlineProcessor.for_backend(backend, vad=load_vad(args.vad), **given)
     policy = {name: getattr(online, name) for name, *_ in POLICY}  # what ran: given or the engine's own
     chunk = policy["min_chunk"]
+    spent = timed(backend.engine)
     start = time.perf_counter()
     emitted = simulate(online, audio)
     stream_seconds = time.perf_counter() - start
+    stream_time = {stage: {"calls": n, "seconds": round(t, 3), **extra} for stage, (n, t, extra) in spent.items()}
+    spent.clear()
     streamed = "".join(e.word.text for e, _ in emitted)
     rss = peak_rss_mb()
 
@@ -256,6 +299,7 @@ def worker(args) -> int:
         "rss_loaded_mb": rss_loaded,
         "peak_rss_with_offline_mb": rss_offline,
         "loops": online.loops,
+        "stream_time": stream_time,  # where the stream's decoding time went, per engine stage
         # each matched reference word and its latency, in order: where a tail comes from
         "word_lags": [[ref_words[i], round(lag, 3)] for (i, _), lag in zip(pairs, lags)],
         "model_bytes": size,

@@ -63,6 +63,12 @@ def register(sub) -> None:
         default=5.0,
         help="seconds of silence a dynamic-context model hears after the buffer (the end of its audio; 0: none)",
     )
+    p.add_argument(
+        "--prompt-chars",
+        type=int,
+        default=400,
+        help="characters of the committed text before the buffer given as the decoder's prompt (0: none)",
+    )
     p.set_defaults(func=run)
 
 
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         trim_after=args.trim_after,
         hold=args.hold,
         pad=args.pad,
+        prompt_chars=args.prompt_chars,
         vad=load_vad(args.vad),
         gate=common.gate_from(args),
     )

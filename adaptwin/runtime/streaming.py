@@ -228,6 +228,9 @@ class OnlineProcessor:
     # pause (>= silence_flush) commits the pending words but keeps the audio, so the words after
     # a pause inside a sentence are decoded with the speech before them (None: silence_flush)
     forget: float | None = None
+    # characters of committed text before the buffer given as the decoder's prompt: each decode
+    # runs the decoder over the prompt and the forced prefix before its first new token
+    prompt_chars: int = 400
     policy: LocalAgreement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -241,6 +244,8 @@ class OnlineProcessor:
             raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30] (the window)")
         if not 0 < self.trim_after <= self.max_buffer:
             raise InvalidInput(f"trim_after={self.trim_after} seconds must lie in (0, max_buffer={self.max_buffer}]")
+        if self.prompt_chars < 0:
+            raise InvalidInput(f"prompt_chars={self.prompt_chars} must be >= 0 (0: no prompt)")
         if self.forget is None:
             self.forget = self.silence_flush
         if self.forget < self.silence_flush:
@@ -369,8 +374,9 @@ class OnlineProcessor:
         window = self.buffer[-int(self.max_buffer * SAMPLE_RATE) :]
         seconds = len(window) / SAMPLE_RATE
         offset = self.received - seconds
-        context = self.context[-400:]
-        context = context[context.find(" ") :] if len(self.context) > 400 and " " in context else context  # whole words
+        context = self.context[-self.prompt_chars :] if self.prompt_chars else ""
+        if len(self.context) > self.prompt_chars and " " in context:
+            context = context[context.find(" ") :]  # whole words
         prompt = self.tokenizer.encode(context, add_special_tokens=False) if context.strip() else None
         units = []
         heard = window

@@ -475,6 +475,23 @@ def test_a_long_buffer_without_a_segment_end_is_cut_at_a_final_pause():
     assert max(backend.calls) < 2 * (2.0 + 0.8) + online.min_chunk + online.vad_frame
 
 
+@pytest.mark.parametrize("chars", [0, 12, 400])
+def test_the_prompt_is_the_last_prompt_chars_of_committed_text_in_whole_words(chars):
+    class Prompted(FakeBackend):
+        def generate(self, audios, *, previous=None, **kw):
+            self.prompts.append(self.engine.processor.tokenizer.decode(previous or []))
+            return super().generate(audios, previous=previous, **kw)
+
+    backend = Prompted()
+    backend.prompts = []
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), prompt_chars=chars)
+    assert committed_text(simulate(online, script_audio(24, pause_every=4))) == [f"w{k}" for k in range(24)]
+    longest = max(len(p) for p in backend.prompts)
+    assert longest <= chars and (longest > chars - 5 if chars < 100 else longest > 12)
+    with pytest.raises(ValueError, match="prompt_chars"):
+        OnlineProcessor(FakeBackend(), prompt_chars=-1)
+
+
 def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     class Dynamic(FakeBackend):
         def frames(self, audios, margin=None):
