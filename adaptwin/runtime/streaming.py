@@ -444,10 +444,9 @@ class OnlineProcessor:
         return [Emitted(u.word, self.received, now) for u in units]
 
     def _trim(self) -> list[Emitted]:
-        """Once the buffer is long, cut it at the last committed segment end, failing that at a
-        pause that made every word final; never let it pass ``max_buffer`` (failing both, cut
-        after the last committed word, and if nothing was committed for that long, commit the
-        pending words up to the cut)."""
+        """Once the buffer is long, cut it at the last committed segment end; never let it
+        pass ``max_buffer`` (failing a segment end, cut after the last committed word, and
+        if nothing was committed for that long, commit the pending words up to the cut)."""
         length = len(self.buffer) / SAMPLE_RATE
         if len(self.prefix) > self.max_prefix:
             # forced text and the prompt share the decoder's positions (448 in Whisper): a long
@@ -461,12 +460,6 @@ class OnlineProcessor:
         if closes:
             i = closes[-1]
             self._cut(self.buffer_start + (self.prefix[i] - begin) * SECONDS_PER_TIMESTAMP, keep_from=i + 1)
-            return []
-        if self.flushed:
-            # every word is final and the audio ends in a pause, so the speech before it is done:
-            # cut there. Else a model that committed no segment end (one long segment over pauses)
-            # would be decoded on a buffer growing to max_buffer, its encoder paying for all of it
-            self._cut(self.received - self.silence)
             return []
         if length < self.max_buffer - self.min_chunk:
             return []

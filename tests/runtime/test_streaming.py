@@ -457,24 +457,6 @@ def test_speech_after_a_final_pause_is_decoded_within_a_chunk():
     assert any(back < t <= back + online.min_chunk + online.vad_frame for t in decoded_at)
 
 
-class OneSegment(FakeBackend):
-    """Hears every word in one open segment: no segment end is ever committed."""
-
-    def _hear(self, audio, timestamps):
-        tokens = super()._hear(audio, timestamps)
-        words = [t for t in tokens if t < NO_TS]
-        return [tokens[0], *words] if timestamps and words else tokens
-
-
-def test_a_long_buffer_without_a_segment_end_is_cut_at_a_final_pause():
-    audio = script_audio(24, pause_every=4, pause=0.8)  # 2 s utterances, 0.8 s pauses
-    backend = OneSegment()
-    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=3.0)
-    assert committed_text(simulate(online, audio)) == [f"w{k}" for k in range(24)]
-    # two utterances and their pauses at most, not the whole 16.8 s stream
-    assert max(backend.calls) < 2 * (2.0 + 0.8) + online.min_chunk + online.vad_frame
-
-
 @pytest.mark.parametrize("chars", [0, 12, 400])
 def test_the_prompt_is_the_last_prompt_chars_of_committed_text_in_whole_words(chars):
     class Prompted(FakeBackend):
