@@ -44,17 +44,18 @@ def past_names(layers: int, prefix: str) -> list[str]:
 
 
 class _Decoder(nn.Module):
-    """Flat-signature wrapper: (input_ids, *cross, *past) -> (logits, *present)."""
+    """Flat-signature wrapper: (input_ids, logits_at, *cross, *past) -> (logits, *present);
+    ``logits_at`` [K]: the positions of ``input_ids`` whose logits are returned."""
 
     def __init__(self, graph: DecoderGraph, with_past: bool) -> None:
         super().__init__()
         self.graph, self.with_past, self.layers = graph, with_past, len(graph.layers)
 
-    def forward(self, input_ids, *flat):
+    def forward(self, input_ids, logits_at, *flat):
         n = 2 * self.layers
         pairs = lambda ts: [(ts[i], ts[i + 1]) for i in range(0, len(ts), 2)]  # noqa: E731
         past = pairs(flat[n:]) if self.with_past else None
-        logits, presents = self.graph(input_ids, pairs(flat[:n]), past)
+        logits, presents = self.graph(input_ids, pairs(flat[:n]), past, at=logits_at)
         return (logits, *[t for kv in presents for t in kv])
 
 
@@ -121,7 +122,8 @@ def export_torch_graphs(
         enc_out = encoder(feats)
         cross = list(enc_out[1:])
         ids = torch.full((1, 2), cfg.decoder_start_token_id, dtype=torch.long)
-        first = _Decoder(decoder, with_past=False)(ids, *cross)
+        at = torch.arange(2)
+        first = _Decoder(decoder, with_past=False)(ids, at, *cross)
         past = list(first[1:])
 
     axes_cross = {n: {0: "batch", 2: "encoder_length"} for n in cross_names(layers)}
@@ -139,18 +141,19 @@ def export_torch_graphs(
         ),
         "decoder_model": (
             _Decoder(decoder, False),
-            (ids, *cross),
-            ["input_ids", *cross_names(layers)],
+            (ids, at, *cross),
+            ["input_ids", "logits_at", *cross_names(layers)],
             ["logits", *past_names(layers, "present")],
             None,
         ),
-        "decoder_with_past_model": (_Decoder(decoder, True), (ids[:, :1], *cross, *past), None, None, None),
+        "decoder_with_past_model": (_Decoder(decoder, True), (ids[:, :1], at[:1], *cross, *past), None, None, None),
     }
-    dec_in = ["input_ids", *cross_names(layers), *past_names(layers, "past")]
+    dec_in = ["input_ids", "logits_at", *cross_names(layers), *past_names(layers, "past")]
     dec_out = ["logits", *past_names(layers, "present")]
     dec_axes = {
         "input_ids": {0: "batch", 1: "tokens"},
-        "logits": {0: "batch", 1: "tokens"},
+        "logits_at": {0: "positions"},
+        "logits": {0: "batch", 1: "positions"},
         **axes_cross,
         **{n: {0: "batch", 2: "past_length"} for n in past_names(layers, "past")},
         **{n: {0: "batch", 2: "total_length"} for n in past_names(layers, "present")},

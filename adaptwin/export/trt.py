@@ -106,9 +106,14 @@ def profiles(config, max_batch: int, opt_batch: int = 1) -> dict[str, dict[str, 
     return {
         "encoder_model": {"input_features": shape([(b, mels, f) for b, f in zip(batch, frames)])},
         # prompts arrive in chunks of at most PREFILL_CHUNK tokens (the runtime's prefill), later steps one token each
-        "decoder_model": {"input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], PREFILL_CHUNK)]), **cross},
+        "decoder_model": {
+            "input_ids": shape([(batch[0], 1), (batch[1], 4), (batch[2], PREFILL_CHUNK)]),
+            "logits_at": shape([(1,), (4,), (PREFILL_CHUNK,)]),
+            **cross,
+        },
         "decoder_with_past_model": {
             "input_ids": shape([(batch[0], 1), (batch[1], 1), (batch[2], PREFILL_CHUNK)]),
+            "logits_at": shape([(1,), (1,), (PREFILL_CHUNK,)]),
             **cross,
             **past,
         },
@@ -216,12 +221,11 @@ def calibration_batches(folder: Path, graph: str, source: str, max_windows: int 
         ids = np.asarray([ids], dtype=np.int64)
         named_cross = cross_feed(cross)
         if graph == "decoder_model":
-            batches.append({"input_ids": ids[:, :4], **named_cross})
+            batches.append({"input_ids": ids[:, :4], "logits_at": np.arange(4), **named_cross})
         else:
             _, (_, past) = engine.step(ids[:, :-1], (cross, empty))
-            batches.append(
-                {"input_ids": ids[:, -1:], **named_cross, **dict(zip((i.name for i in engine.past_inputs), past))}
-            )
+            past_feed = dict(zip((i.name for i in engine.past_inputs), past))
+            batches.append({"input_ids": ids[:, -1:], "logits_at": np.arange(1), **named_cross, **past_feed})
     return batches
 
 

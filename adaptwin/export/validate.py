@@ -179,6 +179,13 @@ def validate(
         split = ids.shape[1] // 2
         merged, (_, past) = engine.step(ids.numpy(), (cross, empty))
         report.checks.append(_check(f"{tag}: decoder, all tokens at once", merged, ref, precision, scored))
+        if getattr(engine, "positions", False):  # the logits of two positions only, as a prompt's prefill asks
+            at = np.array([split, ids.shape[1] - 1])
+            picked, _ = engine.step(ids.numpy(), (cross, empty), at=at)
+            chosen = None if scored is None else scored[:, at]
+            report.checks.append(
+                _check(f"{tag}: decoder, logits at two positions", picked, ref[:, at], precision, chosen)
+            )
         head, (_, past) = engine.step(ids[:, :split].numpy(), (cross, empty))
         tail, _ = engine.step(ids[:, split:].numpy(), (cross, past))
         report.checks.append(

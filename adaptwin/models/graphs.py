@@ -167,8 +167,11 @@ class DecoderGraph(nn.Module):
             x = x @ self.inner.t()  # [B, T, D] -> [B, T, r]
         return x @ self.table  # -> [B, T, V]
 
-    def forward(self, input_ids, cross, past=None):
-        """cross: [(k, v)] per layer; past: [(k, v)] per layer or None -> logits, [(k, v)] presents."""
+    def forward(self, input_ids, cross, past=None, at=None):
+        """cross: [(k, v)] per layer; past: [(k, v)] per layer or None -> logits, [(k, v)] presents.
+        ``at`` [K] (int64): the positions of ``input_ids`` whose logits to return (None: all);
+        decoding a prompt needs one or two of its positions, and the vocabulary projection of
+        the others is half the work of a prompt's pass."""
         length = input_ids.shape[1]
         offset = 0 if past is None else past[0][0].shape[2]
         steps = torch.arange(length, device=input_ids.device) + offset  # [T] absolute positions
@@ -179,7 +182,10 @@ class DecoderGraph(nn.Module):
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, cross[i], None if past is None else past[i], mask)
             presents.append((k, v))
-        return self._logits(self.norm(x)), presents  # logits [B, T, V]
+        x = self.norm(x)
+        if at is not None:
+            x = x.index_select(1, at)  # [B, K, D]
+        return self._logits(x), presents  # logits [B, T or K, V]
 
 
 class _DecoderLayer(nn.Module):

@@ -24,7 +24,9 @@ PREFILL_CHUNK = 32  # prompt tokens per decoder call: only the last position's l
 
 class Stepper(Protocol):
     def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        """tokens int64 [N, T] (new tokens only) -> logits [N, T, V] and the updated state."""
+        """tokens int64 [N, T] (new tokens only) -> logits [N, T, V] and the updated state.
+        A stepper whose ``positions`` attribute is true also takes ``at`` [K] (int64), the
+        positions whose logits to return: [N, K, V]."""
         ...
 
     def reorder(self, state: Any, rows: np.ndarray) -> Any: ...
@@ -197,9 +199,14 @@ def decode(
 
 
 def prefill(stepper: Stepper, state: Any, tokens: np.ndarray, at: int | None = None):
-    """Run the decoder over the prompt ``tokens`` [N, T] in chunks of ``PREFILL_CHUNK``.
-    Returns the logits of the last position [N, V] and the state after the whole prompt,
-    and with ``at`` also the logits at position ``at`` [N, V]."""
+    """Run the decoder over the prompt ``tokens`` [N, T]: in one call for a stepper that
+    projects only the positions asked for, else in chunks of ``PREFILL_CHUNK``. Returns the
+    logits of the last position [N, V] and the state after the whole prompt, and with ``at``
+    also the logits at position ``at`` [N, V]."""
+    if getattr(stepper, "positions", False):
+        last = tokens.shape[1] - 1
+        logits, state = stepper.step(tokens, state, at=np.asarray([last] if at is None else [at, last], np.int64))
+        return (logits[:, -1], state) if at is None else (logits[:, -1], state, logits[:, 0])
     kept = None
     for start in range(0, tokens.shape[1], PREFILL_CHUNK):
         logits, state = stepper.step(tokens[:, start : start + PREFILL_CHUNK], state)

@@ -45,6 +45,8 @@ class OrtWhisper(ExportedWhisper):
         self.decoder = ort.InferenceSession(str(self.path / DECODER), self._options(arena=False), providers=providers)
         self.float_type = np.float16 if "float16" in self.encoder.get_inputs()[0].type else np.float32
         self.past_inputs = [i for i in self.decoder.get_inputs() if i.name.startswith("past.")]
+        # exports since logits_at was added project only the positions asked for (older ones: all)
+        self.positions = any(i.name == "logits_at" for i in self.decoder.get_inputs())
 
     def _options(self, arena: bool):
         opts = _ort().SessionOptions()
@@ -66,15 +68,20 @@ class OrtWhisper(ExportedWhisper):
         past = [np.zeros((batch, i.shape[1], 0, i.shape[3]), dtype=self.float_type) for i in self.past_inputs]
         return out[1:], past
 
-    def feed(self, tokens: np.ndarray, cross: list[np.ndarray], past: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def feed(
+        self, tokens: np.ndarray, cross: list[np.ndarray], past: list[np.ndarray], at: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         feed = {"input_ids": tokens.astype(np.int64)}
+        if self.positions:
+            feed["logits_at"] = np.arange(tokens.shape[1], dtype=np.int64) if at is None else at.astype(np.int64)
         feed.update(cross_feed(cross))
         feed.update(zip((i.name for i in self.past_inputs), past))
         return feed
 
-    def step(self, tokens: np.ndarray, state):
+    def step(self, tokens: np.ndarray, state, at: np.ndarray | None = None):
+        """``at`` [K]: the positions whose logits to return (engines with ``positions``; None: all)."""
         cross, past = state
-        logits, *present = self.decoder.run(None, self.feed(tokens, cross, past))
+        logits, *present = self.decoder.run(None, self.feed(tokens, cross, past, at))
         return logits, (cross, present)
 
     def session(self, filename: str):

@@ -32,12 +32,15 @@ class TorchWhisper:
         out = self.encoder(torch.as_tensor(features, dtype=self.dtype, device=self.device))
         return list(out[1:]), []
 
+    positions = True  # step(..., at=) returns the logits of those positions only
+
     @torch.inference_mode()
-    def step(self, tokens: np.ndarray, state):
+    def step(self, tokens: np.ndarray, state, at: np.ndarray | None = None):
         cross, past = state
         pairs = lambda ts: [(ts[i], ts[i + 1]) for i in range(0, len(ts), 2)]  # noqa: E731
         ids = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
-        logits, presents = self.decoder(ids, pairs(cross), pairs(past) if past else None)
+        at = None if at is None else torch.as_tensor(at, dtype=torch.long, device=self.device)
+        logits, presents = self.decoder(ids, pairs(cross), pairs(past) if past else None, at=at)
         return logits.float().cpu().numpy(), (cross, [t for kv in presents for t in kv])
 
     def reorder(self, state, rows: np.ndarray):

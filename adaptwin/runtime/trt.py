@@ -81,7 +81,10 @@ class TrtWhisper(ExportedWhisper):
 
     def step(self, tokens: np.ndarray, state):
         cross, past = state
-        feed = {"input_ids": tokens.astype(np.int64), **cross_feed(cross)}
+        # every position's logits, as from engines built before logits_at (the profiles cap a
+        # call at PREFILL_CHUNK tokens, so the prompt still comes in chunks)
+        at = np.arange(tokens.shape[1], dtype=np.int64)
+        feed = {"input_ids": tokens.astype(np.int64), "logits_at": at, **cross_feed(cross)}
         if past:
             feed.update(zip(self.past_names, past))
         out = self._run("decoder_with_past_model" if past else "decoder_model", feed)

@@ -104,6 +104,10 @@ def test_fp32_logits_match_pytorch(exports, tiny_dense, compressed, inputs, name
     cross, past = engine.encode(feats.numpy())
     full, _ = engine.step(ids.numpy(), (cross, past))
     assert np.abs(full - ref).max() <= 1e-4
+    # only the positions asked for are projected (a prompt's prefill asks for one or two)
+    at = np.array([1, ids.shape[1] - 1])
+    picked, _ = engine.step(ids.numpy(), (cross, past), at=at)
+    assert engine.positions and picked.shape[1] == 2 and np.abs(picked - ref[:, at]).max() <= 1e-4
     # merged decoder, token by token through the KV cache
     steps, state = [], (cross, past)
     for t in range(ids.shape[1]):

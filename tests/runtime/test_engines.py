@@ -83,32 +83,49 @@ def test_online_processor_on_a_tiny_model_torch_and_ort_agree(tiny_ts, tmp_path)
     assert len(emitted_torch) > 0
 
 
-def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatch):
-    """A prompt longer than PREFILL_CHUNK runs in several decoder calls (never logits for the
-    whole prompt at once); the last logits and the decoded tokens equal a one-call prefill."""
+@pytest.mark.parametrize("positions", [False, True])
+def test_long_prompts_are_fed_in_chunks_or_projected_at_two_positions(tiny_ts, monkeypatch, positions):
+    """A stepper that projects every position gets a prompt longer than PREFILL_CHUNK in
+    several calls (never logits for the whole prompt at once); one that projects only the
+    positions asked for (``positions``) gets it in one call and returns one or two positions.
+    Either way the last logits, the kept position's and the decoded tokens equal a one-call
+    prefill of all positions."""
     from adaptwin.runtime import decoding
     from adaptwin.runtime.torch_engine import TorchWhisper
 
     engine = TorchWhisper(tiny_ts)
+    engine.positions = positions
     rng = np.random.default_rng(1)
     state = engine.encode(engine.features([(0.1 * rng.standard_normal(16000)).astype(np.float32)]))
     prompt = [int(t) for t in rng.integers(3, NO_TS, decoding.PREFILL_CHUNK + 5)]
-    calls = []
+    calls, projected = [], []
     step = engine.step
-    engine.step = lambda tokens, st: (calls.append(tokens.shape[1]), step(tokens, st))[1]
-    chunked, after = decoding.prefill(engine, state, np.asarray([prompt]))
-    assert calls == [decoding.PREFILL_CHUNK, 5] and after[1][0].shape[2] == len(prompt)
+
+    def counted(tokens, st, **kw):
+        logits, after = step(tokens, st, **kw)
+        calls.append(tokens.shape[1])
+        projected.append(logits.shape[1])
+        return logits, after
+
+    engine.step = counted
+    first, after = decoding.prefill(engine, state, np.asarray([prompt]))
+    assert after[1][0].shape[2] == len(prompt)
+    assert (calls, projected) == (([len(prompt)], [1]) if positions else ([decoding.PREFILL_CHUNK, 5],) * 2)
     whole, _ = step(np.asarray([prompt]), state)
-    np.testing.assert_allclose(chunked, whole[:, -1], atol=1e-5)
+    np.testing.assert_allclose(first, whole[:, -1], atol=1e-5)
     at = decoding.PREFILL_CHUNK + 2  # the logits of one position inside a later chunk (the no-speech probability's)
-    _, _, kept = decoding.prefill(engine, state, np.asarray([prompt]), at=at)
+    calls.clear(), projected.clear()
+    last, _, kept = decoding.prefill(engine, state, np.asarray([prompt]), at=at)
+    assert projected == ([2] if positions else [decoding.PREFILL_CHUNK, 5])
     np.testing.assert_allclose(kept, whole[:, at], atol=1e-5)
+    np.testing.assert_allclose(last, whole[:, -1], atol=1e-5)
 
     vocab = decoding.Vocab(eot=2, sot_prompt=(1,), no_timestamps=NO_TS, timestamp_begin=NO_TS + 1)
     calls.clear()
-    engine.step = lambda tokens, st: (calls.append(tokens.shape), step(tokens, st))[1]
+    engine.step = lambda tokens, st, **kw: (calls.append(tokens.shape), step(tokens, st, **kw))[1]
     decoding.decode(engine, state, 1, prompt, vocab, decoding.DecodingOptions(beam_size=3, max_new_tokens=2))
-    assert calls[:2] == [(1, decoding.PREFILL_CHUNK), (1, 5)] and calls[2] == (3, 1)  # the prompt once, then 3 beams
+    once = [(1, len(prompt)), (3, 1)] if positions else [(1, decoding.PREFILL_CHUNK), (1, 5), (3, 1)]
+    assert calls[: len(once)] == once  # the prompt once, then 3 beams
     results, chunk = {}, decoding.PREFILL_CHUNK
     for size in (chunk, 10**6):
         monkeypatch.setattr(decoding, "PREFILL_CHUNK", size)
@@ -130,13 +147,15 @@ def test_long_prompts_are_fed_in_chunks_with_the_same_result(tiny_ts, monkeypatc
     assert results[chunk] == results[10**6] and all(results[chunk])
 
 
-def test_no_speech_probability_is_read_after_the_start_token(tiny_ts):
+@pytest.mark.parametrize("positions", [False, True])
+def test_no_speech_probability_is_read_after_the_start_token(tiny_ts, positions):
     """openai/whisper's measure: softmax of the logits at <|startoftranscript|>'s position,
     wherever the previous-text prompt puts it, at P(<|nospeech|>) = id of <|notimestamps|> - 1."""
     from adaptwin.runtime import decoding
     from adaptwin.runtime.torch_engine import TorchWhisper
 
     engine = TorchWhisper(tiny_ts)
+    engine.positions = positions
     vocab = decoding.Vocab.from_generation_config(engine.generation_config)
     assert vocab.no_speech == NO_TS - 1
     rng = np.random.default_rng(2)
@@ -145,7 +164,7 @@ def test_no_speech_probability_is_read_after_the_start_token(tiny_ts):
     hyps = decoding.decode(engine, state, 2, prompt, vocab, decoding.DecodingOptions(max_new_tokens=3))
     logits, _ = engine.step(np.tile(np.asarray(prompt), (2, 1)), state)
     sot = prompt.index(vocab.sot_prompt[0])
-    assert sot >= decoding.PREFILL_CHUNK  # read from a later prefill chunk
+    assert sot >= decoding.PREFILL_CHUNK  # read from a later prefill chunk (without ``positions``)
     expect = np.exp(decoding._log_softmax(logits[:, sot])[:, vocab.no_speech])
     np.testing.assert_allclose([h.no_speech_prob for h in hyps], expect, rtol=1e-4)
     assert hyps[0].avg_logprob == pytest.approx(hyps[0].logprob / (len(hyps[0].tokens) + 1))
