@@ -249,9 +249,9 @@ def test_previous_text_gives_way_so_prompt_prefix_and_new_tokens_fit(tiny_ts):
     audio = (0.1 * np.random.default_rng(2).standard_normal(16000)).astype(np.float32)
     seen = []
     step = backend.engine.step
-    backend.engine.step = lambda tokens, st: (
+    backend.engine.step = lambda tokens, st, **kw: (
         seen.append((st[1][0].shape[2] if st[1] else 0) + tokens.shape[1]),  # positions used after this call
-        step(tokens, st),
+        step(tokens, st, **kw),
     )[1]
     previous, prefix = list(range(3, 40)) * 3, [5, 6, 7] * 6  # 111 + 18 tokens: more than 40 positions
     (hyp,) = backend.generate([audio], timestamps=True, previous=previous, prefix=prefix, max_new_tokens=30)
