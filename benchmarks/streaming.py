@@ -207,7 +207,9 @@ def timed(engine) -> dict:
     wrap(
         "step",
         engine.step,
-        lambda tokens, state: ("step", {}) if tokens.shape[1] == 1 else ("prefill", {"tokens": int(tokens.shape[1])}),
+        lambda tokens, state, at=None: (
+            ("step", {}) if tokens.shape[1] == 1 else ("prefill", {"tokens": int(tokens.shape[1])})
+        ),
     )
     return spent
 
