@@ -12,6 +12,8 @@ from .exported import features
 
 
 class TorchWhisper:
+    positions = True  # step(..., at=) returns the logits of those positions only
+
     def __init__(self, loaded: LoadedWhisper, threads: int | None = None) -> None:
         from ..models.graphs import DecoderGraph, EncoderGraph
 
@@ -31,8 +33,6 @@ class TorchWhisper:
     def encode(self, features: np.ndarray):
         out = self.encoder(torch.as_tensor(features, dtype=self.dtype, device=self.device))
         return list(out[1:]), []
-
-    positions = True  # step(..., at=) returns the logits of those positions only
 
     @torch.inference_mode()
     def step(self, tokens: np.ndarray, state, at: np.ndarray | None = None):
