@@ -116,9 +116,16 @@ def speech_span(audio: np.ndarray, threshold_db: float = -40.0) -> tuple[float, 
     return (loud[0] * 0.01, (loud[-1] + 1) * 0.01) if len(loud) else (0.0, len(audio) / 16000)
 
 
+def _set_tag(spec: str) -> str:
+    """A recording's file-name part for one ``--sets`` source: the manifest, and the speaker if one."""
+    name, _, rest = spec.partition(":")
+    speaker = rest.partition(":")[2]
+    return Path(name).stem + (f"_{speaker}" if speaker else "")
+
+
 def build_recording(data: Path, minutes: float, out: Path, sets: list[str] = SETS) -> dict:
-    """Concatenate the utterances of ``sets`` ("MANIFEST:SPLIT", taken in turn) into one WAV:
-    by default target-speaker (Allison) and unseen real-speaker test utterances."""
+    """Concatenate the utterances of ``sets`` ("MANIFEST:SPLIT[:SPEAKER]", taken in turn) into
+    one WAV: by default target-speaker (Allison) and unseen real-speaker test utterances."""
     from adaptwin.audio import load_audio
     from adaptwin.data import read_utterances
     from adaptwin.data.tts import write_wav
@@ -129,8 +136,16 @@ def build_recording(data: Path, minutes: float, out: Path, sets: list[str] = SET
         return json.loads(meta.read_text())
     pools = []
     for spec in sets:
-        name, _, split = spec.partition(":")
-        pools.append([u for u in read_utterances(data / name) if not split or u.split == split])
+        name, split, speaker = (spec.split(":") + ["", ""])[:3]
+        pools.append(
+            [
+                u
+                for u in read_utterances(data / name)
+                if (not split or u.split == split) and (not speaker or u.speaker == speaker)
+            ]
+        )
+        if not pools[-1]:
+            raise SystemExit(f"--sets {spec}: no utterance of {data / name} matches (MANIFEST:SPLIT[:SPEAKER])")
     order = [u for group in zip(*pools) for u in group]
     pieces, utts, at = [], [], 0.0
     for u in order:
@@ -442,8 +457,8 @@ def main(argv=None) -> int:
         "--sets",
         nargs="+",
         default=SETS,
-        help="MANIFEST:SPLIT sources of the recording, taken in turn (e.g. canary.jsonl:validation to "
-        "study the policy on speakers no test uses)",
+        help="MANIFEST:SPLIT[:SPEAKER] sources of the recording, taken in turn (e.g. canary.jsonl:validation "
+        "to study the policy on speakers no test uses)",
     )
     for name, kind, about in POLICY:
         p.add_argument(
@@ -473,7 +488,7 @@ def main(argv=None) -> int:
         p.error("--data is needed (the output of `adaptwin data build`)")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    tag = "" if args.sets == SETS else "-" + "-".join(Path(x.partition(":")[0]).stem for x in args.sets)
+    tag = "" if args.sets == SETS else "-" + "-".join(_set_tag(x) for x in args.sets)
     recording = work / f"recording-{args.minutes:g}min{tag}.wav"
     info = build_recording(Path(args.data), args.minutes, recording, args.sets)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
