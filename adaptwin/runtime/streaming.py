@@ -40,13 +40,17 @@ class LocalAgreement:
         self.n, self.key = n, key
         self.history: list[list] = []
 
-    def update(self, continuation: list) -> list:
+    def update(self, continuation: list, ready: int | None = None) -> list:
+        """Add the newest hypothesis; return the agreed items, at most its first ``ready``
+        (None: all). Items past ``ready`` still count for the agreement with the next one."""
         self.history = (self.history + [list(continuation)])[-self.n :]
         if len(self.history) < self.n:
             return []
         k = 0
         while all(k < len(h) for h in self.history) and len({self.key(h[k]) for h in self.history}) == 1:
             k += 1
+        if ready is not None:
+            k = min(k, max(0, ready))
         agreed = self.history[-1][:k]
         self.history = [h[k:] for h in self.history]
         return agreed
@@ -215,9 +219,10 @@ class OnlineProcessor:
     trim_heap: bool = True  # return freed heap pages to the OS after each decode (flat RSS over hours)
     gate: NoSpeechGate | None = field(default_factory=NoSpeechGate)  # decodes the model calls silent commit nothing
     # while the audio's last frame is speech, a word the newest hypothesis ends within this
-    # many seconds of the audio's end is not agreed on yet: the buffer may end inside it, and
-    # two decodes a short chunk apart guess a cut word (and a full stop after it) alike. A
-    # silent last frame ends no word: then nothing is held (0: off)
+    # many seconds of the audio's end is not committed yet, though it counts for the agreement
+    # with the next hypothesis: the buffer may end inside it, and two decodes a short chunk
+    # apart guess a cut word (and a full stop after it) alike. A silent last frame ends no
+    # word: then nothing is held (0: off)
     hold: float = 0.0
     # a dynamic-context model hears this much silence after the buffer (within its 30 s
     # window): the padding that tells a decoder where the audio ends (0: only the model's
@@ -324,16 +329,17 @@ class OnlineProcessor:
             return self._pause()
         if not _reached(self.unprocessed, self.min_chunk):
             return []
-        emitted = self._commit(self.policy.update(self._settled(self._decode())))
+        units = self._decode()
+        emitted = self._commit(self.policy.update(units, ready=self._settled(units)))
         return emitted + self._trim()
 
-    def _settled(self, units: list[Unit]) -> list[Unit]:
-        """The hypothesis up to its first word that ends within ``hold`` of the audio's end,
-        when that end is speech."""
+    def _settled(self, units: list[Unit]) -> int | None:
+        """How many of the hypothesis' words may be committed: those before its first word that
+        ends within ``hold`` of the audio's end, when that end is speech (None: all)."""
         if not self.hold or self.silence > 0:
-            return units
+            return None
         limit = self.received - self.hold
-        return units[: next((i for i, u in enumerate(units) if u.word.end > limit), len(units))]
+        return next((i for i, u in enumerate(units) if u.word.end > limit), len(units))
 
     def _pause(self) -> list[Emitted]:
         """Silence of at least ``silence_flush``: the pending words are final; the audio is

@@ -19,6 +19,15 @@ def test_local_agreement_commits_the_common_prefix_once():
     assert policy.flush() == ["in", "the"] and policy.pending() == []
 
 
+def test_local_agreement_commits_only_what_is_ready_but_remembers_the_rest():
+    policy = LocalAgreement(2)
+    policy.update(["the", "cat", "sat"])
+    assert policy.update(["the", "cat", "sat", "on"], ready=1) == ["the"]
+    # the held words still agree with the next hypothesis: they commit once ready
+    assert policy.update(["cat", "sat", "on", "a"]) == ["cat", "sat", "on"]
+    assert policy.update(["a", "mat"], ready=0) == [] and policy.pending() == ["a", "mat"]
+
+
 def test_local_agreement_keys_and_n():
     policy = LocalAgreement(2, key=str.lower)
     policy.update(["Hello", "World"])
@@ -487,3 +496,16 @@ def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
     assert (plain.min_chunk, plain.silence_flush, plain.forget) == (0.5, 0.6, 0.6)
     words = simulate(OnlineProcessor.for_backend(Dynamic()), script_audio(12, pause_every=6))
     assert committed_text(words) == [f"w{k}" for k in range(12)]
+
+
+def test_a_held_word_commits_at_the_first_decode_that_hears_past_it():
+    """The held word still takes part in the agreement: once a decode hears ``hold`` past its
+    end and the decode before said it too, it commits, not one decode later."""
+    audio = script_audio(20, pause_every=5)
+    ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    chunk, hold = 0.2, 0.3
+    online = OnlineProcessor(FakeBackend(), min_chunk=chunk, hold=hold, vad=NonzeroVAD(), silence_flush=0.6)
+    emitted = simulate(online, audio)
+    assert committed_text(emitted) == [f"w{k}" for k in range(20)]
+    lags = [at - ends[e.word.text.strip()] for e, at in emitted]
+    assert max(lags) <= hold + chunk + 1e-6
