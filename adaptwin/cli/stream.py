@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument(
         "--silence-flush",
         type=float,
-        help="seconds of silence (VAD) after which the pending words are final (default 0.6; 0.4 for a "
+        help="seconds of silence (VAD) after which the pending words are final (default 0.6; 0.3 for a "
         "dynamic-context model)",
     )
     p.add_argument(
@@ -54,8 +54,8 @@ def register(sub) -> None:
     p.add_argument(
         "--hold",
         type=float,
-        default=0.0,
-        help="seconds: a word ending this close to the newest audio waits for the next decode (it may be cut)",
+        help="seconds: a word ending this close to the newest audio is not committed yet, as it may be cut "
+        "(default 0; 0.1 for a dynamic-context model)",
     )
     p.add_argument(
         "--pad",

@@ -181,9 +181,10 @@ class Emitted:
 
 # The streaming policy measured for a model whose encoder sees its buffer's length
 # (docs/experiments/streaming.md, chosen on validation speakers): its decodes cost the buffer,
-# not a 30 s window, so it decodes more often, makes the words final at a shorter pause, and
-# keeps the audio over that pause as context. Other models keep ``OnlineProcessor``'s defaults.
-DYNAMIC_CONTEXT_POLICY = {"min_chunk": 0.35, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0}
+# not a 30 s window, so it decodes more often, makes the words final at a shorter pause, keeps
+# the audio over that pause as context, and does not commit a word its buffer may have cut.
+# Other models keep ``OnlineProcessor``'s defaults.
+DYNAMIC_CONTEXT_POLICY = {"min_chunk": 0.35, "silence_flush": 0.3, "forget": 2.0, "trim_after": 6.0, "hold": 0.1}
 
 
 def policy_for(backend: Any) -> dict[str, float]:

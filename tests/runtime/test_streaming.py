@@ -490,7 +490,7 @@ def test_the_measured_policy_follows_the_model_and_yields_to_given_options():
 
     assert policy_for(FakeBackend()) == {} and policy_for(Dynamic()) == DYNAMIC_CONTEXT_POLICY
     online = OnlineProcessor.for_backend(Dynamic(), min_chunk=None, trim_after=8.0, gate=None)
-    assert (online.min_chunk, online.silence_flush, online.forget, online.trim_after) == (0.35, 0.4, 2.0, 8.0)
+    assert {k: getattr(online, k) for k in DYNAMIC_CONTEXT_POLICY} == {**DYNAMIC_CONTEXT_POLICY, "trim_after": 8.0}
     assert online.gate is None  # None given for a non-policy option is kept, not replaced by the default
     plain = OnlineProcessor.for_backend(FakeBackend(), silence_flush=None)
     assert (plain.min_chunk, plain.silence_flush, plain.forget) == (0.5, 0.6, 0.6)
