@@ -22,7 +22,8 @@ model bytes, and RSS: after loading (and one warm-up decode), the stream's peak 
 runs first), and the peak once offline long-form decoding has run too. Writes
 benchmarks/results/streaming.{json,md} (or --out) and the page docs/results/streaming.md, which
 also shows every other `streaming-*` result and the hour of `benchmarks/memory.py`; `--render`
-redraws the page from the stored results.
+redraws the page from the stored results; ``--pauses`` only counts the recording's pauses inside
+utterances as the streaming VAD sees them (benchmarks/results/recording_pauses.md).
 """
 
 from __future__ import annotations
@@ -174,6 +175,62 @@ def build_recording(data: Path, minutes: float, out: Path, sets: list[str] = SET
     info = {"seconds": round(at, 2), "sets": list(sets), "utterances": utts}
     meta.write_text(json.dumps(info))
     return info
+
+
+def inner_pauses(audio: np.ndarray, info: dict, vad_kind: str = "auto", frame: float = 0.1) -> dict:
+    """Pauses inside the utterances of a recording as the streaming VAD sees them (frames of
+    ``frame`` s, as ``OnlineProcessor`` judges them): per utterance, how many silent runs
+    reach 0.3, 0.4 and 0.5 s. A pause this long inside a sentence can make words final early."""
+    from adaptwin.runtime.vad import load_vad
+
+    vad, step = load_vad(vad_kind), int(frame * 16000)
+    speech = np.array([bool(vad.speech(audio[i : i + step])) for i in range(0, len(audio), step)])
+    runs = []
+    for u in info["utterances"]:
+        run = 0
+        for s in speech[int(u["start"] / frame) : int(np.ceil(u["end"] / frame))]:
+            if s and run:
+                runs.append(run * frame)
+            run = 0 if s else run + 1
+    n = max(1, len(info["utterances"]))
+    return {
+        "vad": type(vad).__name__,
+        "utterances": len(info["utterances"]),
+        **{f">= {t} s": round(sum(r >= t - frame / 2 for r in runs) / n, 3) for t in (0.3, 0.4, 0.5)},
+    }
+
+
+def pauses_page(data: Path, minutes: float, work: Path, sets: list[str], vad: str) -> None:
+    """``--pauses``: add the recording's inner pauses to results/recording_pauses.{json,md}."""
+    from adaptwin.audio import load_audio
+
+    recording = work / f"recording-{minutes:g}min{_tag(sets)}.wav"
+    info = build_recording(data, minutes, recording, sets)
+    row = {"sets": list(sets), "minutes": minutes, **inner_pauses(load_audio(recording), info, vad)}
+    print(json.dumps(row), flush=True)
+    path = RESULTS / "recording_pauses.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    stored["rows"] = [r for r in stored["rows"] if (r["sets"], r["minutes"]) != (row["sets"], minutes)] + [row]
+    stored["machine"] = machine_info()
+    path.write_text(json.dumps(stored, indent=1))
+    lines = [
+        f"Machine: {machine_line(stored['machine'])}",
+        "Command: `python benchmarks/streaming.py --data DATA --pauses --minutes M --sets ...`: per utterance of a "
+        "streaming recording, the silent runs inside it as the streaming VAD judges 0.1 s frames.",
+        "",
+        "| recording sources | minutes | VAD | utterances | pauses >= 0.3 s | >= 0.4 s | >= 0.5 s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in stored["rows"]:
+        lines.append(
+            f"| {' '.join(r['sets'])} | {r['minutes']:g} | {r['vad']} | {r['utterances']} | {r['>= 0.3 s']:.2f} "
+            f"| {r['>= 0.4 s']:.2f} | {r['>= 0.5 s']:.2f} |"
+        )
+    (RESULTS / "recording_pauses.md").write_text("\n".join(lines) + "\n")
+
+
+def _tag(sets: list[str]) -> str:
+    return "" if sets == SETS else "-" + "-".join(_set_tag(x) for x in sets)
 
 
 def align_pairs(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
@@ -478,6 +535,11 @@ def main(argv=None) -> int:
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
     p.add_argument("--render", action="store_true", help="only redraw the page from the stored results")
+    p.add_argument(
+        "--pauses",
+        action="store_true",
+        help="only count the recording's pauses inside utterances (results/recording_pauses.md)",
+    )
     args = p.parse_args(argv)
     if args.render:
         publish()
@@ -488,8 +550,10 @@ def main(argv=None) -> int:
         p.error("--data is needed (the output of `adaptwin data build`)")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    tag = "" if args.sets == SETS else "-" + "-".join(_set_tag(x) for x in args.sets)
-    recording = work / f"recording-{args.minutes:g}min{tag}.wav"
+    if args.pauses:
+        pauses_page(Path(args.data), args.minutes, work, args.sets, args.vad)
+        return 0
+    recording = work / f"recording-{args.minutes:g}min{_tag(args.sets)}.wav"
     info = build_recording(Path(args.data), args.minutes, recording, args.sets)
     print(f"recording: {info['seconds']:.0f} s, {len(info['utterances'])} utterances", flush=True)
     rows = []
