@@ -344,13 +344,13 @@ class OnlineProcessor:
 
     def _pause(self) -> list[Emitted]:
         """Silence of at least ``silence_flush``: the pending words are final; the audio is
-        kept until the silence reaches ``forget``."""
+        kept until the silence reaches ``forget``, unless the buffer is past ``trim_after``."""
         if _reached(self.silence, self.forget):
             return self.finish()
         if self.flushed:  # nothing said since the words were committed: nothing to decode
             self.unprocessed = 0.0
             return self._trim()
-        return self._final()
+        return self._final() + self._trim()
 
     def _final(self) -> list[Emitted]:
         """Decode what is new and commit everything pending."""
@@ -451,9 +451,10 @@ class OnlineProcessor:
         return [Emitted(u.word, self.received, now) for u in units]
 
     def _trim(self) -> list[Emitted]:
-        """Once the buffer is long, cut it at the last committed segment end; never let it
-        pass ``max_buffer`` (failing a segment end, cut after the last committed word, and
-        if nothing was committed for that long, commit the pending words up to the cut)."""
+        """Once the buffer is long, cut it where a pause made every word final, else at the
+        last committed segment end; never let it pass ``max_buffer`` (failing both, cut after
+        the last committed word, and if nothing was committed for that long, commit the
+        pending words up to the cut)."""
         length = len(self.buffer) / SAMPLE_RATE
         if len(self.prefix) > self.max_prefix:
             # forced text and the prompt share the decoder's positions (448 in Whisper): a long
@@ -461,6 +462,11 @@ class OnlineProcessor:
             self._cut(self.last_word_end)
             return []
         if length <= self.trim_after:
+            return []
+        if self.flushed and self.silence > 0:
+            # a pause made every word final: it is a measured segment end, where a model that
+            # keeps one segment over several sentences would never close one
+            self._cut(self.received - self.silence)
             return []
         begin = self.vocab.timestamp_begin
         closes = [i for i, t in enumerate(self.prefix) if t >= begin and i > 0 and self.prefix[i - 1] < begin]

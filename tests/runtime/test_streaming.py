@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
+from fake_whisper import GAP, NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -509,3 +509,31 @@ def test_a_held_word_commits_at_the_first_decode_that_hears_past_it():
     assert committed_text(emitted) == [f"w{k}" for k in range(20)]
     lags = [at - ends[e.word.text.strip()] for e, at in emitted]
     assert max(lags) <= hold + chunk + 1e-6
+
+
+class OneSegment(Listener):
+    """Keeps every word it hears in one open segment (Whisper over sentences a short pause
+    apart): the buffer never holds a committed segment end."""
+
+    def _hear(self, audio, timestamps):
+        words = [t for t in super()._hear(audio, timestamps) if t < NO_TS]
+        return ([1000] if timestamps else []) + words
+
+
+def test_a_long_buffer_is_cut_at_a_pause_that_made_its_words_final():
+    """Past ``trim_after``, a pause of ``silence_flush`` (shorter than ``forget``) ends the
+    buffer: no decode after it hears the words before it, and none is lost; a short buffer
+    keeps its audio over the same pause."""
+    speech = script_audio(24, pause_every=8, pause=0.6)  # 8 words (4 s), a pause, 8 words, ...
+    backend = OneSegment()
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=3.0)
+    emitted = simulate(online, speech)
+    assert committed_text(emitted) == [f"w{k}" for k in range(24)]
+    assert not any({7, 8} <= h or {15, 16} <= h for h in backend.heard)  # cut at both pauses
+    assert max(backend.calls) < 8 * (WORD + GAP) + 0.6 + 0.5 + 1e-6  # one sentence, its pause, a chunk
+    kept = OneSegment()
+    simulate(
+        OnlineProcessor(kept, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=6.0),
+        speech[: int(8.6 * SAMPLE_RATE)],
+    )
+    assert any({3, 4} <= h for h in kept.heard)
