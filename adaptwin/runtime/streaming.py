@@ -275,6 +275,7 @@ class OnlineProcessor:
         self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
+        self.pauses: list[tuple[float, int]] = []  # (speech end, prefix length) of each flush in the buffer
 
     @classmethod
     def for_backend(cls, backend: Any, **options: Any) -> OnlineProcessor:
@@ -361,6 +362,8 @@ class OnlineProcessor:
         if len(self.buffer) and not self.flushed and (new or not self.policy.history):
             emitted = self._commit(self.policy.update(self._decode()))
         emitted += self._commit(self.policy.flush())
+        if not self.flushed and len(self.buffer):
+            self.pauses.append((self.received - self.silence, len(self.prefix)))
         self.flushed = True
         return emitted
 
@@ -463,10 +466,12 @@ class OnlineProcessor:
             return []
         if length <= self.trim_after:
             return []
-        if self.flushed and self.silence > 0:
-            # a pause made every word final: it is a measured segment end, where a model that
-            # keeps one segment over several sentences would never close one
-            self._cut(self.received - self.silence)
+        earlier = [p for p in self.pauses[:-1] if p[0] > self.buffer_start]
+        if self.flushed and self.silence > 0 and earlier:
+            # a pause made every word final: cut at the pause before it, a measured segment end
+            # (a model can keep one segment over sentences a short pause apart and never close
+            # one) that keeps one stretch of speech as the next words' acoustic context
+            self._cut(*earlier[-1])
             return []
         begin = self.vocab.timestamp_begin
         closes = [i for i, t in enumerate(self.prefix) if t >= begin and i > 0 and self.prefix[i - 1] < begin]
@@ -491,7 +496,12 @@ class OnlineProcessor:
         kept = self.prefix[keep_from:] if keep_from is not None else []
         done = self.prefix[:keep_from] if keep_from is not None else self.prefix
         self.context = (self.context + self.tokenizer.decode([t for t in done if t < begin]))[-2000:]
+        if kept:  # the kept words open one segment: at its own opening time, else at the new start
+            lead = next((i for i, t in enumerate(kept) if t < begin), len(kept))
+            kept = [kept[lead - 1] if lead else begin + shift] + kept[lead:]
+        before = len(self.prefix)
         self.prefix = [max(begin, t - shift) if t >= begin else t for t in kept]
+        self.pauses = [(t, i - before + len(self.prefix)) for t, i in self.pauses if t > at]
         self.buffer = self.buffer[int(round((at - self.buffer_start) * SAMPLE_RATE)) :]
         self.buffer_start = at
         self.policy.reset()

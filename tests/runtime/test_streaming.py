@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import GAP, NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
+from fake_whisper import GAP, NO_TS, TS0, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -520,20 +520,20 @@ class OneSegment(Listener):
         return ([1000] if timestamps else []) + words
 
 
-def test_a_long_buffer_is_cut_at_a_pause_that_made_its_words_final():
-    """Past ``trim_after``, a pause of ``silence_flush`` (shorter than ``forget``) ends the
-    buffer: no decode after it hears the words before it, and none is lost; a short buffer
-    keeps its audio over the same pause."""
-    speech = script_audio(24, pause_every=8, pause=0.6)  # 8 words (4 s), a pause, 8 words, ...
+def test_a_long_buffer_is_cut_at_the_pause_before_the_one_that_made_its_words_final():
+    """Past ``trim_after``, a pause of ``silence_flush`` (shorter than ``forget``) cuts the
+    buffer at the pause before it: the next words are decoded with one stretch of speech
+    before them, never two, every word is committed once, and the words kept in the buffer
+    stay forced as an opened segment; a buffer within ``trim_after`` keeps its audio."""
+    speech = script_audio(24, pause_every=6, pause=0.6)  # four stretches of 6 words (3 s), 0.6 s apart
     backend = OneSegment()
-    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=3.0)
+    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=5.0)
     emitted = simulate(online, speech)
     assert committed_text(emitted) == [f"w{k}" for k in range(24)]
-    assert not any({7, 8} <= h or {15, 16} <= h for h in backend.heard)  # cut at both pauses
-    assert max(backend.calls) < 8 * (WORD + GAP) + 0.6 + 0.5 + 1e-6  # one sentence, its pause, a chunk
+    assert not any({5, 12} <= h or {11, 18} <= h for h in backend.heard)  # cut at the pauses before
+    assert any({11, 12} <= h for h in backend.heard) and any({17, 18} <= h for h in backend.heard)
+    assert max(backend.calls) < 2 * (6 * (WORD + GAP) + 0.6) + 0.5 + 1e-6  # two stretches, their pauses, a chunk
+    assert all(p[0] >= TS0 for p in backend.prefixes if p)  # a forced prefix opens a segment
     kept = OneSegment()
-    simulate(
-        OnlineProcessor(kept, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=6.0),
-        speech[: int(8.6 * SAMPLE_RATE)],
-    )
-    assert any({3, 4} <= h for h in kept.heard)
+    simulate(OnlineProcessor(kept, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0), speech)
+    assert any({5, 12} <= h for h in kept.heard)
