@@ -275,7 +275,6 @@ class OnlineProcessor:
         self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
-        self.pauses: list[tuple[float, int]] = []  # (speech end, prefix length) of each flush in the buffer
 
     @classmethod
     def for_backend(cls, backend: Any, **options: Any) -> OnlineProcessor:
@@ -345,13 +344,13 @@ class OnlineProcessor:
 
     def _pause(self) -> list[Emitted]:
         """Silence of at least ``silence_flush``: the pending words are final; the audio is
-        kept until the silence reaches ``forget``, unless the buffer is past ``trim_after``."""
+        kept until the silence reaches ``forget``."""
         if _reached(self.silence, self.forget):
             return self.finish()
         if self.flushed:  # nothing said since the words were committed: nothing to decode
             self.unprocessed = 0.0
             return self._trim()
-        return self._final() + self._trim()
+        return self._final()
 
     def _final(self) -> list[Emitted]:
         """Decode what is new and commit everything pending."""
@@ -362,8 +361,6 @@ class OnlineProcessor:
         if len(self.buffer) and not self.flushed and (new or not self.policy.history):
             emitted = self._commit(self.policy.update(self._decode()))
         emitted += self._commit(self.policy.flush())
-        if not self.flushed and len(self.buffer):
-            self.pauses.append((self.received - self.silence, len(self.prefix)))
         self.flushed = True
         return emitted
 
@@ -454,10 +451,9 @@ class OnlineProcessor:
         return [Emitted(u.word, self.received, now) for u in units]
 
     def _trim(self) -> list[Emitted]:
-        """Once the buffer is long, cut it where a pause made every word final, else at the
-        last committed segment end; never let it pass ``max_buffer`` (failing both, cut after
-        the last committed word, and if nothing was committed for that long, commit the
-        pending words up to the cut)."""
+        """Once the buffer is long, cut it at the last committed segment end; never let it
+        pass ``max_buffer`` (failing a segment end, cut after the last committed word, and
+        if nothing was committed for that long, commit the pending words up to the cut)."""
         length = len(self.buffer) / SAMPLE_RATE
         if len(self.prefix) > self.max_prefix:
             # forced text and the prompt share the decoder's positions (448 in Whisper): a long
@@ -465,13 +461,6 @@ class OnlineProcessor:
             self._cut(self.last_word_end)
             return []
         if length <= self.trim_after:
-            return []
-        earlier = [p for p in self.pauses[:-1] if p[0] > self.buffer_start]
-        if self.flushed and self.silence > 0 and earlier:
-            # a pause made every word final: cut at the pause before it, a measured segment end
-            # (a model can keep one segment over sentences a short pause apart and never close
-            # one) that keeps one stretch of speech as the next words' acoustic context
-            self._cut(*earlier[-1])
             return []
         begin = self.vocab.timestamp_begin
         closes = [i for i, t in enumerate(self.prefix) if t >= begin and i > 0 and self.prefix[i - 1] < begin]
@@ -496,12 +485,7 @@ class OnlineProcessor:
         kept = self.prefix[keep_from:] if keep_from is not None else []
         done = self.prefix[:keep_from] if keep_from is not None else self.prefix
         self.context = (self.context + self.tokenizer.decode([t for t in done if t < begin]))[-2000:]
-        if kept:  # the kept words open one segment: at its own opening time, else at the new start
-            lead = next((i for i, t in enumerate(kept) if t < begin), len(kept))
-            kept = [kept[lead - 1] if lead else begin + shift] + kept[lead:]
-        before = len(self.prefix)
         self.prefix = [max(begin, t - shift) if t >= begin else t for t in kept]
-        self.pauses = [(t, i - before + len(self.prefix)) for t, i in self.pauses if t > at]
         self.buffer = self.buffer[int(round((at - self.buffer_start) * SAMPLE_RATE)) :]
         self.buffer_start = at
         self.policy.reset()

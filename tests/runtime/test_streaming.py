@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from fake_whisper import GAP, NO_TS, TS0, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
+from fake_whisper import NO_TS, WORD, FakeBackend, NonzeroVAD, runs_of, script_audio
 
 from adaptwin.audio import SAMPLE_RATE
 from adaptwin.runtime.mic import simulate
@@ -509,31 +509,3 @@ def test_a_held_word_commits_at_the_first_decode_that_hears_past_it():
     assert committed_text(emitted) == [f"w{k}" for k in range(20)]
     lags = [at - ends[e.word.text.strip()] for e, at in emitted]
     assert max(lags) <= hold + chunk + 1e-6
-
-
-class OneSegment(Listener):
-    """Keeps every word it hears in one open segment (Whisper over sentences a short pause
-    apart): the buffer never holds a committed segment end."""
-
-    def _hear(self, audio, timestamps):
-        words = [t for t in super()._hear(audio, timestamps) if t < NO_TS]
-        return ([1000] if timestamps else []) + words
-
-
-def test_a_long_buffer_is_cut_at_the_pause_before_the_one_that_made_its_words_final():
-    """Past ``trim_after``, a pause of ``silence_flush`` (shorter than ``forget``) cuts the
-    buffer at the pause before it: the next words are decoded with one stretch of speech
-    before them, never two, every word is committed once, and the words kept in the buffer
-    stay forced as an opened segment; a buffer within ``trim_after`` keeps its audio."""
-    speech = script_audio(24, pause_every=6, pause=0.6)  # four stretches of 6 words (3 s), 0.6 s apart
-    backend = OneSegment()
-    online = OnlineProcessor(backend, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0, trim_after=5.0)
-    emitted = simulate(online, speech)
-    assert committed_text(emitted) == [f"w{k}" for k in range(24)]
-    assert not any({5, 12} <= h or {11, 18} <= h for h in backend.heard)  # cut at the pauses before
-    assert any({11, 12} <= h for h in backend.heard) and any({17, 18} <= h for h in backend.heard)
-    assert max(backend.calls) < 2 * (6 * (WORD + GAP) + 0.6) + 0.5 + 1e-6  # two stretches, their pauses, a chunk
-    assert all(p[0] >= TS0 for p in backend.prefixes if p)  # a forced prefix opens a segment
-    kept = OneSegment()
-    simulate(OnlineProcessor(kept, min_chunk=0.5, vad=NonzeroVAD(), silence_flush=0.4, forget=2.0), speech)
-    assert any({5, 12} <= h for h in kept.heard)
