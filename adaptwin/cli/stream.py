@@ -58,6 +58,12 @@ def register(sub) -> None:
         "(default 0; 0.1 for a dynamic-context model)",
     )
     p.add_argument(
+        "--confidence",
+        type=float,
+        help="probability: a word with a token the decoder gave less is not committed before a decode is surer "
+        "of it or a pause makes it final (default 0: off)",
+    )
+    p.add_argument(
         "--pad",
         type=float,
         default=5.0,
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         forget=args.forget,
         trim_after=args.trim_after,
         hold=args.hold,
+        confidence=args.confidence,
         pad=args.pad,
         prompt_chars=args.prompt_chars,
         vad=load_vad(args.vad),

@@ -101,6 +101,8 @@ class Hypothesis:
     logprob: float = 0.0
     finished: bool = False
     no_speech_prob: float = 0.0  # P(<|nospeech|>) right after <|startoftranscript|>, as openai/whisper
+    # log-probability of each generated token after the forced prefix (greedy decoding; empty for beams)
+    token_logprobs: list[float] = field(default_factory=list)
 
     @property
     def avg_logprob(self) -> float:
@@ -237,6 +239,7 @@ def _greedy(stepper, state, logits, batch, vocab, options, prefix) -> list[Hypot
                 h.finished = True
             else:
                 h.tokens.append(int(tok))
+                h.token_logprobs.append(float(lp))
         if all(h.finished for h in hyps):
             break
         tokens = np.where([h.finished for h in hyps], vocab.eot, best)[:, None].astype(np.int64)  # [B, 1]

@@ -184,7 +184,14 @@ class Emitted:
 # not a 30 s window, so it decodes more often, makes the words final at a shorter pause, keeps
 # the audio over that pause as context, and does not commit a word its buffer may have cut.
 # Other models keep ``OnlineProcessor``'s defaults.
-DYNAMIC_CONTEXT_POLICY = {"min_chunk": 0.35, "silence_flush": 0.3, "forget": 2.0, "trim_after": 6.0, "hold": 0.1}
+DYNAMIC_CONTEXT_POLICY = {
+    "min_chunk": 0.35,
+    "silence_flush": 0.3,
+    "forget": 2.0,
+    "trim_after": 6.0,
+    "hold": 0.1,
+    "confidence": 0.0,
+}
 
 
 def policy_for(backend: Any) -> dict[str, float]:
@@ -196,6 +203,20 @@ def policy_for(backend: Any) -> dict[str, float]:
 
 
 _SAMPLE = 1 / SAMPLE_RATE
+
+
+def _word_probabilities(hyp: Any, boundary: int, units: list[Unit], timestamp_begin: int) -> list[float]:
+    """Per unit (the words of ``hyp.tokens`` from index ``boundary`` on, in order): the
+    probability of its least likely text token; 1.0 where the decoder gave none (beam search)."""
+    logprobs = getattr(hyp, "token_logprobs", None) or []
+    if len(logprobs) != len(hyp.tokens) - boundary:
+        return [1.0] * len(units)
+    out, at = [], 0
+    for u in units:
+        text = [lp for t, lp in zip(u.tokens, logprobs[at : at + len(u.tokens)]) if t < timestamp_begin]
+        out.append(float(np.exp(min(text))) if text else 1.0)
+        at += len(u.tokens)
+    return out
 
 
 def _reached(seconds: float, target: float) -> bool:
@@ -225,6 +246,11 @@ class OnlineProcessor:
     # apart guess a cut word (and a full stop after it) alike. A silent last frame ends no
     # word: then nothing is held (0: off)
     hold: float = 0.0
+    # a word any of whose tokens the newest (greedy) hypothesis gave a probability below this is
+    # not committed yet either, though it counts for the agreement: two decodes on a buffer that
+    # ends inside or just after a word can agree on a guess they are both unsure of. A pause
+    # (``silence_flush``) still makes it final (0: off)
+    confidence: float = 0.0
     # a dynamic-context model hears this much silence after the buffer (within its 30 s
     # window): the padding that tells a decoder where the audio ends (0: only the model's
     # margin). Chosen on validation speakers: far fewer looping hypotheses (each one decoded
@@ -246,6 +272,8 @@ class OnlineProcessor:
             raise InvalidInput("need silence_flush > 0 and vad_frame > 0 seconds")
         if not 0 <= self.hold < self.max_buffer:
             raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
+        if not 0 <= self.confidence < 1:
+            raise InvalidInput(f"confidence={self.confidence} must be a probability in [0, 1)")
         if not 0 <= self.pad <= 30.0:
             raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30] (the window)")
         if not 0 < self.trim_after <= self.max_buffer:
@@ -275,6 +303,7 @@ class OnlineProcessor:
         self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
+        self.sure: list[float] = []  # per word of the newest hypothesis: its least likely token's probability
 
     @classmethod
     def for_backend(cls, backend: Any, **options: Any) -> OnlineProcessor:
@@ -336,11 +365,16 @@ class OnlineProcessor:
 
     def _settled(self, units: list[Unit]) -> int | None:
         """How many of the hypothesis' words may be committed: those before its first word that
-        ends within ``hold`` of the audio's end, when that end is speech (None: all)."""
-        if not self.hold or self.silence > 0:
-            return None
-        limit = self.received - self.hold
-        return next((i for i, u in enumerate(units) if u.word.end > limit), len(units))
+        ends within ``hold`` of the audio's end, when that end is speech, or that it is less
+        sure of than ``confidence`` (None: all)."""
+        ready = None
+        if self.hold and self.silence == 0:
+            limit = self.received - self.hold
+            ready = next((i for i, u in enumerate(units) if u.word.end > limit), len(units))
+        if self.confidence:
+            unsure = next((i for i, p in enumerate(self.sure) if p < self.confidence), len(units))
+            ready = unsure if ready is None else min(ready, unsure)
+        return ready
 
     def _pause(self) -> list[Emitted]:
         """Silence of at least ``silence_flush``: the pending words are final; the audio is
@@ -434,6 +468,7 @@ class OnlineProcessor:
             units = units[: third - (len(words) - len(units))]  # a third time in a row is a loop, whatever the decode
         if silent:
             units = []  # the model hears no speech: nothing to agree on (and no fallback decode)
+        self.sure = _word_probabilities(hyp, len(self.prefix), units, self.vocab.timestamp_begin)
         self.unprocessed = 0.0
         self.heard_end = self.silence > 0
         if self.trim_heap:

@@ -70,16 +70,17 @@ def _stream_options(monkeypatch, tmp_path, args) -> dict:
     monkeypatch.setattr(stream.mic, "simulate", lambda online, *a, **kw: made.append(online) or real(online, *a, **kw))
     write_wav(tmp_path / "talk.wav", script_audio(10, pause_every=5))
     assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", "--vad", "none", *args]) == 0
-    keys = ("min_chunk", "silence_flush", "forget", "trim_after", "hold", "pad")
+    keys = ("min_chunk", "silence_flush", "forget", "trim_after", "hold", "confidence", "pad")
     return {k: getattr(made[0], k) for k in keys}
 
 
 def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monkeypatch, capsys):
     args = ["--chunk", "0.3", "--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2"]
-    options = _stream_options(monkeypatch, tmp_path, [*args, "--pad", "1"])
+    options = _stream_options(monkeypatch, tmp_path, [*args, "--confidence", "0.4", "--pad", "1"])
     assert capsys.readouterr().out.split() == [f"w{k}" for k in range(10)]
     assert options == {
-        "min_chunk": 0.3, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "pad": 1.0
+        "min_chunk": 0.3, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "confidence": 0.4,
+        "pad": 1.0,
     }  # fmt: skip
 
 
@@ -88,7 +89,15 @@ def test_stream_defaults_follow_the_model(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(common, "backend", lambda args: FakeBackend())
     full = _stream_options(monkeypatch, tmp_path, [])
-    assert full == {"min_chunk": 0.5, "silence_flush": 0.6, "forget": 0.6, "trim_after": 10.0, "hold": 0.0, "pad": 5.0}
+    assert full == {
+        "min_chunk": 0.5,
+        "silence_flush": 0.6,
+        "forget": 0.6,
+        "trim_after": 10.0,
+        "hold": 0.0,
+        "confidence": 0.0,
+        "pad": 5.0,
+    }
     monkeypatch.setattr(common, "backend", lambda args: DynamicBackend())
     dynamic = _stream_options(monkeypatch, tmp_path, [])
     assert dynamic == {**full, **DYNAMIC_CONTEXT_POLICY}

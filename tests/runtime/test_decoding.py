@@ -68,6 +68,15 @@ def test_greedy_and_beam():
     assert [h.tokens for h in beam] == [[4]] * 2
 
 
+def test_greedy_keeps_each_generated_tokens_log_probability():
+    """One per generated token after the forced prefix (EOT's is in ``logprob`` only), each
+    the chosen token's log-softmax."""
+    (h,) = decode(Toy(), None, 1, [1], V, DecodingOptions(max_new_tokens=5), prefix=[7])
+    assert h.tokens == [7, 2] and len(h.token_logprobs) == 1
+    assert h.token_logprobs[0] == pytest.approx(np.log(0.5), abs=1e-3)  # 7 -> 2 or 3: a coin toss
+    assert h.logprob < h.token_logprobs[0]  # EOT's log-probability is in logprob only
+
+
 def test_bad_options():
     with pytest.raises(ValueError):
         DecodingOptions(beam_size=0)

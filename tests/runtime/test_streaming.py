@@ -509,3 +509,43 @@ def test_a_held_word_commits_at_the_first_decode_that_hears_past_it():
     assert committed_text(emitted) == [f"w{k}" for k in range(20)]
     lags = [at - ends[e.word.text.strip()] for e, at in emitted]
     assert max(lags) <= hold + chunk + 1e-6
+
+
+class UnsureGuesser(CutGuesser):
+    """``CutGuesser`` whose greedy decode gives its token probabilities: a guess at a cut word
+    at 0.2, the word ``w{unsure}`` always at 0.3, every other token at 0.95."""
+
+    def __init__(self, unsure: int):
+        super().__init__()
+        self.unsure = 10 + unsure
+
+    def generate(self, audios, *, prefix=None, **kwargs):
+        hyps = super().generate(audios, prefix=prefix, **kwargs)
+        for h in hyps:
+            new = h.tokens[len(prefix or []) :]
+            p = [0.2 if 510 <= t < 910 else 0.3 if t == self.unsure else 0.95 for t in new]
+            h.token_logprobs = [float(np.log(x)) for x in p]
+        return hyps
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.5])
+def test_a_word_the_decoder_is_unsure_of_waits_for_a_sure_decode_or_a_pause(confidence):
+    """Agreement alone commits a guess two decodes are both unsure of; with ``confidence`` the
+    guess waits until a decode is sure of the word, and a word no decode is sure of is made
+    final by the pause after it, never lost."""
+    audio = script_audio(20, pause_every=5)
+    ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    online = OnlineProcessor(
+        UnsureGuesser(7), min_chunk=0.2, confidence=confidence, vad=NonzeroVAD(), silence_flush=0.6
+    )
+    emitted = simulate(online, audio)
+    words = committed_text(emitted)
+    if confidence:
+        assert words == [f"w{k}" for k in range(20)]
+        lag = {e.word.text.strip(): at - ends[e.word.text.strip()] for e, at in emitted}
+        assert lag["w7"] >= ends["w9"] - ends["w7"]  # held until the pause after its sentence...
+        assert lag["w9"] < 0.6 + 0.2 + online.vad_frame + 1e-6  # ...which makes it final
+    else:
+        assert any(int(w[1:]) >= 500 for w in words)
+    with pytest.raises(ValueError, match="confidence"):
+        OnlineProcessor(FakeBackend(), confidence=1.0)
