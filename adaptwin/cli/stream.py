@@ -64,6 +64,12 @@ def register(sub) -> None:
         "of it or a pause makes it final (default 0: off)",
     )
     p.add_argument(
+        "--unsure-hold",
+        type=float,
+        help="seconds: a word under --confidence waits only while it ends this close to the newest audio "
+        "(default 0: until a surer decode or a pause)",
+    )
+    p.add_argument(
         "--pad",
         type=float,
         default=5.0,
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         trim_after=args.trim_after,
         hold=args.hold,
         confidence=args.confidence,
+        unsure_hold=args.unsure_hold,
         pad=args.pad,
         prompt_chars=args.prompt_chars,
         vad=load_vad(args.vad),

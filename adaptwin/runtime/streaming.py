@@ -192,6 +192,7 @@ DYNAMIC_CONTEXT_POLICY = {
     "trim_after": 6.0,
     "hold": 0.1,
     "confidence": 0.0,
+    "unsure_hold": 0.0,
 }
 
 
@@ -252,6 +253,9 @@ class OnlineProcessor:
     # ends inside or just after a word can agree on a guess they are both unsure of. A pause
     # (``silence_flush``) still makes it final (0: off)
     confidence: float = 0.0
+    # such a word waits only while it ends within this many seconds of the audio's end, a longer
+    # hold than ``hold``: more audio after it, not a pause, decides it (0: a surer decode or a pause)
+    unsure_hold: float = 0.0
     # a dynamic-context model hears this much silence after the buffer (within its 30 s
     # window): the padding that tells a decoder where the audio ends (0: only the model's
     # margin). Chosen on validation speakers: far fewer looping hypotheses (each one decoded
@@ -275,6 +279,8 @@ class OnlineProcessor:
             raise InvalidInput(f"hold={self.hold} seconds must lie in [0, max_buffer)")
         if not 0 <= self.confidence < 1:
             raise InvalidInput(f"confidence={self.confidence} must be a probability in [0, 1)")
+        if not 0 <= self.unsure_hold < self.max_buffer:
+            raise InvalidInput(f"unsure_hold={self.unsure_hold} seconds must lie in [0, max_buffer)")
         if not 0 <= self.pad <= 30.0:
             raise InvalidInput(f"pad={self.pad} seconds must lie in [0, 30] (the window)")
         if not 0 < self.trim_after <= self.max_buffer:
@@ -367,13 +373,17 @@ class OnlineProcessor:
     def _settled(self, units: list[Unit]) -> int | None:
         """How many of the hypothesis' words may be committed: those before its first word that
         ends within ``hold`` of the audio's end, when that end is speech, or that it is less
-        sure of than ``confidence`` (None: all)."""
+        sure of than ``confidence`` (and, with ``unsure_hold``, that ends within it of the end)."""
         ready = None
         if self.hold and self.silence == 0:
             limit = self.received - self.hold
             ready = next((i for i, u in enumerate(units) if u.word.end > limit), len(units))
         if self.confidence:
-            unsure = next((i for i, p in enumerate(self.sure) if p < self.confidence), len(units))
+            limit = self.received - self.unsure_hold if self.unsure_hold else float("-inf")
+            unsure = next(
+                (i for i, (u, p) in enumerate(zip(units, self.sure)) if p < self.confidence and u.word.end > limit),
+                len(units),
+            )
             ready = unsure if ready is None else min(ready, unsure)
         return ready
 

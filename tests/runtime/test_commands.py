@@ -70,17 +70,19 @@ def _stream_options(monkeypatch, tmp_path, args) -> dict:
     monkeypatch.setattr(stream.mic, "simulate", lambda online, *a, **kw: made.append(online) or real(online, *a, **kw))
     write_wav(tmp_path / "talk.wav", script_audio(10, pause_every=5))
     assert main(["stream", "--simulate", str(tmp_path / "talk.wav"), "--fast", "--vad", "none", *args]) == 0
-    keys = ("min_chunk", "silence_flush", "forget", "trim_after", "hold", "confidence", "pad")
+    keys = ("min_chunk", "silence_flush", "forget", "trim_after", "hold", "confidence", "unsure_hold", "pad")
     return {k: getattr(made[0], k) for k in keys}
 
 
 def test_stream_policy_options_reach_the_processor(tmp_path, fake_backend, monkeypatch, capsys):
     args = ["--chunk", "0.3", "--silence-flush", "0.4", "--forget", "2", "--trim-after", "6", "--hold", "0.2"]
-    options = _stream_options(monkeypatch, tmp_path, [*args, "--confidence", "0.4", "--pad", "1"])
+    options = _stream_options(
+        monkeypatch, tmp_path, [*args, "--confidence", "0.4", "--unsure-hold", "0.5", "--pad", "1"]
+    )
     assert capsys.readouterr().out.split() == [f"w{k}" for k in range(10)]
     assert options == {
         "min_chunk": 0.3, "silence_flush": 0.4, "forget": 2.0, "trim_after": 6.0, "hold": 0.2, "confidence": 0.4,
-        "pad": 1.0,
+        "unsure_hold": 0.5, "pad": 1.0,
     }  # fmt: skip
 
 
@@ -96,6 +98,7 @@ def test_stream_defaults_follow_the_model(tmp_path, monkeypatch, capsys):
         "trim_after": 10.0,
         "hold": 0.0,
         "confidence": 0.0,
+        "unsure_hold": 0.0,
         "pad": 5.0,
     }
     monkeypatch.setattr(common, "backend", lambda args: DynamicBackend())

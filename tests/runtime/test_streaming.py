@@ -528,24 +528,37 @@ class UnsureGuesser(CutGuesser):
         return hyps
 
 
-@pytest.mark.parametrize("confidence", [0.0, 0.5])
-def test_a_word_the_decoder_is_unsure_of_waits_for_a_sure_decode_or_a_pause(confidence):
+@pytest.mark.parametrize("confidence, unsure_hold", [(0.0, 0.0), (0.5, 0.0), (0.5, 0.6)])
+def test_a_word_the_decoder_is_unsure_of_waits_for_a_sure_decode_or_a_pause(confidence, unsure_hold):
     """Agreement alone commits a guess two decodes are both unsure of; with ``confidence`` the
     guess waits until a decode is sure of the word, and a word no decode is sure of is made
-    final by the pause after it, never lost."""
+    final by the pause after it, never lost; with ``unsure_hold``, by ``unsure_hold`` seconds
+    of audio after it."""
     audio = script_audio(20, pause_every=5)
     ends = {f"w{k}": b for k, _, b in runs_of(audio)}
+    chunk = 0.2
     online = OnlineProcessor(
-        UnsureGuesser(7), min_chunk=0.2, confidence=confidence, vad=NonzeroVAD(), silence_flush=0.6
+        UnsureGuesser(7),
+        min_chunk=chunk,
+        confidence=confidence,
+        unsure_hold=unsure_hold,
+        vad=NonzeroVAD(),
+        silence_flush=0.6,
     )
     emitted = simulate(online, audio)
     words = committed_text(emitted)
     if confidence:
         assert words == [f"w{k}" for k in range(20)]
         lag = {e.word.text.strip(): at - ends[e.word.text.strip()] for e, at in emitted}
-        assert lag["w7"] >= ends["w9"] - ends["w7"]  # held until the pause after its sentence...
-        assert lag["w9"] < 0.6 + 0.2 + online.vad_frame + 1e-6  # ...which makes it final
+        if unsure_hold:
+            # before the pause: one chunk after the audio passed unsure_hold (and the fake's decode time)
+            assert unsure_hold - 1e-6 <= lag["w7"] <= unsure_hold + chunk + 0.05
+        else:
+            assert lag["w7"] >= ends["w9"] - ends["w7"]  # held until the pause after its sentence...
+        assert lag["w9"] < 0.6 + chunk + online.vad_frame + 1e-6  # ...which makes it final
     else:
         assert any(int(w[1:]) >= 500 for w in words)
     with pytest.raises(ValueError, match="confidence"):
         OnlineProcessor(FakeBackend(), confidence=1.0)
+    with pytest.raises(ValueError, match="unsure_hold"):
+        OnlineProcessor(FakeBackend(), unsure_hold=-1.0)
