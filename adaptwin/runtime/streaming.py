@@ -373,7 +373,8 @@ class OnlineProcessor:
     def _settled(self, units: list[Unit]) -> int | None:
         """How many of the hypothesis' words may be committed: those before its first word that
         ends within ``hold`` of the audio's end, when that end is speech, or that it is less
-        sure of than ``confidence`` (and, with ``unsure_hold``, that ends within it of the end)."""
+        sure of than ``confidence`` (and, with ``unsure_hold``, that ends within it of the end);
+        None: all."""
         ready = None
         if self.hold and self.silence == 0:
             limit = self.received - self.hold
