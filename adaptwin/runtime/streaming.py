@@ -22,7 +22,7 @@ from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
 from ..models.context import HOP_SECONDS
 from . import heap
-from .decoding import Vocab
+from .decoding import Hypothesis, Vocab
 from .gate import NoSpeechGate
 from .segments import SECONDS_PER_TIMESTAMP, Word, ends_repeated, loop_index
 
@@ -207,10 +207,10 @@ def policy_for(backend: Any) -> dict[str, float]:
 _SAMPLE = 1 / SAMPLE_RATE
 
 
-def _word_probabilities(hyp: Any, boundary: int, units: list[Unit], timestamp_begin: int) -> list[float]:
+def _word_probabilities(hyp: Hypothesis, boundary: int, units: list[Unit], timestamp_begin: int) -> list[float]:
     """Per unit (the words of ``hyp.tokens`` from index ``boundary`` on, in order): the
     probability of its least likely text token; 1.0 where the decoder gave none (beam search)."""
-    logprobs = getattr(hyp, "token_logprobs", None) or []
+    logprobs = hyp.token_logprobs
     if len(logprobs) != len(hyp.tokens) - boundary:
         return [1.0] * len(units)
     out, at = [], 0
