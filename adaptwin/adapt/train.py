@@ -7,6 +7,7 @@ deadline only caps it (and the run then says that the result depends on the mach
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import math
@@ -64,6 +65,9 @@ class Dist:
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend)
+            # a group left to the interpreter's teardown can abort the process after its work
+            # ("terminate called without an active exception" from Gloo's threads)
+            atexit.register(dist.destroy_process_group)
         return cls(dist.get_world_size(), dist.get_rank())
 
     @property
