@@ -74,7 +74,9 @@ def test_full_rank_head_reproduces_dense_logits_cached_and_uncached(model, input
 
     ref = logits(model, *inputs)
     full = min(model.config.vocab_size, model.config.d_model)
-    report = compress_(model, AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=full))
+    report = compress_(
+        model, AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=full, head_keep=0)
+    )
     assert isinstance(model.proj_out, LowRankLinear) and report.modules[-1].kind == "head"
     assert (logits(model, *inputs) - ref).abs().max() <= 1e-4
     assert (stepwise_logits(model, *inputs) - ref).abs().max() <= 1e-4
@@ -88,7 +90,9 @@ def test_the_head_factors_serve_lookup_and_logits_stored_once(model, inputs, cal
 
     dense_head = model.proj_out.weight.numel()
     report = compress_(
-        model, AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=24), calibration
+        model,
+        AdaPTwinConfig(scope="decoder", rank_qk=16, rank_vo=16, head=True, rank_head=24, head_keep=0),
+        calibration,
     )
     embed, head = model.model.decoder.embed_tokens, model.proj_out
     assert isinstance(embed, FactoredEmbedding) and embed.head is head
@@ -276,7 +280,9 @@ def test_the_head_probe_measures_the_lookup_and_logits_together(model, calibrati
         return real(m, *args, **kwargs)
 
     monkeypatch.setattr(api, "run", spy)
-    report = compress_(model, AdaPTwinConfig(scope="decoder", budget=0.2, ffn=True, head=True), calibration)
+    report = compress_(
+        model, AdaPTwinConfig(scope="decoder", budget=0.2, ffn=True, head=True, head_keep=0), calibration
+    )
     assert seen and all(seen)
     head = next(m for m in report.modules if m.kind == "head")
     if head.ranks["head"] is None:  # the probes put the dense lookup back

@@ -33,6 +33,9 @@ def test_compression_lowers_the_stages_it_touches(tiny_dense):
     e = stage_flops(encoder_only)
     assert e.encoder < dense.encoder and e.step == dense.step and e.logits == dense.logits
     whole = copy.deepcopy(tiny_dense)
-    compress_(whole, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, ffn=True, rank_ffn=16, head=True, rank_head=8))
+    compress_(
+        whole,
+        AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, ffn=True, rank_ffn=16, head=True, rank_head=8, head_keep=0),
+    )
     w = stage_flops(whole)
     assert w.step < dense.step and w.logits == 2 * 8 * (120 + 64) < dense.logits

@@ -46,6 +46,13 @@ def register(sub) -> None:
         help="also factorize the vocabulary head (the tied token embedding and logits; scope decoder or all)",
     )
     p.add_argument("--rank-head", type=int, help="explicit rank of the vocabulary head (with --head)")
+    p.add_argument(
+        "--head-keep",
+        type=int,
+        help="with --head: keep the rows of this many of the most frequent English tokens (and the calibration "
+        "transcripts' and special tokens) dense; the rank applies to the others (0: one low-rank pair; "
+        "default: AdaPTwinConfig's, 12000)",
+    )
     p.add_argument("--calib", help="calibration audio: JSON-lines manifest or folder (data-aware compression)")
     p.add_argument("--calib-windows", type=int, default=24, help="at most this many 30 s calibration windows")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -70,12 +77,13 @@ def _config_from(args: argparse.Namespace):
         ffn=args.ffn,
         head=args.head,
         rank_head=args.rank_head,
+        **({"head_keep": args.head_keep} if args.head_keep is not None else {}),
         rank_step=args.rank_step,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compress import build_calibration
+    from ..compress import build_calibration, token_prior
     from ..models.checkpoint import check_output_dir
 
     config = _config_from(args)  # validate before the slow load
@@ -86,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("adaptwin").warning(
             "no --calib given: ranks follow weight-space error only; data-aware compression is far more accurate"
         )
-    report = adaptwin.compress_(loaded.model, config, calib, progress=True)
+    prior = token_prior(loaded.processor.tokenizer) if config.head and config.head_keep else None
+    report = adaptwin.compress_(loaded.model, config, calib, progress=True, token_prior=prior)
     print(report.format())
     adaptwin.save(loaded.model, args.out, loaded.processor, extra={"compressed_from": str(args.model)})
     if args.json:

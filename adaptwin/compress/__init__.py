@@ -4,6 +4,7 @@ factors, ranks allocated to a budget by measured sensitivity (``compress_``)."""
 from .api import CompressionReport, ModuleReport, compress_, is_compressed, part_parameters
 from .calibrate import Calibration, build_calibration
 from .config import AdaPTwinConfig
+from .vocab import token_prior
 
 __all__ = [
     "AdaPTwinConfig",
@@ -14,4 +15,5 @@ __all__ = [
     "compress_",
     "is_compressed",
     "part_parameters",
+    "token_prior",
 ]

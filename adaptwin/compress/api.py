@@ -6,12 +6,12 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from torch import nn
 
 from ..errors import InvalidInput
-from ..models.modules import LowRankLinear, TwinAttention
+from ..models.modules import LowRankLinear, SplitHead, TwinAttention
 from ..models.structure import FORMAT_VERSION, set_head, set_module
 from . import surgery
 from .allocate import Option, Unit, allocate, max_savings
@@ -28,6 +28,7 @@ from .targets import (
     find_head,
     scope_modules,
 )
+from .vocab import kept_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +102,13 @@ def compress_(
     *,
     progress: bool = False,
     timer: MatmulTimer | None = None,
+    token_prior: Sequence[int] | None = None,
 ) -> CompressionReport:
     """Compress ``model`` in place: joint per-head SVD of W_Q W_K^T and W_V W_O (optionally the
-    FFN), data-aware when ``calibration`` is given, ranks explicit or allocated to a budget
-    (parameters, or time measured by ``timer``: ONNX Runtime on this CPU by default)."""
+    FFN and the vocabulary head), data-aware when ``calibration`` is given, ranks explicit or
+    allocated to a budget (parameters, or time measured by ``timer``: ONNX Runtime on this CPU
+    by default). ``token_prior``: token ids, most frequent first, of which a split head
+    (``config.head_keep``) keeps the first rows dense (``compress.token_prior(tokenizer)``)."""
     check_whisper(model)
     if is_compressed(model):
         raise InvalidInput("this model is already compressed: start again from the dense model")
@@ -117,6 +121,7 @@ def compress_(
     ffn_sites = find_ffn(model, sides) if config.ffn else []
     ffn_sites += find_head(model) if config.head else []
     sites = attn_sites + ffn_sites
+    kept = _kept_rows(model, config, calibration, token_prior)
 
     moments = second_moments(model, calibration, sites) if calibration is not None else {}
     facts: dict[tuple[str, str], Factorization] = {}
@@ -125,9 +130,11 @@ def compress_(
         for twin, fact in surgery.attention_twins(attn, moments, site.name, config.twins, config.damping).items():
             facts[(site.name, twin)] = fact
     for site in _bar(ffn_sites, progress, "splitting FFN"):
-        facts[(site.name, site.kind)] = surgery.linear_split(
-            model.get_submodule(site.name), moments, site.name, config.damping
-        )
+        module = model.get_submodule(site.name)
+        if site.kind == "head" and kept is not None:
+            facts[(site.name, site.kind)] = surgery.head_split(module, kept, moments, site.name, config.damping)
+        else:
+            facts[(site.name, site.kind)] = surgery.linear_split(module, moments, site.name, config.damping)
 
     reference = None
     decoder_metric = any(s.side == "decoder" for s in sites)
@@ -150,6 +157,7 @@ def compress_(
         "attention": {m.name: {k: m.ranks.get(k) for k in ("qk", "vo")} for m in reports if m.kind not in THIN},
         "ffn": {m.name: m.ranks["ffn"] for m in reports if m.kind == "ffn"},
         "head": next((m.ranks["head"] for m in reports if m.kind == "head"), None),
+        "head_kept": head_kept(model),
     }
     out_err = None
     if reference is not None:
@@ -175,6 +183,28 @@ def compress_(
     return report
 
 
+def _kept_rows(model, config, calibration, token_prior):
+    """The token ids a split head keeps dense, or None for a head that is one low-rank pair."""
+    if not (config.head and config.head_keep):
+        return None
+    if token_prior is None:
+        raise InvalidInput(
+            f"head_keep={config.head_keep} keeps the most frequent tokens' rows dense and needs their ranking: pass "
+            "token_prior=adaptwin.compress.token_prior(processor.tokenizer), or head_keep=0 for one low-rank pair"
+        )
+    seen = calibration.decoder_input_ids if calibration is not None and calibration.decoder_input_ids else ()
+    vocab = model.proj_out.out_features
+    kept = kept_tokens(token_prior, config.head_keep, vocab, model.config.eos_token_id, seen)
+    if len(kept) >= vocab:
+        raise InvalidInput(f"head_keep={config.head_keep} keeps every row of the {vocab}-token head: ask for fewer")
+    return kept
+
+
+def head_kept(model: nn.Module) -> int | None:
+    head = getattr(model, "proj_out", None)
+    return head.num_kept if isinstance(head, SplitHead) else None
+
+
 def _bar(items, progress: bool, desc: str):
     if not progress:
         return items
@@ -189,7 +219,8 @@ def _unit_options(model: nn.Module, name: str, twin: str, fact: Factorization, c
         dense = sum(p.numel() for p in module.parameters())
         step = config.ffn_rank_step
         opts = [
-            Option(r, surgery.low_rank_params(module, r), fact.rel_error(r)) for r in range(step, fact.full_rank, step)
+            Option(r, surgery.thin_params(module, fact, r), fact.rel_error(r))
+            for r in range(step, fact.full_rank, step)
         ]
         opts = [o for o in opts if o.params < dense]
     else:
@@ -212,7 +243,7 @@ def _probed(model: nn.Module, name: str, twin: str, fact: Factorization, rank: i
         new = surgery.build_low_rank(module, fact, rank)
     elif twin == "head":
         out, lookup = model.proj_out, model.model.decoder.embed_tokens
-        set_head(model, surgery.build_low_rank(module, fact, rank))
+        set_head(model, surgery.build_thin(module, fact, rank))
         try:
             yield
         finally:
@@ -234,11 +265,15 @@ def _units(model, config, facts, sites: list[Site], timer: MatmulTimer | None) -
         for unit in units:
             (name, twin), site = unit.key, site_of[unit.key[0]]
             module = model.get_submodule(name)
+            fact = facts[unit.key]
+            kept = len(fact.kept) if isinstance(fact, surgery.HeadSplit) else 0
             unit.options = [
                 replace(
                     o,
                     seconds=window_seconds(
-                        unit_work(site.kind, site.side, twin, o.rank, module, dims), timer, config.tokens_per_window
+                        unit_work(site.kind, site.side, twin, o.rank, module, dims, kept),
+                        timer,
+                        config.tokens_per_window,
                     ),
                 )
                 for o in unit.options
@@ -336,7 +371,7 @@ def _apply(model, sites: list[Site], facts, ranks) -> list[ModuleReport]:
             kind = site.kind
             fact, r = facts[(site.name, kind)], ranks.get((site.name, kind))
             if r is not None:
-                new = surgery.build_low_rank(module, fact, r)
+                new = surgery.build_thin(module, fact, r)
                 if kind == "head":
                     set_head(model, new)  # the output projection and the token lookup
                 else:

@@ -49,6 +49,11 @@ class AdaPTwinConfig:
     # the tied token embedding / output projection as one data-aware low-rank pair (decoder side)
     head: bool = False
     rank_head: int | None = None  # with head=True and explicit ranks: its rank
+    # with head=True: the rows of this many of the most frequent tokens (``token_prior``), the
+    # calibration transcripts' tokens and the special tokens stay dense, and the rank applies to
+    # the other rows only (0: one low-rank pair for the whole vocabulary). Chosen on the
+    # validation speakers (docs/experiments/compression.md)
+    head_keep: int = 12000
     rank_step: int = 8  # attention ranks move in steps of this many per head
     ffn_rank_step: int = 32
     damping: float = 1e-4  # ridge added to calibration second moments, relative to mean diagonal
@@ -111,6 +116,8 @@ class AdaPTwinConfig:
             for twin, value in r.items():
                 if twin not in TWINS + ("ffn", "head") or not isinstance(value, int) or value < 1:
                     raise InvalidInput(f"ranks[{module!r}][{twin!r}]={value!r}: twin must be qk/vo/ffn/head, rank >= 1")
+        if not (isinstance(self.head_keep, int) and self.head_keep >= 0):
+            raise InvalidInput(f"head_keep={self.head_keep!r} must be a number of tokens >= 0 (0: no dense rows)")
         for name in ("rank_step", "ffn_rank_step"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be >= 1")
@@ -127,6 +134,9 @@ class AdaPTwinConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AdaPTwinConfig":
         d = dict(d)
-        check_format(d.pop("format_version", FORMAT_VERSION))
+        version = d.pop("format_version", FORMAT_VERSION)
+        check_format(version)
+        if version < 3:
+            d.setdefault("head_keep", 0)  # older heads were one low-rank pair
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})

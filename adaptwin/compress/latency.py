@@ -50,14 +50,21 @@ class Dims:
         return cls(c.d_model, c.max_source_positions, past)
 
 
-def unit_work(kind: str, side: str, twin: str, rank: int | None, module: nn.Module, dims: Dims) -> UnitWork:
+def unit_work(
+    kind: str, side: str, twin: str, rank: int | None, module: nn.Module, dims: Dims, kept: int = 0
+) -> UnitWork:
     """The matmuls of ``twin`` of a unit of ``kind`` (a ``Site`` kind) on ``side`` at per-head
-    rank (attention twins) or rank (FFN, head); ``rank=None`` is the dense original."""
+    rank (attention twins) or rank (FFN, head; a split head's ``kept`` rows stay dense);
+    ``rank=None`` is the dense original."""
     d, t = dims.d_model, dims.positions
     if twin in ("ffn", "head"):
         n_in, n_out = module.in_features, module.out_features
         rows = t if side == "encoder" else 1
-        mats = ((1, rows, n_in, n_out),) if rank is None else ((1, rows, n_in, rank), (1, rows, rank, n_out))
+        if rank is None:
+            mats = ((1, rows, n_in, n_out),)
+        else:
+            mats = ((1, rows, n_in, rank), (1, rows, rank, n_out - kept))
+            mats += ((1, rows, n_in, kept),) if kept else ()
         if twin == "head" and rank is not None:
             mats += ((1, 1, rank, n_in),)  # the token lookup's inner factor
         return UnitWork(window=mats) if rows > 1 else UnitWork(step=mats)

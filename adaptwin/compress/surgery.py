@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ..models.modules import LowRankLinear, TwinAttention
+from ..models.modules import LowRankLinear, SplitHead, TwinAttention
 from ..models.structure import twin_attention_shell
 from . import factorize as fz
 
@@ -77,6 +79,55 @@ def build_low_rank(linear: nn.Linear, fact: fz.Factorization, rank: int) -> LowR
     new.up.weight.copy_(b[0])
     if linear.bias is not None:
         new.up.bias.copy_(linear.bias)
+    return new
+
+
+@dataclass
+class HeadSplit(fz.Factorization):
+    """The factorization of the vocabulary head's rows outside ``kept``, which stay dense."""
+
+    kept: torch.Tensor | None = None  # [K] sorted token ids
+
+
+def head_split(
+    head: nn.Linear, kept: torch.Tensor, moments: dict[str, torch.Tensor], name: str, damping: float
+) -> HeadSplit:
+    """The head's rows outside ``kept`` [K] (sorted token ids), factorized."""
+    fact = fz.linear_factorize(head.weight[_rest(kept, head.out_features)], _white(moments, f"{name}/x", damping))
+    return HeadSplit(fact.left, fact.s, fact.right, kept)
+
+
+def _rest(kept: torch.Tensor, vocab: int) -> torch.Tensor:
+    mask = torch.ones(vocab, dtype=torch.bool)
+    mask[kept] = False
+    return mask.nonzero().squeeze(1)  # [V - K] the other token ids, ascending
+
+
+def build_thin(linear: nn.Linear, fact: fz.Factorization, rank: int) -> LowRankLinear | SplitHead:
+    """The thin replacement of an FFN matrix or the vocabulary head at ``rank``."""
+    if isinstance(fact, HeadSplit):
+        return build_split_head(linear, fact, rank)
+    return build_low_rank(linear, fact, rank)
+
+
+def thin_params(linear: nn.Linear, fact: fz.Factorization, r: int) -> int:
+    if isinstance(fact, HeadSplit):
+        return len(fact.kept) * linear.in_features + r * (linear.in_features + linear.out_features - len(fact.kept))
+    return low_rank_params(linear, r)
+
+
+@torch.no_grad()
+def build_split_head(head: nn.Linear, fact: HeadSplit, rank: int) -> SplitHead:
+    """A ``SplitHead`` whose kept rows are ``head``'s own and the other rows ``fact`` at ``rank``."""
+    vocab, kept = head.out_features, fact.kept
+    new = SplitHead(head.in_features, vocab, len(kept), rank).to(device=head.weight.device, dtype=head.weight.dtype)
+    new.kept.weight.copy_(head.weight[kept])
+    a, b = fact.factors(rank)  # [1, in, r], [1, V - K, r]
+    new.rest.down.weight.copy_(a[0].T)
+    new.rest.up.weight.copy_(b[0])
+    order = torch.empty(vocab, dtype=torch.long)
+    order[torch.cat([kept, _rest(kept, vocab)])] = torch.arange(vocab)
+    new.order.copy_(order)
     return new
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInput
-from ..models.graphs import DecoderGraph, EncoderGraph
+from ..models.graphs import DecoderGraph, EncoderGraph, split_lookup
 from ..optional import require
 from .names import GRAPHS, INT8_BLOCKS, PRECISIONS  # noqa: F401  (re-exported)
 
@@ -63,7 +63,17 @@ def _int8_embedding(graph: DecoderGraph, blockwise: bool) -> None:
     """Look tokens up in an int8 copy of the [D, V] table, quantized as the logits weight will
     be: per token (``_share_int8_table`` then makes it the quantizer's copy) or, ``blockwise``,
     in the 8-bit blocks of ``block_quantize`` (byte-identical to the logits' ``MatMulNBits``
-    weight, which ``write_shared`` then stores once). Either way the folder holds one table."""
+    weight, which ``write_shared`` then stores once). Either way the folder holds one table.
+    A split head's two tables are looked up in blocks (shared with the logits' weights when
+    those are blockwise, as in the decoder and all schemes)."""
+    if graph.order is not None:
+        kept = _BlockEmbedding(
+            *map(torch.from_numpy, block_quantize(graph.kept.detach().float().numpy())), graph.kept.shape[0]
+        )
+        q, scale = block_quantize(graph.table.detach().float().numpy())
+        other = _BlockEmbedding(torch.from_numpy(q), torch.from_numpy(scale), graph.table.shape[0], graph.inner)
+        graph.embed = _SplitEmbedding(graph.order, graph.kept.shape[1], kept, other)
+        return
     if blockwise:
         q, scale = block_quantize(graph.table.detach().float().numpy())  # [V, blocks, 32], [V, blocks]
         graph.embed = _BlockEmbedding(torch.from_numpy(q), torch.from_numpy(scale), graph.table.shape[0], graph.inner)
@@ -97,6 +107,16 @@ class _BlockEmbedding(nn.Module):
         x = (self.q[ids].float() - 128.0) * self.scale[ids].unsqueeze(-1)  # [B, T, blocks, INT8_BLOCK]
         x = x.flatten(-2)[..., : self.width]  # [B, T, D or r]
         return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
+
+
+class _SplitEmbedding(nn.Module):
+    def __init__(self, order: torch.Tensor, kept: int, kept_rows: nn.Module, other_rows: nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("order", order)  # the decoder graph's own [V] tensor
+        self.kept, self.kept_rows, self.other_rows = kept, kept_rows, other_rows
+
+    def forward(self, ids):
+        return split_lookup(ids, self.order, self.kept, self.kept_rows, self.other_rows)  # [B, T, D]
 
 
 def export_torch_graphs(

@@ -43,7 +43,7 @@ def encoder_flops(graph: EncoderGraph, frames: int) -> float:
 
 
 def logits_flops(graph: DecoderGraph) -> float:
-    return 2.0 * (graph.table.numel() + (graph.inner.numel() if graph.inner is not None else 0))
+    return 2.0 * sum(t.numel() for t in (graph.table, graph.inner, graph.kept) if t is not None)
 
 
 def decoder_token_flops(graph: DecoderGraph, past: int, positions: int) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modules import LowRankLinear
+from .modules import LowRankLinear, SplitHead
 
 NEG_INF = -1e9  # additive mask value (finite: fp16-safe after the softmax max-subtraction)
 
@@ -134,6 +134,16 @@ class _EncoderLayer(nn.Module):
         return x + self.fc2(self.act(self.fc1(self.norm2(x))))
 
 
+def split_lookup(ids, order, kept: int, kept_rows, other_rows):
+    """Embeddings of ``ids`` [B, T] from a split head: ``kept_rows`` / ``other_rows`` look up
+    columns of the kept / factored table (both [B, T] -> [B, T, D]); ``order`` [V] maps a token
+    to its column in the two joined."""
+    at = order[ids]  # [B, T]
+    dense = kept_rows(at.clamp(max=kept - 1))
+    low = other_rows((at - kept).clamp(min=0))
+    return torch.where((at < kept).unsqueeze(-1), dense, low)  # [B, T, D]
+
+
 class DecoderGraph(nn.Module):
     """One decoder step over T new tokens given P cached positions (P = 0 on the first step)."""
 
@@ -143,9 +153,17 @@ class DecoderGraph(nn.Module):
         # One table serves both the token lookup (columns) and the logits (matmul), so the exported
         # graph holds a single copy of Whisper's tied embedding: [D, V], or for a factorized head
         # [r, V] with the [r, D] factor that maps between r and D.
-        head = model.proj_out
+        # A split head keeps K rows as a [D, K] table (``kept``) and the others as the factored
+        # [r, V - K] table; ``order`` [V] maps a token to its column in the two tables joined.
+        head, kept, order = model.proj_out, None, None
+        if isinstance(head, SplitHead):
+            kept = head.kept.weight.detach().t().contiguous()  # [D, K]
+            order = head.order.detach().clone()  # [V]
+            head = head.rest
+        self.register_buffer("kept", kept)
+        self.register_buffer("order", order)
         if isinstance(head, LowRankLinear):
-            self.register_buffer("table", head.up.weight.detach().t().contiguous())  # [r, V]
+            self.register_buffer("table", head.up.weight.detach().t().contiguous())  # [r, V] ([r, V - K])
             self.register_buffer("inner", head.down.weight.detach().contiguous())  # [r, D]
             tied = True
         else:
@@ -159,13 +177,23 @@ class DecoderGraph(nn.Module):
         self.norm = dec.layer_norm
 
     def _lookup(self, ids):
+        if self.order is not None:
+            return split_lookup(ids, self.order, self.kept.shape[1], self._kept_rows, self._table_rows)
+        return self._table_rows(ids)
+
+    def _kept_rows(self, ids):
+        return self.kept[:, ids].permute(1, 2, 0)  # [D, B, T] -> [B, T, D]
+
+    def _table_rows(self, ids):
         x = self.table[:, ids].permute(1, 2, 0)  # [D or r, B, T] -> [B, T, D or r]
         return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
 
     def _logits(self, x):
-        if self.inner is not None:
-            x = x @ self.inner.t()  # [B, T, D] -> [B, T, r]
-        return x @ self.table  # -> [B, T, V]
+        low = x if self.inner is None else x @ self.inner.t()  # [B, T, D] -> [B, T, r]
+        logits = low @ self.table  # -> [B, T, V] ([B, T, V - K])
+        if self.order is not None:
+            logits = torch.cat([x @ self.kept, logits], dim=-1).index_select(-1, self.order)  # [B, T, V]
+        return logits
 
     def forward(self, input_ids, cross, past=None, at=None):
         """cross: [(k, v)] per layer; past: [(k, v)] per layer or None -> logits, [(k, v)] presents.

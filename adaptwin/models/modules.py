@@ -133,6 +133,10 @@ class LowRankLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.down(x))  # [..., in] -> [..., r] -> [..., out]
 
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of the product ``up.weight @ down.weight``: a token lookup in a tied head."""
+        return F.embedding(ids, self.up.weight) @ self.down.weight  # [B, T] -> [B, T, r] -> [B, T, in]
+
     def to_dense(self) -> nn.Linear:
         dense = nn.Linear(self.in_features, self.out_features, bias=self.up.bias is not None)
         with torch.no_grad():
@@ -142,22 +146,67 @@ class LowRankLinear(nn.Module):
         return dense
 
 
+class SplitHead(nn.Module):
+    """A vocabulary head whose ``kept`` rows (frequent tokens) stay dense and whose other rows
+    are one low-rank pair: a low rank alone must spend its width on every token of a 51,865-row
+    vocabulary, while the tokens a language mostly uses are a few thousand.
+
+    ``order[v]`` is token ``v``'s row in ``cat(kept rows, low-rank rows)``. No bias (Whisper's
+    head has none).
+    """
+
+    def __init__(self, in_features: int, out_features: int, kept: int, rank: int) -> None:
+        super().__init__()
+        if not 0 < kept < out_features:
+            raise ValueError(f"kept={kept} rows must lie in 1..{out_features - 1}")
+        self.in_features, self.out_features = in_features, out_features
+        self.kept = nn.Linear(in_features, kept, bias=False)  # weight [K, in]
+        self.rest = LowRankLinear(in_features, out_features - kept, rank, bias=False)
+        self.register_buffer("order", torch.arange(out_features))  # [V] token -> row
+
+    @property
+    def rank(self) -> int:
+        return self.rest.rank
+
+    @property
+    def num_kept(self) -> int:
+        return self.kept.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.cat([self.kept(x), self.rest(x)], dim=-1)  # [..., K + (V - K)]
+        return rows.index_select(-1, self.order)  # [..., V] in token order
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        at = self.order[ids]  # [B, T] rows
+        k = self.num_kept
+        dense = F.embedding(at.clamp(max=k - 1), self.kept.weight)  # [B, T, in]
+        low = self.rest.rows((at - k).clamp(min=0))  # [B, T, in]
+        return torch.where((at < k).unsqueeze(-1), dense, low)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The [V, in] matrix this head applies."""
+        return torch.cat([self.kept.weight, self.rest.up.weight @ self.rest.down.weight])[self.order]
+
+
+HEADS = (LowRankLinear, SplitHead)  # what a compressed vocabulary head may be
+
+
 class FactoredEmbedding(nn.Module):
-    """Token lookup through a low-rank vocabulary head: row ``i`` of ``up.weight @ down.weight``.
+    """Token lookup through a compressed vocabulary head (``LowRankLinear`` or ``SplitHead``).
 
     Whisper ties its token embedding to its output projection, so one factor pair serves both
     the lookup and the logits; this module holds no parameters of its own (the head is kept
     outside the module tree), so the factors are trained, saved and exported once.
     """
 
-    def __init__(self, head: LowRankLinear) -> None:
+    def __init__(self, head: LowRankLinear | SplitHead) -> None:
         super().__init__()
         self._head = (head,)  # a tuple: not a registered submodule
         self.num_embeddings, self.embedding_dim = head.out_features, head.in_features
 
     @property
-    def head(self) -> LowRankLinear:
+    def head(self) -> LowRankLinear | SplitHead:
         return self._head[0]
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(input_ids, self.head.up.weight) @ self.head.down.weight  # [B, T] -> [B, T, r] -> [B, T, D]
+        return self.head.rows(input_ids)  # [B, T] -> [B, T, D]

@@ -9,10 +9,11 @@ from typing import Any
 from torch import nn
 
 from ..errors import InvalidInput
-from .modules import FactoredEmbedding, LowRankLinear, TwinAttention
+from .modules import HEADS, FactoredEmbedding, LowRankLinear, SplitHead, TwinAttention
 
 # 2: the vocabulary head may be factorized (``head``), which format-1 readers cannot load
-FORMAT_VERSION = 2
+# 3: the head may keep frequent tokens' rows dense (``head_kept``), which format-2 readers cannot load
+FORMAT_VERSION = 3
 
 
 def check_format(version: int) -> None:
@@ -51,14 +52,14 @@ def twin_attention_shell(attn: nn.Module, r_qk: int, r_vo: int) -> TwinAttention
     ).to(device=ref.device, dtype=ref.dtype)
 
 
-def set_head(model: nn.Module, head: LowRankLinear) -> None:
+def set_head(model: nn.Module, head: LowRankLinear | SplitHead) -> None:
     """Make ``head`` the model's output projection and its token lookup (one factor pair for both)."""
     model.proj_out = head
     model.model.decoder.embed_tokens = FactoredEmbedding(head)
 
 
 def head_is_factored(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "proj_out", None), LowRankLinear)
+    return isinstance(getattr(model, "proj_out", None), HEADS)
 
 
 def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
@@ -76,5 +77,8 @@ def rebuild_structure(model: nn.Module, meta: dict[str, Any]) -> None:
             lin = model.get_submodule(name)
             set_module(model, name, LowRankLinear(lin.in_features, lin.out_features, r, bias=lin.bias is not None))
     if meta.get("head"):
-        out = model.proj_out
-        set_head(model, LowRankLinear(out.in_features, out.out_features, meta["head"], bias=False))
+        out, kept = model.proj_out, meta.get("head_kept")
+        if kept:
+            set_head(model, SplitHead(out.in_features, out.out_features, kept, meta["head"]))
+        else:
+            set_head(model, LowRankLinear(out.in_features, out.out_features, meta["head"], bias=False))

@@ -92,7 +92,7 @@ def test_a_factorized_head_trains_end_to_end_and_stays_one_pair(data):
 
     teacher, _ = tiny_run.models()
     student = copy.deepcopy(teacher)
-    compress_(student, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, head=True, rank_head=16))
+    compress_(student, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, head=True, rank_head=16, head_keep=0))
     before = {n: p.clone() for n, p in student.named_parameters() if n.startswith("proj_out.")}
     config = tiny_run.config(layerwise_epochs=0, epochs=4, lr=1e-2, batch_size=1)
     report = adapt_(

@@ -35,7 +35,10 @@ def tiny_loaded(model) -> LoadedWhisper:
 @pytest.fixture(scope="module")
 def compressed(tiny_dense, calibration):
     model = copy.deepcopy(tiny_dense)
-    compress_(model, AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=8, ffn=True, rank_ffn=32, head=True, rank_head=32))
+    compress_(
+        model,
+        AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=8, ffn=True, rank_ffn=32, head=True, rank_head=32, head_keep=0),
+    )
     return model
 
 
