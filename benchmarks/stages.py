@@ -101,15 +101,12 @@ class _Head(torch.nn.Module):
 
     def __init__(self, graph) -> None:
         super().__init__()
-        # buffers, so that the weights become initializers the int8 quantizer can see (a plain
-        # tensor attribute is exported as a Constant node and would stay fp32)
-        self.register_buffer("table", graph.table)  # [D or r, V]
-        self.register_buffer("inner", None if graph.inner is None else graph.inner.t().contiguous())  # [D, r]
+        # the graph as a submodule, so that its head's weights become initializers the int8
+        # quantizer can see (a plain tensor attribute is exported as a Constant and stays fp32)
+        self.graph = graph
 
     def forward(self, x):
-        if self.inner is not None:
-            x = x @ self.inner  # [1, 1, D] -> [1, 1, r]
-        return x @ self.table
+        return self.graph.logits(x)
 
 
 def measure(args) -> dict:

@@ -39,3 +39,14 @@ def test_compression_lowers_the_stages_it_touches(tiny_dense):
     )
     w = stage_flops(whole)
     assert w.step < dense.step and w.logits == 2 * 8 * (120 + 64) < dense.logits
+
+
+def test_a_split_heads_logits_count_its_kept_rows_and_its_pair(tiny_dense):
+    whole = copy.deepcopy(tiny_dense)
+    whole.config.eos_token_id = 100  # ids 100.. special: 10 from the prior + 20 special rows kept
+    compress_(
+        whole,
+        AdaPTwinConfig(scope="decoder", rank_qk=4, head=True, rank_head=8, head_keep=10),
+        token_prior=list(range(3, 100)),
+    )
+    assert stage_flops(whole).logits == 2 * (30 * 64 + 8 * (120 - 30) + 8 * 64)

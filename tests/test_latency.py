@@ -141,3 +141,11 @@ def test_cli_time_budget(long_window, tmp_path, capsys):
     assert "ms per window" in capsys.readouterr().out
     saved = json.loads((tmp_path / "c" / "config.json").read_text())["adaptwin"]["config"]
     assert saved["budget_by"] == "time"
+
+
+def test_a_split_head_step_runs_its_kept_rows_and_the_thin_pair():
+    head = torch.nn.Linear(64, 120, bias=False)
+    dims = Dims(64, 50, 8)
+    split = unit_work("head", "decoder", "head", 8, head, dims, kept=30).step
+    assert sorted(split) == sorted(((1, 1, 64, 30), (1, 1, 64, 8), (1, 1, 8, 90), (1, 1, 8, 64)))
+    assert unit_work("head", "decoder", "head", None, head, dims, kept=30).step == ((1, 1, 64, 120),)

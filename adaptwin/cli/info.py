@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for name, r in meta["ffn"].items():
         print(f"  {name:<40} ffn={r or 'dense'}")
     if meta.get("head"):
-        print(f"  {'proj_out (vocabulary head)':<40} rank={meta['head']}")
+        kept = f", {meta['head_kept']} rows dense" if meta.get("head_kept") else ""
+        print(f"  {'proj_out (vocabulary head)':<40} rank={meta['head']}{kept}")
     context = AudioContext.from_dict(meta.get("context"))
     print(
         "audio context: full 30 s windows"

@@ -188,7 +188,8 @@ class DecoderGraph(nn.Module):
         x = self.table[:, ids].permute(1, 2, 0)  # [D or r, B, T] -> [B, T, D or r]
         return x if self.inner is None else x @ self.inner  # [B, T, r] @ [r, D] -> [B, T, D]
 
-    def _logits(self, x):
+    def logits(self, x):
+        """Final hidden states [B, T, D] -> logits [B, T, V]."""
         low = x if self.inner is None else x @ self.inner.t()  # [B, T, D] -> [B, T, r]
         logits = low @ self.table  # -> [B, T, V] ([B, T, V - K])
         if self.order is not None:
@@ -213,7 +214,7 @@ class DecoderGraph(nn.Module):
         x = self.norm(x)
         if at is not None:
             x = x.index_select(1, at)  # [B, K, D]
-        return self._logits(x), presents  # logits [B, T or K, V]
+        return self.logits(x), presents  # logits [B, T or K, V]
 
 
 class _DecoderLayer(nn.Module):

@@ -86,13 +86,17 @@ def test_end_to_end_stage_lowers_the_loss_and_records_the_data(data):
     assert record["data"]["general"]["windows"] >= 1 and record["config"]["epochs"] == 8
 
 
-def test_a_factorized_head_trains_end_to_end_and_stays_one_pair(data):
-
+@pytest.mark.parametrize("keep", [0, 20])  # one low-rank pair; a split head (frequent rows dense)
+def test_a_factorized_head_trains_end_to_end_and_stays_one_pair(data, keep):
     from adaptwin import AdaPTwinConfig, compress_
 
     teacher, _ = tiny_run.models()
     student = copy.deepcopy(teacher)
-    compress_(student, AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, head=True, rank_head=16, head_keep=0))
+    student.config.eos_token_id = 100  # only ids 100.. count as special here, so a split head keeps 20 + 20 rows
+    config = AdaPTwinConfig(scope="all", rank_qk=4, rank_vo=4, head=True, rank_head=16, head_keep=keep)
+    compress_(student, config, token_prior=list(range(3, 100)))
+    student.config.eos_token_id = teacher.config.eos_token_id
+    assert student.config.adaptwin["head_kept"] == (40 if keep else None)
     before = {n: p.clone() for n, p in student.named_parameters() if n.startswith("proj_out.")}
     config = tiny_run.config(layerwise_epochs=0, epochs=4, lr=1e-2, batch_size=1)
     report = adapt_(

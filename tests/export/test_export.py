@@ -393,3 +393,44 @@ def test_int8_blocks_auto_follows_the_model(tmp_path, compressed, exports):
     encoder = onnx.load(str(report.out / "encoder_model.onnx"), load_external_data=False).graph
     assert not [n for n in encoder.node if n.op_type == "MatMulInteger"]
     assert [n for n in encoder.node if n.op_type == "MatMulNBits" and "/fc1/" in n.name]
+
+
+@pytest.fixture(scope="module")
+def split_exports(tmp_path_factory):
+    """A tiny model with a split vocabulary head (ids 100..119 special), exported in fp32 and int8."""
+    from conftest import tiny_config
+    from transformers import WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(tiny_config(eos_token_id=100, bos_token_id=100)).eval()
+    model.generation_config.max_length = 40
+    config = AdaPTwinConfig(scope="all", rank_qk=8, rank_vo=8, head=True, rank_head=16, head_keep=30)
+    compress_(model, config, token_prior=list(range(3, 100)))
+    root = tmp_path_factory.mktemp("split")
+    return model, {p: export(tiny_loaded(model), root / p, ExportOptions(precision=p)) for p in ("fp32", "int8")}
+
+
+def test_a_split_head_exports_within_tolerance_and_stores_each_table_once(split_exports):
+    import onnx
+
+    model, reports = split_exports
+    for report in reports.values():
+        assert report.validation.ok and all(c.enforced for c in report.validation.checks if c.name.startswith("real"))
+    assert max(c.max_abs for c in reports["fp32"].validation.checks) <= 1e-4
+    decoder = onnx.load(str(reports["int8"].out / "decoder_with_past_model.onnx"), load_external_data=False).graph
+    located = {t.name: {e.key: e.value for e in t.external_data}.get("offset") for t in decoder.initializer}
+    lookups = {located[n.input[0]] for n in decoder.node if n.op_type == "Gather" and n.input[0].endswith(".q")}
+    logits = {located[n.input[1]] for n in decoder.node if n.op_type == "MatMulNBits" and "layers." not in n.name}
+    assert len(lookups) == 2 and lookups <= logits  # the kept and the factored table: one copy each
+
+
+def test_a_split_head_int8_lookup_matches_its_float_lookup(split_exports):
+    from adaptwin.export.onnx import _int8_embedding
+    from adaptwin.models.graphs import DecoderGraph
+
+    graph = DecoderGraph(copy.deepcopy(split_exports[0]).float().eval())
+    ids = torch.tensor([[3, 4, 99, 100], [50, 5, 119, 1]])  # kept, other, kept special, other
+    ref = graph.embed(ids)
+    assert torch.allclose(ref, split_exports[0].model.decoder.embed_tokens(ids), atol=1e-6)
+    _int8_embedding(graph, blockwise=True)
+    assert (graph.embed(ids) - ref).norm() / ref.norm() < 0.02
