@@ -139,9 +139,7 @@ def test_cached_and_uncached_greedy_agree_after_lossy_compression(model, inputs,
     ],
 )
 def test_budget_met_within_one_rank_step(model, calibration, scope, ffn, budget):
-    cfg = AdaPTwinConfig(
-        scope=scope, budget=budget, ffn=bool(ffn), head=ffn == "head", head_keep=0, ffn_rank_step=8
-    )
+    cfg = AdaPTwinConfig(scope=scope, budget=budget, ffn=bool(ffn), head=ffn == "head", head_keep=0, ffn_rank_step=8)
     report = compress_(model, cfg, calibration)
     part = {"encoder": "encoder", "decoder": "decoder", "all": "total"}[scope]
     removed = report.params_before[part] - report.params_after[part]

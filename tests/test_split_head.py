@@ -6,12 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
 from test_compress import logits, stepwise_logits
 
 import adaptwin
 from adaptwin import AdaPTwinConfig, Calibration, compress_
-from adaptwin.compress import part_parameters
 from adaptwin.compress.vocab import kept_tokens, token_prior
 from adaptwin.errors import InvalidInput
 from adaptwin.models.modules import FactoredEmbedding, SplitHead
@@ -20,19 +18,11 @@ PRIOR = list(range(60, 3, -1))  # a made-up frequency ranking: token 60 first
 SPECIAL = 100  # the tiny model's end-of-text id: every id from it on is special
 
 
-@pytest.fixture(scope="module")
-def tiny_split_source():
-    from transformers import WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(tiny_config(eos_token_id=SPECIAL, bos_token_id=SPECIAL)).eval()
-    model.generation_config.max_length = 40
-    return model
-
-
 @pytest.fixture
-def split_model(tiny_split_source):
-    return copy.deepcopy(tiny_split_source)
+def split_model(tiny_dense):
+    model = copy.deepcopy(tiny_dense)
+    model.config.eos_token_id = SPECIAL  # ids from 100 on count as special, so a split keeps few rows
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +60,8 @@ def test_full_rank_split_head_reproduces_dense_logits_cached_uncached_and_reload
     assert torch.equal(logits(again, feats, ids), logits(split_model, feats, ids))
 
 
-def test_kept_rows_stay_exact_at_low_rank_and_lookup_and_logits_share_one_copy(split_model, tiny_split_source):
-    dense = tiny_split_source.proj_out.weight
+def test_kept_rows_stay_exact_at_low_rank_and_lookup_and_logits_share_one_copy(split_model, tiny_dense):
+    dense = tiny_dense.proj_out.weight
     split(split_model, 4)
     head, embed = split_model.proj_out, split_model.model.decoder.embed_tokens
     kept = [60, 59, 58, 57, 56, 55, 54, 53, 52, 51, *range(SPECIAL, 120)]
