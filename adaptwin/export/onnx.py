@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInput
-from ..models.graphs import DecoderGraph, EncoderGraph, split_lookup
+from ..models.graphs import DecoderGraph, EncoderGraph
+from ..models.modules import split_lookup
 from ..optional import require
 from .names import GRAPHS, INT8_BLOCKS, PRECISIONS  # noqa: F401  (re-exported)
 
@@ -67,10 +68,9 @@ def _int8_embedding(graph: DecoderGraph, blockwise: bool) -> None:
     A split head's two tables are looked up in blocks (shared with the logits' weights when
     those are blockwise, as in the decoder and all schemes)."""
     if graph.order is not None:
-        kept = _BlockEmbedding(
-            *map(torch.from_numpy, block_quantize(graph.kept.detach().float().numpy())), graph.kept.shape[0]
-        )
-        q, scale = block_quantize(graph.table.detach().float().numpy())
+        q, scale = block_quantize(graph.kept.detach().float().numpy())  # [K, blocks, 32], [K, blocks]
+        kept = _BlockEmbedding(torch.from_numpy(q), torch.from_numpy(scale), graph.kept.shape[0])
+        q, scale = block_quantize(graph.table.detach().float().numpy())  # [V - K, blocks, 32], [V - K, blocks]
         other = _BlockEmbedding(torch.from_numpy(q), torch.from_numpy(scale), graph.table.shape[0], graph.inner)
         graph.embed = _SplitEmbedding(graph.order, graph.kept.shape[1], kept, other)
         return

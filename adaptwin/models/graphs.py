@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modules import LowRankLinear, SplitHead
+from .modules import LowRankLinear, SplitHead, split_lookup
 
 NEG_INF = -1e9  # additive mask value (finite: fp16-safe after the softmax max-subtraction)
 
@@ -132,16 +132,6 @@ class _EncoderLayer(nn.Module):
     def forward(self, x):
         x = x + self.attn(self.norm1(x))[0]
         return x + self.fc2(self.act(self.fc1(self.norm2(x))))
-
-
-def split_lookup(ids, order, kept: int, kept_rows, other_rows):
-    """Embeddings of ``ids`` [B, T] from a split head: ``kept_rows`` / ``other_rows`` look up
-    columns of the kept / factored table (both [B, T] -> [B, T, D]); ``order`` [V] maps a token
-    to its column in the two joined."""
-    at = order[ids]  # [B, T]
-    dense = kept_rows(at.clamp(max=kept - 1))
-    low = other_rows((at - kept).clamp(min=0))
-    return torch.where((at < kept).unsqueeze(-1), dense, low)  # [B, T, D]
 
 
 class DecoderGraph(nn.Module):

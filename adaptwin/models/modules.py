@@ -146,6 +146,16 @@ class LowRankLinear(nn.Module):
         return dense
 
 
+def split_lookup(ids: torch.Tensor, order: torch.Tensor, kept: int, kept_rows, other_rows) -> torch.Tensor:
+    """Embeddings of ``ids`` [B, T] from a split head: ``kept_rows`` / ``other_rows`` look up rows
+    of the kept / factored part (both [B, T] -> [B, T, D]); ``order`` [V] maps a token to its row
+    in the two joined."""
+    at = order[ids]  # [B, T]
+    dense = kept_rows(at.clamp(max=kept - 1))
+    low = other_rows((at - kept).clamp(min=0))
+    return torch.where((at < kept).unsqueeze(-1), dense, low)  # [B, T, D]
+
+
 class SplitHead(nn.Module):
     """A vocabulary head whose ``kept`` rows (frequent tokens) stay dense and whose other rows
     are one low-rank pair: a low rank alone must spend its width on every token of a 51,865-row
@@ -177,11 +187,9 @@ class SplitHead(nn.Module):
         return rows.index_select(-1, self.order)  # [..., V] in token order
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
-        at = self.order[ids]  # [B, T] rows
-        k = self.num_kept
-        dense = F.embedding(at.clamp(max=k - 1), self.kept.weight)  # [B, T, in]
-        low = self.rest.rows((at - k).clamp(min=0))  # [B, T, in]
-        return torch.where((at < k).unsqueeze(-1), dense, low)
+        return split_lookup(
+            ids, self.order, self.num_kept, lambda at: F.embedding(at, self.kept.weight), self.rest.rows
+        )
 
     def dense_weight(self) -> torch.Tensor:
         """The [V, in] matrix this head applies."""
