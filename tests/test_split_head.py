@@ -79,12 +79,19 @@ def test_kept_rows_stay_exact_at_low_rank_and_lookup_and_logits_share_one_copy(s
 
 
 def test_a_budget_counts_the_kept_rows(split_model, calib):
-    config = AdaPTwinConfig(scope="decoder", budget=0.25, ffn=True, head=True, head_keep=10, ffn_rank_step=8)
+    # only the cross-attention queries/keys and the head are selected: they cannot meet the
+    # budget without cutting the head, so its options' parameters (kept rows included) count
+    config = AdaPTwinConfig(
+        scope="decoder", budget=0.1, attention=("cross",), twins=("qk",), head=True, head_keep=10, ffn_rank_step=8
+    )
     report = compress_(split_model, config, calib, token_prior=PRIOR)
     removed = report.params_before["decoder"] - report.params_after["decoder"]
-    target = 0.25 * report.params_before["decoder"]
+    target = 0.1 * report.params_before["decoder"]
     kept = 10 + 4 + 20
     assert target <= removed <= target + 8 * (64 + 120 - kept)  # the largest single step: the head's
+    head = report.modules[-1]
+    assert head.ranks["head"] is not None and isinstance(split_model.proj_out, SplitHead)
+    assert head.params_after == kept * 64 + head.ranks["head"] * (64 + 120 - kept)
 
 
 def test_keeping_rows_needs_a_ranking_and_fewer_rows_than_the_vocabulary(split_model):
@@ -122,7 +129,7 @@ def test_token_prior_ranks_tokens_by_the_words_that_use_them(tmp_path):
     assert ranked.index(ord("c")) > ranked.index(ord("a")) and ord("z") not in ranked
 
 
-def test_the_shipped_word_list_reaches_the_default_head_keep():
+def test_the_shipped_word_list_holds_at_least_head_keep_words():
     from adaptwin.compress.vocab import WORDS
 
     lines = WORDS.read_text(encoding="utf-8").splitlines()
