@@ -6,7 +6,7 @@
 Only the head changes: the dense model's token lookup and logits are replaced, as
 `adaptwin compress --head` builds them, by one low-rank pair at each of ``--ranks``
 (``head_keep=0``) or by a split head (``KEEP:RANK``: the rows of the KEEP most frequent
-English tokens, of the calibration transcripts' tokens and of the special tokens dense, the
+English tokens and of the special tokens dense, the
 others one pair at RANK). Both factorizations are whitened by the decoder's final hidden
 states on `calib.jsonl`. Each row is the teacher-forced cross-entropy per transcript token
 on ``--sets`` (default the validation speakers: choices are made there) and how often the
@@ -93,7 +93,7 @@ def measure(args) -> dict:
     variants = [(0, r) for r in args.ranks] + [tuple(int(x) for x in s.split(":")) for s in args.splits]
     for keep, rank in variants:
         if keep:
-            kept = kept_tokens(prior, keep, head.out_features, model.config.eos_token_id, calibration.decoder_input_ids)
+            kept = kept_tokens(prior, keep, head.out_features, model.config.eos_token_id)
             new = surgery.build_thin(head, surgery.head_split(head, kept, moments, "proj_out", 1e-4), rank)
         else:
             new = surgery.build_thin(head, fact, rank)

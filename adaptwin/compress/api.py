@@ -121,7 +121,7 @@ def compress_(
     ffn_sites = find_ffn(model, sides) if config.ffn else []
     ffn_sites += find_head(model) if config.head else []
     sites = attn_sites + ffn_sites
-    kept = _kept_rows(model, config, calibration, token_prior)
+    kept = _kept_rows(model, config, token_prior)
 
     moments = second_moments(model, calibration, sites) if calibration is not None else {}
     facts: dict[tuple[str, str], Factorization] = {}
@@ -183,7 +183,7 @@ def compress_(
     return report
 
 
-def _kept_rows(model, config, calibration, token_prior):
+def _kept_rows(model, config, token_prior):
     """The token ids a split head keeps dense, or None for a head that is one low-rank pair."""
     if not (config.head and config.head_keep):
         return None
@@ -192,9 +192,8 @@ def _kept_rows(model, config, calibration, token_prior):
             f"head_keep={config.head_keep} keeps the most frequent tokens' rows dense and needs their ranking: pass "
             "token_prior=adaptwin.compress.token_prior(processor.tokenizer), or head_keep=0 for one low-rank pair"
         )
-    seen = calibration.decoder_input_ids if calibration is not None and calibration.decoder_input_ids else ()
     vocab = model.proj_out.out_features
-    kept = kept_tokens(token_prior, config.head_keep, vocab, model.config.eos_token_id, seen)
+    kept = kept_tokens(token_prior, config.head_keep, vocab, model.config.eos_token_id)
     if len(kept) >= vocab:
         raise InvalidInput(f"head_keep={config.head_keep} keeps every row of the {vocab}-token head: ask for fewer")
     return kept

@@ -49,8 +49,8 @@ class AdaPTwinConfig:
     # the tied token embedding / output projection as one data-aware low-rank pair (decoder side)
     head: bool = False
     rank_head: int | None = None  # with head=True and explicit ranks: its rank
-    # with head=True: the rows of this many of the most frequent tokens (``token_prior``), the
-    # calibration transcripts' tokens and the special tokens stay dense, and the rank applies to
+    # with head=True: the rows of this many of the most frequent tokens (``token_prior``) and the
+    # special tokens stay dense, and the rank applies to
     # the other rows only (0: one low-rank pair for the whole vocabulary). Chosen on the
     # validation speakers (docs/experiments/compression.md)
     head_keep: int = 12000

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -29,13 +29,10 @@ def token_prior(tokenizer, words: Path = WORDS) -> list[int]:
     return [t for t, _ in freq.most_common()]
 
 
-def kept_tokens(
-    prior: Sequence[int], count: int, vocab_size: int, first_special: int, seen: Iterable[torch.Tensor] = ()
-) -> torch.Tensor:
-    """Sorted ids of the rows a split head keeps: the ``count`` first of ``prior``, every token
-    in ``seen`` (the calibration transcripts: the user's own domain) and every special token
-    (ids from ``first_special`` on: end of text, languages, tasks, timestamps)."""
+def kept_tokens(prior: Sequence[int], count: int, vocab_size: int, first_special: int) -> torch.Tensor:
+    """Sorted ids of the rows a split head keeps: the ``count`` first of ``prior`` and every
+    special token (ids from ``first_special`` on: end of text, languages, tasks, timestamps).
+    Not the calibration transcripts' tokens: the head's sensitivity is measured on those
+    windows, and a probe whose every token is kept cannot see the factored rows' error."""
     keep = set(prior[:count]) | set(range(first_special, vocab_size))
-    for ids in seen:
-        keep.update(int(t) for t in ids.reshape(-1))
     return torch.tensor(sorted(t for t in keep if 0 <= t < vocab_size), dtype=torch.long)
