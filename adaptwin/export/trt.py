@@ -43,6 +43,7 @@ TRT_OPS = frozenset(
         "Erf",
         "Expand",
         "Gather",
+        "GatherElements",
         "Gemm",
         "Greater",
         "Identity",

@@ -183,7 +183,9 @@ class DecoderGraph(nn.Module):
         low = x if self.inner is None else x @ self.inner.t()  # [B, T, D] -> [B, T, r]
         logits = low @ self.table  # -> [B, T, V] ([B, T, V - K])
         if self.order is not None:
-            logits = torch.cat([x @ self.kept, logits], dim=-1).index_select(-1, self.order)  # [B, T, V]
+            rows = torch.cat([x @ self.kept, logits], dim=-1)  # [B, T, V] in row order
+            # gather (GatherElements in ONNX): ONNX Runtime's Gather copies one element at a time
+            logits = rows.gather(-1, self.order.expand(rows.shape))  # [B, T, V] in token order
         return logits
 
     def forward(self, input_ids, cross, past=None, at=None):
