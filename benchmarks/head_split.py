@@ -6,11 +6,14 @@
 Only the head changes: the dense model's token lookup and logits are replaced, as
 `adaptwin compress --head` builds them, by one low-rank pair at each of ``--ranks``
 (``head_keep=0``) or by a split head (``KEEP:RANK``: the rows of the KEEP most frequent
-English tokens and of the special tokens dense, the
-others one pair at RANK). Both factorizations are whitened by the decoder's final hidden
-states on `calib.jsonl`. Each row is the teacher-forced cross-entropy per transcript token
-on ``--sets`` (default the validation speakers: choices are made there) and how often the
-compressed head's most likely token is the dense head's, with the head's parameters.
+English tokens and of the special tokens dense, the others one pair at RANK;
+``KEEP:RANK:calib`` also keeps the calibration transcripts' tokens, as before dc40d12).
+Both factorizations are whitened by the decoder's final hidden states on `calib.jsonl`.
+Each row gives the head's parameters, the teacher-forced cross-entropy per transcript token
+on ``--sets`` (default the validation speakers: choices are made there), how often the
+compressed head's most likely token is the dense head's, and the probe error: what
+`compress_`'s sensitivity probe measures (the logits' relative error on its calibration
+windows, teacher-forced on their transcripts).
 
 Writes benchmarks/results/head_split.{json,md} (or --out) and docs/results/head_split.md;
 ``--render`` redraws them from the JSON.
@@ -47,7 +50,8 @@ def measure(args) -> dict:
     import adaptwin
     from adaptwin.audio import load_audio
     from adaptwin.compress import build_calibration, surgery, token_prior
-    from adaptwin.compress.calibrate import second_moments
+    from adaptwin.compress.api import PROBE_WINDOWS
+    from adaptwin.compress.calibrate import relative_error, run, second_moments
     from adaptwin.compress.targets import find_head
     from adaptwin.compress.vocab import kept_tokens
     from adaptwin.models.structure import set_head
@@ -85,23 +89,37 @@ def measure(args) -> dict:
             count += len(labels)
         return round(nll / count, 4), round(agree / count, 4), argmax, count
 
+    probe_windows = calibration.subset(PROBE_WINDOWS)
+    probe_reference = run(model, probe_windows, True)
+    seen = torch.cat([ids.reshape(-1) for ids in calibration.decoder_input_ids])  # calibration transcripts' tokens
+
     lookup = model.model.decoder.embed_tokens
     start = time.perf_counter()
     ce, _, dense_top, tokens = score()
-    rows = [{"head": "dense", "parameters": head.weight.numel(), "kept": None, "rank": None, "ce": ce, "top1": 1.0}]
+    rows = [
+        {"head": "dense", "parameters": head.weight.numel(), "kept": None, "rank": None, "ce": ce, "top1": 1.0}
+        | {"probe": 0.0}
+    ]
     fact = surgery.linear_split(head, moments, "proj_out", 1e-4)
-    variants = [(0, r) for r in args.ranks] + [tuple(int(x) for x in s.split(":")) for s in args.splits]
-    for keep, rank in variants:
+    variants = [(0, r, False) for r in args.ranks]
+    for spec in args.splits:
+        keep, rank, *calib = spec.split(":")
+        variants.append((int(keep), int(rank), calib == ["calib"]))
+    for keep, rank, with_calib in variants:
         if keep:
             kept = kept_tokens(prior, keep, head.out_features, model.config.eos_token_id)
+            if with_calib:
+                kept = torch.unique(torch.cat([kept, seen]))  # sorted
             new = surgery.build_thin(head, surgery.head_split(head, kept, moments, "proj_out", 1e-4), rank)
         else:
             new = surgery.build_thin(head, fact, rank)
         set_head(model, new)
         ce, top1, _, _ = score(dense_top)
+        probe = round(relative_error(run(model, probe_windows, True), probe_reference), 4)
         model.proj_out, model.model.decoder.embed_tokens = head, lookup
         row = {"head": "split" if keep else "low rank", "kept": getattr(new, "num_kept", None), "rank": rank}
-        rows.append({**row, "parameters": sum(p.numel() for p in new.parameters()), "ce": ce, "top1": top1})
+        row |= {"calib_kept": with_calib, "parameters": sum(p.numel() for p in new.parameters())}
+        rows.append({**row, "ce": ce, "top1": top1, "probe": probe})
         print(rows[-1], flush=True)
     return {
         "machine": machine_info(),
@@ -120,14 +138,16 @@ def render(result: dict) -> str:
         f"Command: `{result['command']}`",
         f"Model: `{result['model']}`; scored on {', '.join(result['sets'])} ({result['tokens']} transcript tokens).",
         "",
-        "| head | rows kept dense | rank of the others | head parameters (M) | cross-entropy | top-1 = dense |",
-        "|---|---|---|---|---|---|",
+        "| head | rows kept dense | rank of the others | head parameters (M) | cross-entropy | top-1 = dense | probe error |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         kept = r["kept"] if r["kept"] else ""
+        kept = f"{kept} (calibration tokens too)" if r.get("calib_kept") else kept
         rank = r["rank"] if r["rank"] else ""
+        probe = f"{r['probe']:.4f}" if "probe" in r else ""
         lines.append(
-            f"| {r['head']} | {kept} | {rank} | {r['parameters'] / 1e6:.2f} | {r['ce']:.3f} | {r['top1']:.3f} |"
+            f"| {r['head']} | {kept} | {rank} | {r['parameters'] / 1e6:.2f} | {r['ce']:.3f} | {r['top1']:.3f} | {probe} |"
         )
     if result.get("note"):
         lines += ["", result["note"]]
@@ -140,7 +160,9 @@ def main() -> None:
     p.add_argument("--model", default="base")
     p.add_argument("--sets", nargs="+", default=["canary.jsonl:validation"], help="MANIFEST[:SPLIT] to score")
     p.add_argument("--ranks", nargs="*", type=int, default=[128, 192, 256], help="one low-rank pair at these ranks")
-    p.add_argument("--splits", nargs="*", default=["8000:32", "12000:32", "12000:64", "16000:32"], help="KEEP:RANK")
+    p.add_argument(
+        "--splits", nargs="*", default=["8000:32", "12000:32", "12000:64", "16000:32"], help="KEEP:RANK[:calib]"
+    )
     p.add_argument("--calib-windows", type=int, default=24)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS / "head_split"))
