@@ -46,19 +46,22 @@ def _fused(parts: list[tuple[nn.Linear, float]]) -> nn.Linear:
     return fused
 
 
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    batch, length, width = x.shape
-    return x.view(batch, length, heads, width // heads).transpose(1, 2)  # [B, H, L, r]
+# Head counts and widths are Python ints in every reshape: a traced graph then reads only the
+# batch size at run time, where sizes read from x.shape cost a dozen shape nodes per reshape
+# in every decoder step.
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """q [B, H, T, r_qk] (pre-scaled), k [B, H, S, r_qk], v [B, H, S, r_vo] -> [B, T, H*r_vo]."""
+def _split_heads(x: torch.Tensor, heads: int, width: int) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1, heads, width).transpose(1, 2)  # [B, L, H*r] -> [B, H, L, r]
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:
+    """q [B, H, T, r_qk] (pre-scaled), k [B, H, S, r_qk], v [B, H, S, r_vo] -> [B, T, width = H*r_vo]."""
     scores = q @ k.transpose(-1, -2)  # [B, H, T, S]
     if mask is not None:
         scores = scores + mask
     out = torch.softmax(scores, dim=-1) @ v  # [B, H, T, r_vo]
-    batch, heads, length, width = out.shape
-    return out.transpose(1, 2).reshape(batch, length, heads * width)
+    return out.transpose(1, 2).reshape(out.shape[0], -1, width)
 
 
 QUERY_BLOCK = 300  # encoder queries per attention block: the [H, 1500, 1500] scores never exist at once
@@ -80,16 +83,17 @@ class SelfAttention(nn.Module):
     def forward(self, x, past_k=None, past_v=None, mask=None):
         qk = self.heads * self.r_qk
         q, k, v = self.qkv(x).split([qk, qk, self.heads * self.r_vo], dim=-1)  # [B, T, H*r]
-        q, k, v = (_split_heads(t, self.heads) for t in (q, k, v))
+        q, k = (_split_heads(t, self.heads, self.r_qk) for t in (q, k))
+        v = _split_heads(v, self.heads, self.r_vo)
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)  # [B, H, P+T, r_qk]
             v = torch.cat([past_v, v], dim=2)
         if self.blocks > 1 and mask is None:
             size = (q.shape[2] + self.blocks - 1) // self.blocks  # traced: follows the input's length
             parts = [q[:, :, i * size : (i + 1) * size] for i in range(self.blocks)]  # [B, H, <=size, r_qk]
-            out = torch.cat([_attend(part, k, v, None) for part in parts], dim=1)
+            out = torch.cat([_attend(part, k, v, None, self.heads * self.r_vo) for part in parts], dim=1)
         else:
-            out = _attend(q, k, v, mask)  # [B, T, H*r_vo]
+            out = _attend(q, k, v, mask, self.heads * self.r_vo)  # [B, T, H*r_vo]
         return self.out(out), k, v
 
 
@@ -119,7 +123,7 @@ class EncoderGraph(nn.Module):
         cross = []
         for proj, (heads, r_qk, r_vo) in zip(self.cross_kv, self.cross_widths):
             k, v = proj(x).split([heads * r_qk, heads * r_vo], dim=-1)  # [B, S, H*r]
-            cross += [_split_heads(k, heads), _split_heads(v, heads)]
+            cross += [_split_heads(k, heads, r_qk), _split_heads(v, heads, r_vo)]
         return (x, *cross)
 
 
@@ -214,7 +218,8 @@ class _DecoderLayer(nn.Module):
         super().__init__()
         self.norm1, self.attn = layer.self_attn_layer_norm, SelfAttention(layer.self_attn)
         cross = layer.encoder_attn
-        self.norm2, self.cross_heads = layer.encoder_attn_layer_norm, cross.num_heads
+        self.norm2 = layer.encoder_attn_layer_norm
+        self.cross_heads, self.cross_r_qk, self.cross_r_vo = widths(cross)
         self.cross_q = _fused([(cross.q_proj, cross.scaling)])
         self.cross_out = cross.out_proj
         self.norm3, self.fc1, self.act, self.fc2 = layer.final_layer_norm, layer.fc1, layer.activation_fn, layer.fc2
@@ -222,6 +227,6 @@ class _DecoderLayer(nn.Module):
     def forward(self, x, cross, past, mask):
         h, k, v = self.attn(self.norm1(x), *(past if past is not None else (None, None)), mask=mask)
         x = x + h
-        q = _split_heads(self.cross_q(self.norm2(x)), self.cross_heads)  # [B, H, T, r_qk]
-        x = x + self.cross_out(_attend(q, cross[0], cross[1], None))
+        q = _split_heads(self.cross_q(self.norm2(x)), self.cross_heads, self.cross_r_qk)  # [B, H, T, r_qk]
+        x = x + self.cross_out(_attend(q, cross[0], cross[1], None, self.cross_heads * self.cross_r_vo))
         return x + self.fc2(self.act(self.fc1(self.norm3(x)))), k, v
