@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import publish_runs, store_and_publish, verdict  # noqa: E402
+from pages import publish_runs, result_args, store_and_publish, verdict  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 from adaptwin.models.context import RUN_MARGIN  # noqa: E402
@@ -287,9 +287,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-dynamic"))
-    p.add_argument("--out", default=str(RESULTS / "dynamic_context"))
-    p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
-    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+    result_args(p, RESULTS / "dynamic_context")
     args = p.parse_args(argv)
     result = None
     if not args.render:

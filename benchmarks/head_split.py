@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import publish_runs, store_and_publish  # noqa: E402
+from pages import publish_runs, result_args, store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = __doc__.split("\n\n", 2)[2].rsplit("\n\nWrites", 1)[0]
@@ -165,9 +165,7 @@ def main() -> None:
     )
     p.add_argument("--calib-windows", type=int, default=24)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(RESULTS / "head_split"))
-    p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
-    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+    result_args(p, RESULTS / "head_split")
     args = p.parse_args()
     if not args.render and not args.data:
         p.error("--data is required (the output of `adaptwin data build`)")

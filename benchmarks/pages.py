@@ -29,6 +29,13 @@ def verdict(value: float, bound: float, lower_is_better: bool = True, unit: str 
     return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
 
 
+def result_args(parser, out: Path) -> None:
+    """The options every stored-result benchmark takes: where its results go, redraw, note."""
+    parser.add_argument("--out", default=str(out), help="results stem (.json/.md)")
+    parser.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
+    parser.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+
+
 def store_and_publish(
     stem: Path,
     result: dict | None,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dynamic_context import end_to_end  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import publish_runs, store_and_publish  # noqa: E402
+from pages import publish_runs, result_args, store_and_publish  # noqa: E402
 from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -112,9 +112,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-quantization"))
-    p.add_argument("--out", default=str(RESULTS / "quantization"))
-    p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
-    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+    result_args(p, RESULTS / "quantization")
     args = p.parse_args(argv)
     result = None
     if not args.render:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
-from pages import publish_runs, store_and_publish  # noqa: E402
+from pages import publish_runs, result_args, store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STAGES = ("features", "encoder", "prefill", "step", "logits")
@@ -253,9 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(Path.home() / ".cache" / "adaptwin" / "bench-stages"))
-    p.add_argument("--out", default=str(RESULTS / "stages"))
-    p.add_argument("--render", action="store_true")
-    p.add_argument("--note")
+    result_args(p, RESULTS / "stages")
     args = p.parse_args(argv)
     result = None
     if not args.render:

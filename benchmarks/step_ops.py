@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import publish_runs, store_and_publish  # noqa: E402
+from pages import publish_runs, result_args, store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = __doc__.split("\n\n", 2)[2].rsplit("\n\nWrites", 1)[0]
@@ -98,9 +98,7 @@ def main() -> None:
     p.add_argument("--exports", nargs="*", default=[], help="NAME=DIR of `adaptwin-export` folders")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(RESULTS / "step_ops"))
-    p.add_argument("--render", action="store_true", help="only redraw the table and the page from the JSON")
-    p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
+    result_args(p, RESULTS / "step_ops")
     args = p.parse_args()
     if not args.render and not args.exports:
         p.error("--exports NAME=DIR ... is required")
