@@ -96,10 +96,8 @@ def measure(args) -> dict:
     lookup = model.model.decoder.embed_tokens
     start = time.perf_counter()
     ce, _, dense_top, tokens = score()
-    rows = [
-        {"head": "dense", "parameters": head.weight.numel(), "kept": None, "rank": None, "ce": ce, "top1": 1.0}
-        | {"probe": 0.0}
-    ]
+    dense = {"head": "dense", "kept": None, "rank": None, "parameters": head.weight.numel()}
+    rows = [{**dense, "ce": ce, "top1": 1.0, "probe": 0.0}]
     fact = surgery.linear_split(head, moments, "proj_out", 1e-4)
     variants = [(0, r, False) for r in args.ranks]
     for spec in args.splits:

@@ -50,9 +50,9 @@ class AdaPTwinConfig:
     head: bool = False
     rank_head: int | None = None  # with head=True and explicit ranks: its rank
     # with head=True: the rows of this many of the most frequent tokens (``token_prior``) and the
-    # special tokens stay dense, and the rank applies to
-    # the other rows only (0: one low-rank pair for the whole vocabulary). Chosen on the
-    # validation speakers (docs/experiments/compression.md)
+    # special tokens stay dense, and the rank applies to the other rows only (0: one low-rank
+    # pair for the whole vocabulary). Chosen on the validation speakers
+    # (docs/experiments/compression.md)
     head_keep: int = 12000
     rank_step: int = 8  # attention ranks move in steps of this many per head
     ffn_rank_step: int = 32

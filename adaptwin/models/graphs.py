@@ -46,12 +46,9 @@ def _fused(parts: list[tuple[nn.Linear, float]]) -> nn.Linear:
     return fused
 
 
-# Head counts and widths are Python ints in every reshape: a traced graph then reads only the
-# batch size at run time, where sizes read from x.shape cost a dozen shape nodes per reshape
-# in every decoder step.
-
-
 def _split_heads(x: torch.Tensor, heads: int, width: int) -> torch.Tensor:
+    # heads and width are Python ints, so a traced graph reads only the batch size at run time:
+    # sizes read from x.shape cost a dozen shape nodes per reshape in every decoder step
     return x.reshape(x.shape[0], -1, heads, width).transpose(1, 2)  # [B, L, H*r] -> [B, H, L, r]
 
 
