@@ -55,6 +55,10 @@ class OrtWhisper(ExportedWhisper):
         opts.log_severity_level = 3
         opts.enable_cpu_mem_arena = arena
         opts.enable_mem_pattern = False
+        # Idle pool threads would spin: with an encoder and a decoder pool beside Python's own
+        # thread there are more busy threads than cores on a small CPU, and the spinning ones
+        # slow both sessions (benchmarks/results/runtime_speed-nospin).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
     @property

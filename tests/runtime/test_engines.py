@@ -259,3 +259,15 @@ def test_previous_text_gives_way_so_prompt_prefix_and_new_tokens_fit(tiny_ts):
     assert max(seen) <= positions  # every step stayed inside the positional table
     with pytest.raises(InvalidInput, match="prefix"):
         backend.generate([audio], timestamps=True, prefix=[5] * positions)
+
+
+def test_ort_sessions_do_not_spin(tiny_ts, tmp_path):
+    """Idle pool threads of the encoder and decoder sessions must not spin: beside Python's
+    thread they outnumber a small CPU's cores and slow every step."""
+    pytest.importorskip("onnxruntime")
+    from adaptwin.export import ExportOptions, export
+    from adaptwin.runtime.ort import OrtWhisper
+
+    engine = OrtWhisper(export(tiny_ts, tmp_path / "onnx", ExportOptions(validate=False)).out, threads=2)
+    for session in (engine.encoder, engine.decoder, engine.session("decoder_model.onnx")):
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
