@@ -170,6 +170,37 @@ def test_data_aware_lowers_output_error(tiny_dense, calibration):
     assert errors[0] < errors[1]
 
 
+def test_kl_error_is_the_root_mean_divergence_per_position():
+    from adaptwin.compress.calibrate import kl_error, relative_error
+
+    ref = torch.tensor([[[0.0, 0.0], [2.0, -1.0]]])  # [1, T=2, vocab=2]
+    assert kl_error([ref.clone()], [ref]) == pytest.approx(0.0, abs=1e-7)
+    # a constant added to every logit of a position moves no probability: the logits' error sees it
+    shifted = ref + torch.tensor([[[5.0], [-3.0]]])
+    assert kl_error([shifted], [ref]) == pytest.approx(0.0, abs=1e-6) and relative_error([shifted], [ref]) > 1
+    # position 0 to (0.8, 0.2), position 1 unchanged: KL(0.5, 0.5 || 0.8, 0.2) over two positions
+    out = ref.clone()
+    out[0, 0] = torch.tensor([0.8, 0.2]).log()
+    expected = (0.5 * (torch.tensor(0.5 / 0.8).log() + torch.tensor(0.5 / 0.2).log()) / 2).sqrt()
+    assert kl_error([out], [ref]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_kl_probe_allocates_to_the_budget_and_is_kept_in_the_config(tiny_dense, model, calibration):
+    import copy
+    import dataclasses
+
+    cfg = AdaPTwinConfig(scope="all", budget=0.2, ffn=True, ffn_rank_step=8, probe="kl")
+    report = compress_(model, cfg, calibration)
+    assert report.config["probe"] == "kl"
+    assert AdaPTwinConfig.from_dict(report.config) == cfg
+    assert AdaPTwinConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "probe"}).probe == "logits"
+    removed = report.params_before["total"] - report.params_after["total"]
+    assert removed >= 0.2 * report.params_before["total"]
+    logits_report = compress_(copy.deepcopy(tiny_dense), dataclasses.replace(cfg, probe="logits"), calibration)
+    # the two probes weigh the units differently, so the same budget lands on other ranks
+    assert [m.ranks for m in report.modules] != [m.ranks for m in logits_report.modules]
+
+
 def test_explicit_per_module_ranks(model):
     cfg = AdaPTwinConfig(scope="encoder", rank_qk=8, rank_vo=8, ranks={"encoder.layers.0.self_attn": {"qk": 12}})
     report = compress_(model, cfg)
@@ -190,6 +221,8 @@ def test_explicit_per_module_ranks(model):
         (dict(budget=0.2, rank_qk=8), "either a budget"),
         (dict(rank_ffn=8, rank_qk=8), "ffn=False"),
         (dict(twins=("qv",), rank_qk=8), "twins"),
+        (dict(scope="all", budget=0.2, probe="cosine"), "probe"),
+        (dict(scope="encoder", budget=0.2, probe="kl"), "scope='all'"),
     ],
 )
 def test_bad_config_is_a_clear_value_error(kwargs, match):

@@ -49,9 +49,15 @@ def register(sub) -> None:
     p.add_argument(
         "--head-keep",
         type=int,
-        help="with --head: keep the rows of this many of the most frequent English tokens (and the calibration "
-        "transcripts' and special tokens) dense; the rank applies to the others (0: one low-rank pair; "
-        "default: AdaPTwinConfig's, 12000)",
+        help="with --head: keep the rows of this many of the most frequent English tokens (and the special "
+        "tokens) dense; the rank applies to the others (0: one low-rank pair; default: AdaPTwinConfig's, 12000)",
+    )
+    p.add_argument(
+        "--probe",
+        choices=["logits", "kl"],
+        default="logits",
+        help="what the sensitivity probe compares with the dense model when the decoder is in scope: the "
+        "logits' relative error, or the KL divergence of the next-token distributions",
     )
     p.add_argument("--calib", help="calibration audio: JSON-lines manifest or folder (data-aware compression)")
     p.add_argument("--calib-windows", type=int, default=24, help="at most this many 30 s calibration windows")
@@ -79,6 +85,7 @@ def _config_from(args: argparse.Namespace):
         rank_head=args.rank_head,
         **({"head_keep": args.head_keep} if args.head_keep is not None else {}),
         rank_step=args.rank_step,
+        probe=args.probe,
     )
 
 

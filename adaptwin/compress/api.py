@@ -15,7 +15,7 @@ from ..models.modules import LowRankLinear, SplitHead, TwinAttention
 from ..models.structure import FORMAT_VERSION, set_head, set_module
 from . import surgery
 from .allocate import Option, Unit, allocate, max_savings
-from .calibrate import Calibration, relative_error, run, second_moments, swapped
+from .calibrate import Calibration, output_error, relative_error, run, second_moments, swapped
 from .config import AdaPTwinConfig
 from .factorize import Factorization
 from .latency import Dims, MatmulTimer, OrtTimer, unit_work, window_seconds
@@ -297,7 +297,7 @@ def _budget_ranks(model, config, units, facts, calibration, reference, decoder_m
             f"smallest ranks the selected modules ({_selected(config)}) free at most {possible:,} "
             f"({possible / before[part]:.1%}).{hint}"
         )
-    _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress)
+    _measure_gains(model, config, units, facts, calibration, reference, decoder_metric, progress)
     return allocate(units, target)
 
 
@@ -320,18 +320,18 @@ def _time_ranks(model, config, units, facts, calibration, reference, decoder_met
             f"per window on this CPU (ONNX Runtime) and at the smallest ranks at least {1e3 * (total - possible):.2f} "
             f"ms; ask for less (max_ms/budget) or select more modules (--ffn, --scope all, --head)"
         )
-    _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress)
+    _measure_gains(model, config, units, facts, calibration, reference, decoder_metric, progress)
     return allocate(units, target, "seconds")
 
 
-def _measure_gains(model, units, facts, calibration, reference, decoder_metric, progress) -> None:
+def _measure_gains(model, config, units, facts, calibration, reference, decoder_metric, progress) -> None:
     if calibration is not None:  # measured sensitivity: model-output error per unit of local error
         sub = calibration.subset(PROBE_WINDOWS)
         for unit in _bar(units, progress, "measuring sensitivity"):
             name, twin = unit.key
             probe = unit.options[max(0, len(unit.options) // 2 - 1)]
             with _probed(model, name, twin, facts[unit.key], probe.rank):
-                err = relative_error(run(model, sub, decoder_metric), reference)
+                err = output_error(run(model, sub, decoder_metric), reference, config.probe)
             unit.gain = err / max(probe.error, 1e-8)
             logger.debug("sensitivity %s/%s: output %.4f at local %.4f", name, twin, err, probe.error)
 

@@ -140,6 +140,23 @@ def relative_error(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -
     return (num / max(den, 1e-30)) ** 0.5
 
 
+def kl_error(logits: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Root of the mean KL(reference || logits) of the next-token distributions, per position;
+    the root keeps it linear in a small change, like ``relative_error``."""
+    total, positions = 0.0, 0
+    for o, r in zip(logits, reference):  # each [1, T, vocab]
+        target = r.log_softmax(-1)
+        total += float(torch.nn.functional.kl_div(o.log_softmax(-1), target, log_target=True, reduction="sum"))
+        positions += r[..., 0].numel()
+    return (max(total, 0.0) / max(positions, 1)) ** 0.5
+
+
+def output_error(outputs: list[torch.Tensor], reference: list[torch.Tensor], probe: str = "logits") -> float:
+    """How far a changed model's outputs are from the dense ``reference``: ``kl_error`` for
+    ``probe="kl"`` (outputs must be logits), else ``relative_error``."""
+    return kl_error(outputs, reference) if probe == "kl" else relative_error(outputs, reference)
+
+
 @contextmanager
 def swapped(model: nn.Module, name: str, module: nn.Module) -> Iterator[None]:
     old = set_module(model, name, module)

@@ -11,6 +11,7 @@ from ..models.structure import FORMAT_VERSION, check_format
 
 SCOPES = ("encoder", "decoder", "all")
 BUDGET_BY = ("params", "time")
+PROBES = ("logits", "kl")
 ATTENTION_KINDS = ("encoder_self", "decoder_self", "cross")
 TWINS = ("qk", "vo")
 
@@ -57,6 +58,11 @@ class AdaPTwinConfig:
     rank_step: int = 8  # attention ranks move in steps of this many per head
     ffn_rank_step: int = 32
     damping: float = 1e-4  # ridge added to calibration second moments, relative to mean diagonal
+    # what the sensitivity probe compares with the dense model when the decoder is in scope:
+    # "logits" (their relative error) or "kl" (the root of the mean KL divergence of the
+    # next-token distributions, which ignores the tail of unlikely tokens the logits' error is
+    # dominated by). The encoder scope always compares the encoder's output.
+    probe: str = "logits"
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -121,6 +127,13 @@ class AdaPTwinConfig:
         for name in ("rank_step", "ffn_rank_step"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be >= 1")
+        if self.probe not in PROBES:
+            raise InvalidInput(f"probe={self.probe!r}: choose one of {', '.join(PROBES)}")
+        if self.probe == "kl" and self.scope == "encoder":
+            raise InvalidInput(
+                "probe='kl' compares the decoder's token distributions, but scope='encoder' probes the encoder's "
+                "output: use scope='all' (or 'decoder'), or probe='logits'"
+            )
         if not self.damping >= 0:
             raise InvalidInput(f"damping={self.damping} must be >= 0")
 
