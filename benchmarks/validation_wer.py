@@ -8,6 +8,10 @@ by itself) is decoded by `adaptwin eval`'s path: PyTorch, greedy, batch 8, the a
 length for models taught a dynamic context, the no-speech gate on. Use it to choose between
 models or settings; the test sets (`runtime_speed.py`, `adaptation.py`) then run once.
 
+The ± figures are standard errors from resampling the utterances (errors cluster within an
+utterance, so resampling words would understate them): of each WER, and of each model's
+difference from the first one (or `--versus NAME`) on the same utterances (paired).
+
 Writes benchmarks/results/validation_wer.{json,md} (or --out) and docs/results/validation_wer.md;
 ``--render`` redraws them from the JSON.
 """
@@ -24,6 +28,7 @@ from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, result_args, store_and_publish  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+RESAMPLES = 2000
 ABOUT = __doc__.split("\n\n", 2)[2].rsplit("\n\nWrites", 1)[0]
 
 
@@ -33,28 +38,53 @@ def measure(model: str, data: Path, limit: int | None) -> dict:
     from adaptwin.runtime import get_backend
 
     utts = [u for u in read_utterances(data / "canary.jsonl") if u.split == "validation"][:limit]
-    report = evaluate(get_backend("torch", model), utts)
+    per_utterance = []
+    report = evaluate(get_backend("torch", model), utts, results=per_utterance)
     return {
         "model": model,
         "wer": round(report.wer, 2),
         "n_words": report.n_words,
         "errors": report.substitutions + report.deletions + report.insertions,
         "per_speaker": {s: v["wer"] for s, v in report.per_speaker.items()},
+        "utterances": {r.audio: [r.errors, r.words] for r in per_utterance},
     }
+
+
+def resampled_se(errors, words, baseline=None) -> float:
+    """Standard error (points) of the WER, or of its difference from ``baseline``'s errors on the
+    same utterances, over utterances drawn with replacement."""
+    import numpy as np
+
+    errors, words = np.asarray(errors, float), np.asarray(words, float)
+    diff = errors - np.asarray(baseline, float) if baseline is not None else errors
+    picks = np.random.default_rng(0).integers(0, len(words), (RESAMPLES, len(words)))
+    return float(100 * (diff[picks].sum(1) / words[picks].sum(1)).std())
 
 
 def render(result: dict) -> str:
     speakers = sorted({s for r in result["models"].values() for s in r["per_speaker"]})
+    models = list(result["models"].items())
+    first = result.get("versus") or models[0][0]
+    first_row = result["models"][first]
     lines = [
         f"Machine: {machine_line(result['machine'])}",
         f"Command: `{result['command']}`",
         "",
-        "| model | WER (%) | errors / words | " + " | ".join(speakers) + " |",
-        "|---|---|---|" + "---|" * len(speakers),
+        f"| model | WER (%) | errors / words | vs {first} (points) | " + " | ".join(speakers) + " |",
+        "|---|---|---|---|" + "---|" * len(speakers),
     ]
-    for name, r in result["models"].items():
+    for name, r in models:
         cells = [f"{r['per_speaker'][s]:.2f}" if s in r["per_speaker"] else "" for s in speakers]
-        lines.append(f"| {name} | {r['wer']:.2f} | {r['errors']} / {r['n_words']} | " + " | ".join(cells) + " |")
+        utts = sorted(set(r["utterances"]) & set(first_row["utterances"]))
+        errors = [r["utterances"][u][0] for u in utts]
+        words = [r["utterances"][u][1] for u in utts]
+        se = resampled_se(errors, words)
+        vs = ""
+        if name != first:
+            base = [first_row["utterances"][u][0] for u in utts]
+            vs = f"{r['wer'] - first_row['wer']:+.2f} ± {resampled_se(errors, words, base):.2f}"
+        row = f"| {name} | {r['wer']:.2f} ± {se:.2f} | {r['errors']} / {r['n_words']} | {vs} | "
+        lines.append(row + " | ".join(cells) + " |")
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
@@ -65,6 +95,7 @@ def main() -> None:
     p.add_argument("--data", help="the output of `adaptwin data build`")
     p.add_argument("--models", nargs="*", default=[], help="NAME=MODEL or MODEL (anything `adaptwin eval` loads)")
     p.add_argument("--limit", type=int, help="only the first N validation utterances")
+    p.add_argument("--versus", help="the NAME every other model is compared with (default: the first)")
     result_args(p, RESULTS / "validation_wer")
     args = p.parse_args()
     if not args.render and not (args.data and args.models):
@@ -75,10 +106,13 @@ def main() -> None:
 
         transformers.logging.set_verbosity_error()
         models = dict(m.split("=", 1) if "=" in m else (Path(m).name, m) for m in args.models)
+        if args.versus and args.versus not in models:
+            p.error(f"--versus {args.versus}: not one of the models' names ({', '.join(models)})")
         result = {
             "machine": machine_info(),
             "command": "python benchmarks/validation_wer.py " + " ".join(sys.argv[1:]),
             "models": {n: measure(m, Path(args.data), args.limit) for n, m in models.items()},
+            "versus": args.versus,
         }
     store_and_publish(Path(args.out), result, args.note, render, None)
     page = ("validation_wer", "WER on the validation speakers", "validation_wer.py", ABOUT)
