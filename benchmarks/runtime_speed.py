@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import verdict, write_page  # noqa: E402
-from scoring import FasterWhisper, WhisperCpp, general_test  # noqa: E402
+from scoring import FasterWhisper, WhisperCpp, general_test, paired, utterance_errors  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -206,8 +206,9 @@ def worker(args) -> int:
     if args.limit:
         utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
     evaluate(backend, utts[:2], batch_size=1)  # warm-up
-    report = evaluate(backend, utts, batch_size=1)
-    Path(args.result).write_text(json.dumps(report.to_dict()))
+    per_utterance = []
+    report = evaluate(backend, utts, batch_size=1, results=per_utterance)
+    Path(args.result).write_text(json.dumps({**report.to_dict(), "utterances": utterance_errors(per_utterance)}))
     return 0
 
 
@@ -340,12 +341,26 @@ def render(stored: dict) -> str:
         "| engine | WER (%) | RTF | speed vs faster-whisper int8 | speed vs ORT dense int8 | peak RSS (MB) |",
         "|---|---|---|---|---|---|",
     ]
+    # runs since the twenty-first session keep per-utterance errors: a WER's standard error
+    spread = all("utterances" in r for r in e2e.values())
     for k, r in e2e.items():
         vs_int8 = f"{int8['rtf'] / r['rtf']:.2f}x" if int8 else ""
+        wer = f"{r['wer']:.2f}" + (f" ± {paired(e2e, k, k)[0]:.2f}" if spread else "")
         lines.append(
-            f"| {k} | {r['wer']:.2f} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {vs_int8} | "
-            f"{r['peak_rss_mb']:.0f} |"
+            f"| {k} | {wer} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {vs_int8} | {r['peak_rss_mb']:.0f} |"
         )
+    if spread and "pytorch dense fp32" in e2e:
+        lines += [
+            "",
+            "WER against dense fp32 on the same utterances (points, ± standard error from resampling them):",
+            "",
+        ]
+        ref = e2e["pytorch dense fp32"]
+        lines += [
+            f"- {k}: {r['wer'] - ref['wer']:+.2f} ± {paired(e2e, k, 'pytorch dense fp32')[1]:.2f}"
+            for k, r in e2e.items()
+            if k != "pytorch dense fp32"
+        ]
     base = sizes.get("dense-fp32")
     lines += ["", "Exported folders:", "", "| export | MB | share of dense fp32 |", "|---|---|---|"]
     lines += [f"| {k} | {v / 1e6:.1f} | {v / base:.1%} |" for k, v in sizes.items()]

@@ -1,5 +1,6 @@
-"""Scoring shared by the adaptation benchmarks: WER of a model on test splits, per-utterance
-errors, and the share of utterances a model gets worse on than a reference model."""
+"""Scoring shared by the benchmarks: WER of a model on test splits, per-utterance errors, the
+share of utterances a model gets worse on than a reference model, and the standard error of a
+WER (or of a paired difference) from resampling utterances."""
 
 from __future__ import annotations
 
@@ -8,6 +9,37 @@ from pathlib import Path
 # general test sets written by `adaptwin data build`: speakers never used in training,
 # replay, calibration or validation
 TEST_SETS = {"test-tts": "test-tts.jsonl", "test-real": "test-real.jsonl"}
+
+
+RESAMPLES = 2000
+
+
+def resampled_se(errors, words, baseline=None) -> float:
+    """Standard error (points) of the WER, or of its difference from ``baseline``'s errors on the
+    same utterances, over utterances drawn with replacement (errors cluster within an utterance,
+    so resampling words would understate it)."""
+    import numpy as np
+
+    errors, words = np.asarray(errors, float), np.asarray(words, float)
+    diff = errors - np.asarray(baseline, float) if baseline is not None else errors
+    picks = np.random.default_rng(0).integers(0, len(words), (RESAMPLES, len(words)))
+    return float(100 * (diff[picks].sum(1) / words[picks].sum(1)).std())
+
+
+def utterance_errors(results) -> dict[str, list[int]]:
+    """``evaluate``'s per-utterance results as {audio: [errors, words]}, for ``resampled_se``."""
+    return {r.audio: [r.errors, r.words] for r in results}
+
+
+def paired(rows: dict, name: str, versus: str) -> tuple[float, float | None]:
+    """The standard error of ``rows[name]``'s WER and of its difference from ``rows[versus]``'s
+    (None for itself) over the utterances both scored; rows carry ``utterances`` as written
+    by ``utterance_errors``."""
+    a, b = rows[name]["utterances"], rows[versus]["utterances"]
+    utts = sorted(set(a) & set(b))
+    errors, words = [a[u][0] for u in utts], [a[u][1] for u in utts]
+    diff = None if name == versus else resampled_se(errors, words, [b[u][0] for u in utts])
+    return resampled_se(errors, words), diff
 
 
 def test_split(path: Path, limit: int | None) -> list:

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, result_args, store_and_publish  # noqa: E402
+from scoring import paired, utterance_errors  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-RESAMPLES = 2000
 ABOUT = __doc__.split("\n\n", 2)[2].rsplit("\n\nWrites", 1)[0]
 
 
@@ -46,19 +46,8 @@ def measure(model: str, data: Path, limit: int | None) -> dict:
         "n_words": report.n_words,
         "errors": report.substitutions + report.deletions + report.insertions,
         "per_speaker": {s: v["wer"] for s, v in report.per_speaker.items()},
-        "utterances": {r.audio: [r.errors, r.words] for r in per_utterance},
+        "utterances": utterance_errors(per_utterance),
     }
-
-
-def resampled_se(errors, words, baseline=None) -> float:
-    """Standard error (points) of the WER, or of its difference from ``baseline``'s errors on the
-    same utterances, over utterances drawn with replacement."""
-    import numpy as np
-
-    errors, words = np.asarray(errors, float), np.asarray(words, float)
-    diff = errors - np.asarray(baseline, float) if baseline is not None else errors
-    picks = np.random.default_rng(0).integers(0, len(words), (RESAMPLES, len(words)))
-    return float(100 * (diff[picks].sum(1) / words[picks].sum(1)).std())
 
 
 def render(result: dict) -> str:
@@ -75,14 +64,8 @@ def render(result: dict) -> str:
     ]
     for name, r in models:
         cells = [f"{r['per_speaker'][s]:.2f}" if s in r["per_speaker"] else "" for s in speakers]
-        utts = sorted(set(r["utterances"]) & set(first_row["utterances"]))
-        errors = [r["utterances"][u][0] for u in utts]
-        words = [r["utterances"][u][1] for u in utts]
-        se = resampled_se(errors, words)
-        vs = ""
-        if name != first:
-            base = [first_row["utterances"][u][0] for u in utts]
-            vs = f"{r['wer'] - first_row['wer']:+.2f} ± {resampled_se(errors, words, base):.2f}"
+        se, diff = paired(result["models"], name, first)
+        vs = "" if diff is None else f"{r['wer'] - first_row['wer']:+.2f} ± {diff:.2f}"
         row = f"| {name} | {r['wer']:.2f} ± {se:.2f} | {r['errors']} / {r['n_words']} | {vs} | "
         lines.append(row + " | ".join(cells) + " |")
     if result.get("note"):
