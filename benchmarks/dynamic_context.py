@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, result_args, store_and_publish, verdict  # noqa: E402
-from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
+from scoring import TEST_SETS, FasterWhisper, paired, test_split  # noqa: E402
 
 from adaptwin.models.context import RUN_MARGIN  # noqa: E402
 
@@ -81,6 +81,7 @@ def end_to_end(backend, utts) -> dict:
     backend.transcribe_batch(audios[:2])  # warm-up
     scores = {name: Score() for *_, name in BUCKETS}
     total, wall, audio_s = Score(), {n: 0.0 for n in scores}, {n: 0.0 for n in scores}
+    per_utterance = {}
     for u, audio in zip(utts, audios):
         start = time.perf_counter()
         text = backend.transcribe_batch([audio])[0]
@@ -90,6 +91,7 @@ def end_to_end(backend, utts) -> dict:
         counts = wer_counts(u.text, text)
         scores[name].add(counts)
         total.add(counts)
+        per_utterance[str(u.audio)] = [counts.errors, counts.ref_words]
         wall[name] += spent
         audio_s[name] += seconds
     row = {
@@ -104,6 +106,7 @@ def end_to_end(backend, utts) -> dict:
         "wer": round(total.wer, 2),
         "utterances": total.utterances,
         "rtf": round(sum(wall.values()) / sum(audio_s.values()), 4),
+        "per_utterance": per_utterance,  # {audio: [errors, words]}, for standard errors
     }
     return row
 
@@ -179,6 +182,13 @@ def run(args) -> dict:
     }
 
 
+def _gap(a: dict, b: dict) -> str:
+    """' (+d ± se)': a's WER over b's on the same utterances, where the run kept each one's errors."""
+    if "per_utterance" not in a or "per_utterance" not in b:
+        return ""
+    return f" ({a['wer'] - b['wer']:+.2f} ± {paired(a['per_utterance'], b['per_utterance'])[1]:.2f})"
+
+
 def verdicts(result: dict) -> list[tuple[str, str, str]]:
     rows, enc = result["rows"], result["encoder"]
     full, dyn = rows["ort adapted int8, full context"]["all"], rows[DYNAMIC]["all"]
@@ -188,7 +198,7 @@ def verdicts(result: dict) -> list[tuple[str, str, str]]:
     return [
         (
             "WER at dynamic context ≤ full context + 0.5",
-            f"{dyn['wer']:.2f} vs {full['wer']:.2f}",
+            f"{dyn['wer']:.2f} vs {full['wer']:.2f}{_gap(dyn, full)}",
             verdict(dyn["wer"], full["wer"] + TARGETS["wer_vs_full"]),
         ),
         (
@@ -203,7 +213,7 @@ def verdicts(result: dict) -> list[tuple[str, str, str]]:
         ),
         (
             "… at WER ≤ faster-whisper's + 0.5",
-            f"{dyn['wer']:.2f} vs {fw['wer']:.2f}",
+            f"{dyn['wer']:.2f} vs {fw['wer']:.2f}{_gap(dyn, fw)}",
             verdict(dyn["wer"], fw["wer"] + TARGETS["wer_vs_fw"]),
         ),
     ]

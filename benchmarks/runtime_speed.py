@@ -345,7 +345,7 @@ def render(stored: dict) -> str:
     spread = all("utterances" in r for r in e2e.values())
     for k, r in e2e.items():
         vs_int8 = f"{int8['rtf'] / r['rtf']:.2f}x" if int8 else ""
-        wer = f"{r['wer']:.2f}" + (f" ± {paired(e2e, k, k)[0]:.2f}" if spread else "")
+        wer = f"{r['wer']:.2f}" + (f" ± {paired(r['utterances'])[0]:.2f}" if spread else "")
         lines.append(
             f"| {k} | {wer} | {r['rtf']:.3f} | {fw['rtf'] / r['rtf']:.2f}x | {vs_int8} | {r['peak_rss_mb']:.0f} |"
         )
@@ -357,7 +357,7 @@ def render(stored: dict) -> str:
         ]
         ref = e2e["pytorch dense fp32"]
         lines += [
-            f"- {k}: {r['wer'] - ref['wer']:+.2f} ± {paired(e2e, k, 'pytorch dense fp32')[1]:.2f}"
+            f"- {k}: {r['wer'] - ref['wer']:+.2f} ± {paired(r['utterances'], ref['utterances'])[1]:.2f}"
             for k, r in e2e.items()
             if k != "pytorch dense fp32"
         ]

@@ -31,14 +31,13 @@ def utterance_errors(results) -> dict[str, list[int]]:
     return {r.audio: [r.errors, r.words] for r in results}
 
 
-def paired(rows: dict, name: str, versus: str) -> tuple[float, float | None]:
-    """The standard error of ``rows[name]``'s WER and of its difference from ``rows[versus]``'s
-    (None for itself) over the utterances both scored; rows carry ``utterances`` as written
-    by ``utterance_errors``."""
-    a, b = rows[name]["utterances"], rows[versus]["utterances"]
-    utts = sorted(set(a) & set(b))
+def paired(a: dict, b: dict | None = None) -> tuple[float, float | None]:
+    """The standard error of the WER of per-utterance errors ``a`` ({audio: [errors, words]},
+    as ``utterance_errors`` writes them) and, given ``b``, of the difference a − b over the
+    utterances both scored."""
+    utts = sorted(set(a) & set(b)) if b is not None else sorted(a)
     errors, words = [a[u][0] for u in utts], [a[u][1] for u in utts]
-    diff = None if name == versus else resampled_se(errors, words, [b[u][0] for u in utts])
+    diff = None if b is None else resampled_se(errors, words, [b[u][0] for u in utts])
     return resampled_se(errors, words), diff
 
 

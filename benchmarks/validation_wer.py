@@ -64,7 +64,7 @@ def render(result: dict) -> str:
     ]
     for name, r in models:
         cells = [f"{r['per_speaker'][s]:.2f}" if s in r["per_speaker"] else "" for s in speakers]
-        se, diff = paired(result["models"], name, first)
+        se, diff = paired(r["utterances"], None if name == first else first_row["utterances"])
         vs = "" if diff is None else f"{r['wer'] - first_row['wer']:+.2f} ± {diff:.2f}"
         row = f"| {name} | {r['wer']:.2f} ± {se:.2f} | {r['errors']} / {r['n_words']} | {vs} | "
         lines.append(row + " | ".join(cells) + " |")
