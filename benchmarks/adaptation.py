@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import verdict, write_page  # noqa: E402
+from pages import result_file, verdict, write_page  # noqa: E402
 from scoring import SCORING, SCORINGS, TEST_SETS, FasterWhisper, WhisperCpp, score_sets, worse_share  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -474,7 +474,7 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
                 f" {s.get('scoring', 1)} |"
             )
         lines.append("")
-    stem.with_suffix(".md").write_text("\n".join(lines))
+    result_file(stem, ".md").write_text("\n".join(lines))
     if page:
         body = "\n".join(lines) + "\n" + targets_table(rows, dense)
         body += "\n![WER after adaptation](../../benchmarks/results/adaptation.png)\n"
@@ -523,7 +523,7 @@ def render(result: dict, stem: Path, page: bool = False) -> None:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(stem.with_suffix(".png"), dpi=100)
+    fig.savefig(result_file(stem, ".png"), dpi=100)
 
 
 def main(argv=None) -> int:
@@ -568,10 +568,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     stem = Path(args.out)
     if args.render:
-        result = json.loads(stem.with_suffix(".json").read_text())
+        result = json.loads(result_file(stem, ".json").read_text())
         if args.note:  # a finding about the run, recorded after it
             result["note"] = f"{result.get('note') or ''} Added after the run: {args.note}".strip()
-            stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+            result_file(stem, ".json").write_text(json.dumps(result, indent=1))
         render(result, stem, page=stem == RESULTS / "adaptation")
         return 0
     if not args.data:
@@ -580,9 +580,9 @@ def main(argv=None) -> int:
         p.error("--adapt-args needs --tag NAME: adapted cells are cached by name, and another setting needs its own")
     result = {"machine": machine_info(), "targets": args.targets, "rows": run(args), "note": args.note}
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    result_file(stem, ".json").write_text(json.dumps(result, indent=1))
     render(result, stem, page=stem == RESULTS / "adaptation")
-    print(stem.with_suffix(".md").read_text())
+    print(result_file(stem, ".md").read_text())
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from pages import result_file  # noqa: E402
 from scoring import TEST_SETS, score_sets  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     stem = RESULTS / ("adaptation-curves" + (f"-{args.tag}" if args.tag else ""))
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    result_file(stem, ".json").write_text(json.dumps(result, indent=1))
     cols = [
         "step",
         "epoch",
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     ]
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + f" | {'yes' if r['kept'] else ''} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(stem.with_suffix(".md").read_text())
+    result_file(stem, ".md").write_text("\n".join(lines) + "\n")
+    print(result_file(stem, ".md").read_text())
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import write_page  # noqa: E402
+from pages import result_file, write_page  # noqa: E402
 
 import adaptwin  # noqa: E402
 from adaptwin.audio import load_audio  # noqa: E402
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     lines = [
         f"Machine: {machine_line(info)}",
         "",
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             f"| {b['decoder']:,} → {a['decoder']:,} | {b['total']:,} → {a['total']:,} | {r['encoder_output_rel_error']:.3f} "
             f"| {r['seconds']:.1f} | {'yes' if r['demo_compressed'] == r['demo_dense'] else 'no: ' + r['demo_compressed'][:60]} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_file(out, ".md").write_text("\n".join(lines) + "\n")
     publish()
     print("\n".join(lines))
     return 0

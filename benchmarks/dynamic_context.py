@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, result_args, store_and_publish, verdict  # noqa: E402
-from scoring import TEST_SETS, FasterWhisper, paired, test_split  # noqa: E402
+from scoring import TEST_SETS, FasterWhisper, manifest_split, paired  # noqa: E402
 
 from adaptwin.models.context import RUN_MARGIN  # noqa: E402
 
@@ -149,7 +149,7 @@ def run(args) -> dict:
     from adaptwin.runtime import get_backend
 
     folders = prepare(args)
-    utts = [u for name in args.sets for u in _split(Path(args.data), name, args.limit)]
+    utts = [u for name in args.sets for u in manifest_split(Path(args.data), name, args.limit)]
     dynamic = {  # the first margin's row is the one the targets read
         DYNAMIC if i == 0 else f"{DYNAMIC}, margin {m:g} s": m for i, m in enumerate(args.margins)
     }
@@ -223,17 +223,6 @@ def _margin(result: dict) -> str:
     """The run margin of the targets' row (runs before it existed used the model's own)."""
     margins = result.get("margins")
     return f"{margins[0]:g} s at least" if margins else "the model's own"
-
-
-def _split(data: Path, name: str, limit: int) -> list:
-    """``NAME`` (its test split) or ``NAME:SPLIT`` under ``data``, every k-th so that ``limit`` remain."""
-    from adaptwin.data import read_utterances
-
-    name, _, split = name.partition(":")
-    if not split or split == "test":
-        return test_split(data / name, limit)
-    utts = [u for u in read_utterances(data / name) if u.split == split]
-    return utts if not limit or len(utts) <= limit else [utts[int(i * len(utts) / limit)] for i in range(limit)]
 
 
 def render(result: dict) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from pages import result_file  # noqa: E402
 
 import adaptwin  # noqa: E402
 from adaptwin.data import read_utterances  # noqa: E402
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1))
     lines = [
         f"Machine: {machine_line(info)}",
         f"Model {args.model}, {args.set} test set ({len(utts)} utterances)",
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         f"| {r['peak_rss_mb']:.0f} |"
         for r in rows
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
+from pages import result_file  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     info = machine_info()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "args": vars(args), **result}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"machine": info, "args": vars(args), **result}, indent=1))
     text = (
         f"Machine: {machine_line(info)}\n\n{args.engine.split('/')[-1]}, {fed / 3600:.2f} h of audio "
         f"(recording looped), {args.chunk} s per step, {online.decodes} decodes in {final['wall_s']:.0f} s:\n\n"
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
             f"(S {w['substitutions']}, D {w['deletions']}, I {w['insertions']}); decoding loops caught and "
             f"re-decoded: {result['loops_caught']}.\n"
         )
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     if out == RESULTS / "memory":
         from streaming import publish  # the hour is a section of the streaming page
 

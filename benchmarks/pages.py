@@ -29,6 +29,19 @@ def verdict(value: float, bound: float, lower_is_better: bool = True, unit: str 
     return "met" if gap <= 0 else f"missed by {gap:.2f}{unit}"
 
 
+def result_file(stem: Path | str, ext: str) -> Path:
+    """STEM's file with extension ``ext`` (".json", ".md", ".png"). The stem keeps its dots
+    (``--out runs/conf0.5`` is not ``runs/conf0``, which another run may also write); a result
+    extension already on it is dropped first."""
+    stem = Path(stem)
+    name = stem.name
+    for known in (".json", ".md", ".png"):
+        if name.endswith(known):
+            name = name[: -len(known)]
+            break
+    return stem.with_name(name + ext)
+
+
 def result_args(parser, out: Path) -> None:
     """The options every stored-result benchmark takes: where its results go, redraw, note."""
     parser.add_argument("--out", default=str(out), help="results stem (.json/.md)")
@@ -47,12 +60,12 @@ def store_and_publish(
     STEM.json, write its ``table`` to STEM.md and to the page (name, title, script, about;
     None: the caller writes the page)."""
     if result is None:
-        result = json.loads(stem.with_suffix(".json").read_text())
+        result = json.loads(result_file(stem, ".json").read_text())
     if note:
         result["note"] = f"{result.get('note') or ''} {note}".strip()
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    result_file(stem, ".json").write_text(json.dumps(result, indent=1))
     text = table(result)
-    stem.with_suffix(".md").write_text(text)
+    result_file(stem, ".md").write_text(text)
     if page is not None:
         write_page(*page, text)
     print(text)

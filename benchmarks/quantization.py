@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dynamic_context import end_to_end  # noqa: E402
 from machine import machine_info, machine_line  # noqa: E402
 from pages import publish_runs, result_args, store_and_publish  # noqa: E402
-from scoring import TEST_SETS, FasterWhisper, test_split  # noqa: E402
+from scoring import TEST_SETS, FasterWhisper, manifest_split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -45,23 +45,12 @@ time.
 """
 
 
-def utterances(data: Path, spec: str, limit: int | None) -> list:
-    """MANIFEST[:SPLIT] under ``data`` (default split: test), every k-th so that ``limit`` remain."""
-    name, _, split = spec.partition(":")
-    if not split or split == "test":
-        return test_split(data / name, limit)
-    from adaptwin.data import read_utterances
-
-    utts = [u for u in read_utterances(data / name) if u.split == split]
-    return [utts[int(i * len(utts) / limit)] for i in range(limit)] if limit and len(utts) > limit else utts
-
-
 def run(args) -> dict:
     from adaptwin.export import ExportOptions, export
     from adaptwin.models.builtin import builtin_ct2_dir
     from adaptwin.runtime import get_backend
 
-    utts = [u for spec in args.sets for u in utterances(Path(args.data), spec, args.limit)]
+    utts = [u for spec in args.sets for u in manifest_split(Path(args.data), spec, args.limit)]
     rows = {"faster-whisper int8": dict(end_to_end(FasterWhisper(str(builtin_ct2_dir("base")), args.threads), utts))}
     print("faster-whisper int8", json.dumps(rows["faster-whisper int8"]["all"]), flush=True)
     for model in args.models:

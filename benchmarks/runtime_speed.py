@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import verdict, write_page  # noqa: E402
-from scoring import FasterWhisper, WhisperCpp, general_test, paired, utterance_errors  # noqa: E402
+from pages import result_file, verdict, write_page  # noqa: E402
+from scoring import FasterWhisper, WhisperCpp, general_test, paired, spread, utterance_errors  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ABOUT = """
@@ -202,9 +202,7 @@ def worker(args) -> int:
 
         torch.set_num_threads(args.threads)
         backend = get_backend(kind, where, **({"threads": args.threads} if kind in ("ort", "torch") else {}))
-    utts = general_test(Path(args.data))
-    if args.limit:
-        utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
+    utts = spread(general_test(Path(args.data)), args.limit)
     evaluate(backend, utts[:2], batch_size=1)  # warm-up
     per_utterance = []
     report = evaluate(backend, utts, batch_size=1, results=per_utterance)
@@ -260,10 +258,10 @@ def main(argv=None) -> int:
     p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
     args = p.parse_args(argv)
     if args.render:
-        stored = json.loads(Path(args.out).with_suffix(".json").read_text())
+        stored = json.loads(result_file(args.out, ".json").read_text())
         if args.note:
             stored["note"] = f"{stored.get('note') or ''} {args.note}".strip()
-            Path(args.out).with_suffix(".json").write_text(json.dumps(stored, indent=1))
+            result_file(args.out, ".json").write_text(json.dumps(stored, indent=1))
         publish(stored, Path(args.out))
         return 0
     import transformers
@@ -293,15 +291,15 @@ def main(argv=None) -> int:
         "export_bytes": sizes,
         "note": args.note,
     }
-    out.with_suffix(".json").write_text(json.dumps(stored, indent=1))
+    result_file(out, ".json").write_text(json.dumps(stored, indent=1))
     publish(stored, out)
-    print(out.with_suffix(".md").read_text())
+    print(result_file(out, ".md").read_text())
     return 0
 
 
 def publish(stored: dict, out: Path) -> None:
     text = render(stored)
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     if out == RESULTS / "runtime_speed":
         write_page("runtime", "Deployment speed: ONNX Runtime against faster-whisper", "runtime_speed.py", ABOUT, text)
 

@@ -41,14 +41,25 @@ def paired(a: dict, b: dict | None = None) -> tuple[float, float | None]:
     return resampled_se(errors, words), diff
 
 
-def test_split(path: Path, limit: int | None) -> list:
-    """The manifest's test split; with ``limit``, every k-th utterance so that ``limit`` remain."""
+def spread(utts: list, limit: int | None) -> list:
+    """``limit`` of ``utts`` spread evenly from the first to the last (all of them without a
+    limit): a manifest lists its speakers in turn, so its head alone may leave some out."""
+    if not limit or len(utts) <= limit:
+        return list(utts)
+    return [utts[int(i * len(utts) / limit)] for i in range(limit)]
+
+
+def manifest_split(data: Path, spec: str, limit: int | None) -> list:
+    """``MANIFEST[:SPLIT]`` under ``data`` (the test split by default), spread to ``limit``."""
     from adaptwin.data import read_utterances
 
-    utts = [u for u in read_utterances(path) if u.split == "test"]
-    if limit and len(utts) > limit:
-        utts = [utts[int(i * len(utts) / limit)] for i in range(limit)]
-    return utts
+    name, _, split = spec.partition(":")
+    return spread([u for u in read_utterances(Path(data) / name) if u.split == (split or "test")], limit)
+
+
+def test_split(path: Path, limit: int | None) -> list:
+    """The manifest's test split, spread to ``limit``."""
+    return manifest_split(Path(path).parent, Path(path).name + ":test", limit)
 
 
 def general_test(data: Path, limit: int | None = None) -> list:

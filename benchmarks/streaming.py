@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import machine_info, machine_line  # noqa: E402
-from pages import verdict, write_page  # noqa: E402
+from pages import result_file, verdict, write_page  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PAUSE = 0.6
@@ -583,8 +583,8 @@ def main(argv=None) -> int:
     stored = {"machine": machine_info(), "args": vars(args), "recording": info, "rows": rows, "note": args.note}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(stored, indent=1))
-    out.with_suffix(".md").write_text(render(stored))
+    result_file(out, ".json").write_text(json.dumps(stored, indent=1))
+    result_file(out, ".md").write_text(render(stored))
     publish()
     print(render(stored))
     return 0

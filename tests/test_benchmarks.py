@@ -1,0 +1,78 @@
+"""The helpers the benchmark scripts share (benchmarks/pages.py, benchmarks/scoring.py): where
+results are written, and the error bars every table prints."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from pages import result_file, store_and_publish  # noqa: E402
+from scoring import paired, resampled_se, spread  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "stem, ext, expected",
+    [
+        ("runs/streaming-conf0.5-unsure0.8", ".json", "runs/streaming-conf0.5-unsure0.8.json"),
+        ("runs/streaming-conf0.3-unsure0", ".md", "runs/streaming-conf0.3-unsure0.md"),
+        ("runs/quantization.json", ".md", "runs/quantization.md"),  # a result extension is not doubled
+        ("runs/base-c0.5", ".png", "runs/base-c0.5.png"),
+    ],
+)
+def test_a_results_stem_keeps_its_dots(stem, ext, expected):
+    assert result_file(stem, ext) == Path(expected)
+
+
+def test_runs_whose_names_differ_after_a_dot_do_not_overwrite_each_other(tmp_path, capsys):
+    def table(result):
+        return f"| wer | {result['wer']} |"
+
+    for name, wer in (("conf0.5-unsure0.8", 10.45), ("conf0.5-unsure0.5", 10.14)):
+        store_and_publish(tmp_path / name, {"wer": wer}, "a note", table, page=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "conf0.5-unsure0.5.json",
+        "conf0.5-unsure0.5.md",
+        "conf0.5-unsure0.8.json",
+        "conf0.5-unsure0.8.md",
+    ]
+    assert json.loads((tmp_path / "conf0.5-unsure0.8.json").read_text()) == {"wer": 10.45, "note": "a note"}
+    # --render redraws from the stored result, a second note is appended
+    store_and_publish(tmp_path / "conf0.5-unsure0.8", None, "later", table, page=None)
+    assert json.loads((tmp_path / "conf0.5-unsure0.8.json").read_text())["note"] == "a note later"
+    assert (tmp_path / "conf0.5-unsure0.8.md").read_text() == "| wer | 10.45 |"
+    capsys.readouterr()
+
+
+def test_resampled_error_bars():
+    words = [10, 12, 8, 20, 5, 9] * 5
+    same_rate = [w // 2 if w % 2 == 0 else w / 2 for w in words]  # every utterance at 50 %
+    assert resampled_se(same_rate, words) == pytest.approx(0.0, abs=1e-9)
+    errors = [0, 3, 1, 6, 0, 2] * 5
+    se = resampled_se(errors, words)
+    assert 0 < se < 100
+    # more utterances of the same kind: a smaller error bar (about 1/sqrt(n))
+    assert resampled_se(errors * 4, words * 4) == pytest.approx(se / 2, rel=0.2)
+
+
+def test_a_paired_difference_is_surer_than_either_wer():
+    a = {
+        f"u{i}": [e, w] for i, (e, w) in enumerate(zip([0, 3, 1, 6, 0, 2, 4, 1] * 4, [10, 12, 8, 20, 5, 9, 15, 7] * 4))
+    }
+    b = {u: [max(0, e - 1 if i % 3 else e), w] for i, (u, (e, w)) in enumerate(a.items())}
+    b["only-in-b"] = [5, 5]  # an utterance one side did not score is left out of the difference
+    se_a, se_diff = paired(a, b)
+    assert se_a == pytest.approx(paired(a)[0]) and paired(a)[1] is None
+    assert 0 < se_diff < se_a  # the two models err on the same utterances
+    assert paired(a, a)[1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_limit_spreads_over_every_speaker():
+    """A manifest lists its speakers in turn: 400 of 956 must reach its last speaker too."""
+    utts = [f"speaker{i // 100}-{i}" for i in range(956)]
+    picked = spread(utts, 400)
+    assert len(picked) == len(set(picked)) == 400 and picked[0] == utts[0]
+    assert {u.split("-")[0] for u in picked} == {u.split("-")[0] for u in utts}
+    assert spread(utts, None) == utts and spread(utts[:5], 400) == utts[:5]
