@@ -23,7 +23,9 @@ runs first), and the peak once offline long-form decoding has run too. Writes
 benchmarks/results/streaming.{json,md} (or --out) and the page docs/results/streaming.md, which
 also shows every other `streaming-*` result and the hour of `benchmarks/memory.py`; `--render`
 redraws the page from the stored results; ``--pauses`` only counts the recording's pauses inside
-utterances as the streaming VAD sees them (benchmarks/results/recording_pauses.md).
+utterances as the streaming VAD sees them (benchmarks/results/recording_pauses.md). One setting's
+runs differ by about a point of WER, so a setting is judged on several: ``--means STEM ...``
+prints each policy's means over stored runs, per recording and over them all.
 """
 
 from __future__ import annotations
@@ -487,6 +489,58 @@ def choose(rows: list[dict]) -> dict[str, dict | None]:
     return best
 
 
+def means(paths: list[Path]) -> str:
+    """Per engine and policy, the means over stored runs (several runs of one setting differ by
+    a point of WER, since each decode's timing moves the next one's window): per recording,
+    then over all the recordings together, their words summed."""
+    groups: dict[tuple, dict[tuple, list]] = {}
+    for path in paths:
+        stored = json.loads(path.read_text())
+        rec = stored.get("recording") or {}
+        recording = (", ".join(rec.get("sets", SETS)), round(rec.get("seconds", 0.0)))
+        for r in stored["rows"]:
+            values = _values(r)
+            if not values["confidence"]:  # the unsure hold acts only with a confidence: the same policy
+                values["unsure_hold"] = 0.0
+            setting = " | ".join(f"{v:g}" for v in values.values())
+            groups.setdefault((_name(r), setting), {}).setdefault(recording, []).append(r)
+    lines = [
+        f"| engine | {_header()} | recording | runs | offline WER (%) | streaming WER (%), mean ± sd "
+        "| latency median (s) | latency p90 (s), mean (highest) | end of speech to final (s) |",
+        "|---" * (8 + len(POLICY)) + "|",
+    ]
+    for (name, setting), recordings in groups.items():
+        errors = offline = words = 0.0
+        for (sets, seconds), rows in recordings.items():
+            n, mean = len(rows), statistics.mean
+            wer = [r["stream_wer"] for r in rows]
+            sd = f" ± {statistics.stdev(wer):.2f}" if n > 1 else ""
+            lines.append(
+                f"| {name} | {setting} | {sets} ({seconds} s) | {n} | {rows[0]['offline_wer']:.2f} "
+                f"| {mean(wer):.2f}{sd} | {mean(r['latency_median'] for r in rows):.2f} "
+                f"| {mean(r['latency_p90'] for r in rows):.2f} ({max(r['latency_p90'] for r in rows):.2f}) "
+                f"| {mean(r['end_of_speech_median'] for r in rows):.2f} |"
+            )
+            words += rows[0]["reference_words"]
+            errors += mean(r["stream_wer"] * r["reference_words"] for r in rows) / 100
+            offline += rows[0]["offline_wer"] * rows[0]["reference_words"] / 100
+        if len(recordings) > 1:
+            lines.append(
+                f"| {name} | {setting} | all {len(recordings)}, words summed "
+                f"| {' / '.join(str(len(rows)) for rows in recordings.values())} | {100 * offline / words:.2f} "
+                f"| {100 * errors / words:.2f} ({100 * (errors - offline) / words:+.2f} over offline) | | | |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _stored(stem: str) -> Path:
+    """A stored run named by its stem under results/ or by its path."""
+    path = result_file(stem if Path(stem).parent != Path(".") else RESULTS / stem, ".json")
+    if not path.is_file():
+        raise SystemExit(f"no stored streaming run {path}: name a results stem (streaming-...) or a .json path")
+    return path
+
+
 def publish() -> None:
     """docs/results/streaming.md from every stored streaming run and the memory hour."""
     sections = []
@@ -542,6 +596,13 @@ def main(argv=None) -> int:
     p.add_argument("--note", help="a finding about the run, stored with it and shown on the page")
     p.add_argument("--render", action="store_true", help="only redraw the page from the stored results")
     p.add_argument(
+        "--means",
+        nargs="+",
+        metavar="STEM",
+        help="only print, per engine and policy, the means of stored runs (results/STEM.json or a path): "
+        "per recording and over all of them",
+    )
+    p.add_argument(
         "--pauses",
         action="store_true",
         help="only count the recording's pauses inside utterances (results/recording_pauses.md)",
@@ -549,6 +610,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.render:
         publish()
+        return 0
+    if args.means:
+        print(means([_stored(stem) for stem in args.means]))
         return 0
     if args.worker:
         return worker(args)

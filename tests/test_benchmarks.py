@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from pages import result_file, store_and_publish  # noqa: E402
-from scoring import paired, resampled_se, spread  # noqa: E402
+# the scripts import each other by name; the folder leaves the path again so that none of its
+# names (memory, compression, ...) shadows another module for the rest of the session
+BENCHMARKS = str(Path(__file__).resolve().parent.parent / "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+try:
+    from pages import result_file, store_and_publish
+    from scoring import paired, resampled_se, spread
+    from streaming import means
+finally:  # the scripts put their folder on the path too
+    sys.path[:] = [entry for entry in sys.path if not entry or Path(entry).resolve() != Path(BENCHMARKS)]
 
 
 @pytest.mark.parametrize(
@@ -76,3 +82,39 @@ def test_a_limit_spreads_over_every_speaker():
     assert len(picked) == len(set(picked)) == 400 and picked[0] == utts[0]
     assert {u.split("-")[0] for u in picked} == {u.split("-")[0] for u in utts}
     assert spread(utts, None) == utts and spread(utts[:5], 400) == utts[:5]
+
+
+def _run(tmp_path, name, sets, rows):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"recording": {"sets": sets, "seconds": 300.0}, "rows": rows}))
+    return path
+
+
+def _row(stream_wer, words, p90, confidence=0.0, unsure_hold=0.0):
+    policy = {"chunk": 0.35, "agreement": 2, "silence_flush": 0.3, "hold": 0.1, "pad": 5.0, "forget": 2.0}
+    policy |= {"trim_after": 6.0, "prompt_chars": 400, "confidence": confidence, "unsure_hold": unsure_hold}
+    return {
+        "engine": "ort:/x/dyn-int8",
+        **policy,
+        "offline_wer": 10.0,
+        "stream_wer": stream_wer,
+        "reference_words": words,
+        "latency_median": 0.6,
+        "latency_p90": p90,
+        "end_of_speech_median": 0.4,
+    }
+
+
+def test_streaming_means_sum_words_over_recordings_and_runs(tmp_path):
+    joe = _run(tmp_path, "joe", ["joe.jsonl:adapt"], [_row(12.0, 700, 1.2), _row(10.0, 700, 2.0)])
+    # without a confidence the unsure hold does nothing: one policy with the rows above
+    real = _run(tmp_path, "real", ["canary.jsonl:validation"], [_row(8.0, 300, 1.0, unsure_hold=0.5)])
+    other = _run(tmp_path, "other", ["joe.jsonl:adapt"], [_row(9.0, 700, 1.5, confidence=0.5, unsure_hold=0.8)])
+    table = means([joe, real, other]).splitlines()
+    assert len(table) == 2 + 3 + 1  # header, 2 recordings + their sum for one policy, 1 row for the other
+    joe_row, real_row, both = table[2:5]
+    assert "| 2 | 10.00 | 11.00 ± 1.41 | 0.60 | 1.60 (2.00) | 0.40 |" in joe_row
+    assert "| 1 | 10.00 | 8.00 | 0.60 | 1.00 (1.00) | 0.40 |" in real_row
+    # (mean of 84 and 70 errors = 77, plus 24) over 1000 words; offline 10 %
+    assert "| 2 / 1 | 10.00 | 10.10 (+0.10 over offline) |" in both
+    assert "| 0.5 | 0.8 |" in table[5] and "9.00" in table[5]
