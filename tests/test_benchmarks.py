@@ -1,5 +1,6 @@
-"""The helpers the benchmark scripts share (benchmarks/pages.py, benchmarks/scoring.py): where
-results are written, and the error bars every table prints."""
+"""The helpers the benchmark scripts share (benchmarks/pages.py, scoring.py, and streaming.py's
+--means): where results are written, which utterances a limit takes, the error bars every table
+prints, and the means over repeated streaming runs."""
 
 import json
 import sys
