@@ -505,7 +505,8 @@ def means(paths: list[Path]) -> str:
             setting = " | ".join(f"{v:g}" for v in values.values())
             groups.setdefault((_name(r), setting), {}).setdefault(recording, []).append(r)
     lines = [
-        f"| engine | {_header()} | recording | runs | offline WER (%) | streaming WER (%), mean ± sd "
+        f"| engine | {_header()} | recording | runs | offline WER (%) | streaming WER (%), mean ± sd (its standard "
+        "error), over offline "
         "| latency median (s) | latency p90 (s), mean (highest) | end of speech to final (s) |",
         "|---" * (8 + len(POLICY)) + "|",
     ]
@@ -514,7 +515,8 @@ def means(paths: list[Path]) -> str:
         for (sets, seconds), rows in recordings.items():
             n, mean = len(rows), statistics.mean
             wer = [r["stream_wer"] for r in rows]
-            sd = f" ± {statistics.stdev(wer):.2f}" if n > 1 else ""
+            sd = f" ± {statistics.stdev(wer):.2f} ({statistics.stdev(wer) / n**0.5:.2f})" if n > 1 else ""
+            sd += f", {mean(wer) - rows[0]['offline_wer']:+.2f}"
             lines.append(
                 f"| {name} | {setting} | {sets} ({seconds} s) | {n} | {rows[0]['offline_wer']:.2f} "
                 f"| {mean(wer):.2f}{sd} | {mean(r['latency_median'] for r in rows):.2f} "

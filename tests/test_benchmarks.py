@@ -114,8 +114,8 @@ def test_streaming_means_sum_words_over_recordings_and_runs(tmp_path):
     table = means([joe, real, other]).splitlines()
     assert len(table) == 2 + 3 + 1  # header, 2 recordings + their sum for one policy, 1 row for the other
     joe_row, real_row, both = table[2:5]
-    assert "| 2 | 10.00 | 11.00 ± 1.41 | 0.60 | 1.60 (2.00) | 0.40 |" in joe_row
-    assert "| 1 | 10.00 | 8.00 | 0.60 | 1.00 (1.00) | 0.40 |" in real_row
+    assert "| 2 | 10.00 | 11.00 ± 1.41 (1.00), +1.00 | 0.60 | 1.60 (2.00) | 0.40 |" in joe_row
+    assert "| 1 | 10.00 | 8.00, -2.00 | 0.60 | 1.00 (1.00) | 0.40 |" in real_row
     # (mean of 84 and 70 errors = 77, plus 24) over 1000 words; offline 10 %
     assert "| 2 / 1 | 10.00 | 10.10 (+0.10 over offline) |" in both
     assert "| 0.5 | 0.8 |" in table[5] and "9.00" in table[5]
