@@ -5,7 +5,9 @@
 
 1. encoder latency on one 30 s window: PyTorch dense, ONNX Runtime dense / compressed
    (fp32 and int8), CTranslate2 int8 (faster-whisper's engine); for each ONNX export also one
-   decoder step (a token after 32, logits included) and the model's parameters;
+   decoder step (a token after 32, logits included) on that window and on the test sets'
+   median-length clip at the context the runtime gives it (30 s, or the clip's bucketed length
+   for a dynamic-context model), and the model's parameters;
 2. end to end on the general test sets (`test-tts.jsonl`, `test-real.jsonl`), one utterance at a time, greedy: RTF, WER
    and peak RSS (each engine in its own process) for ORT compressed int8, ORT dense,
    faster-whisper int8 (the same CTranslate2 `base` weights), whisper.cpp q8_0 (pywhispercpp, the
@@ -42,7 +44,9 @@ From `python benchmarks/runtime_speed.py --data DIR ...` (one run; its command i
 `cNN` (from `--budgets`): `base` with NN % of the encoder's parameters removed (data-aware
 twin + FFN, calibrated on `calib.jsonl`), not adapted; other labels are the saved models given
 with `--models` (the run's command names them). "decoder step" is one token after 32,
-logits included, on the same exports. Encoder timings: median of the repeated calls
+logits included, on the same exports: on the 30 s window, and on the test sets' median-length
+clip at the context the runtime gives that clip (the 30 s window for a dense model, the clip's
+bucketed length for a model with a dynamic audio context). Encoder timings: median of the repeated calls
 per engine, the engines interleaved round-robin so that a shared machine's drift hits all
 alike. End to end is `adaptwin eval` over the general test sets, one utterance at a time,
 greedy (a looping or unlikely clip decoded again with beam search), each engine in its own
@@ -105,9 +109,10 @@ def _parameters(source: str) -> int:
     return count_parameters([adaptwin.load_whisper(source).model])
 
 
-def encoder_latency(folders: dict[str, Path], args) -> tuple[dict[str, float], dict[str, float]]:
+def encoder_latency(folders: dict[str, Path], args, clip) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Median seconds of one encoder call on a 30 s window (features of real speech), and of
-    one decoder step (a token after 32, logits included) for each ONNX export."""
+    one decoder step (a token after 32, logits included) for each ONNX export: {"window": ...}
+    on that window, {"clip": ...} on ``clip`` (16 kHz samples) at the context the runtime gives it."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -134,7 +139,8 @@ def encoder_latency(folders: dict[str, Path], args) -> tuple[dict[str, float], d
             continue  # whisper.cpp's file: end to end only
         session = ort.InferenceSession(str(folder / "encoder_model.onnx"), opts, providers=["CPUExecutionProvider"])
         runs[f"ort {label}"] = lambda session=session: session.run(None, {"input_features": feats})
-        steps[f"ort {label}"] = _step_runner(folder, feats, args.threads)
+        steps[("window", f"ort {label}")] = _step_runner(folder, args.threads, feats=feats)
+        steps[("clip", f"ort {label}")] = _step_runner(folder, args.threads, clip=clip)
     try:
         import ctranslate2
 
@@ -161,30 +167,45 @@ def encoder_latency(folders: dict[str, Path], args) -> tuple[dict[str, float], d
                 for _ in range(STEPS_PER_ROUND):
                     fn()
                 step_times[name].append((time.perf_counter() - start) / STEPS_PER_ROUND)
-    return (
-        {name: statistics.median(t) for name, t in times.items()},
-        {name: statistics.median(t) for name, t in step_times.items()},
-    )
+    step_medians = {"window": {}, "clip": {}}
+    for (where, name), t in step_times.items():
+        step_medians[where][name] = statistics.median(t)
+    return {name: statistics.median(t) for name, t in times.items()}, step_medians
 
 
 STEPS_PER_ROUND = 20
 
 
-def _step_runner(folder: Path, feats, threads: int):
-    """One decoder step of an ONNX export: a token after a 32-token history, logits included."""
+def _step_runner(folder: Path, threads: int, feats=None, clip=None):
+    """One decoder step of an ONNX export: a token after a 32-token history, logits included,
+    on ``feats`` (the window's features) or on ``clip`` (samples) at the runtime's context."""
     import numpy as np
     from transformers import GenerationConfig
 
+    from adaptwin.runtime import get_backend
     from adaptwin.runtime.decoding import Vocab
-    from adaptwin.runtime.ort import OrtWhisper
 
-    engine = OrtWhisper(folder, threads=threads)
+    backend = get_backend("ort", folder, threads=threads)
+    engine = backend.engine
+    if feats is None:
+        feats = engine.features([clip], backend.frames([clip]))
     prompt = Vocab.from_generation_config(GenerationConfig.from_pretrained(folder), "en").prompt()
     cross, empty = engine.encode(feats)
     history = np.asarray([prompt + [220] * (32 - len(prompt))])
     _, (_, past) = engine.step(history, (cross, empty))
     one = np.asarray([[220]])
     return lambda: engine.step(one, (cross, past))
+
+
+def median_clip(args) -> dict:
+    """The general test sets' clip of median length (the runs' utterances): its samples, path, seconds."""
+    from adaptwin.audio import load_audio
+
+    utts = spread(general_test(Path(args.data)), args.limit)
+    seconds = {u.audio: u.duration or len(load_audio(u.audio)) / 16000 for u in utts}
+    mid = sorted(utts, key=lambda u: (seconds[u.audio], str(u.audio)))[len(utts) // 2]
+    audio = load_audio(mid.audio)
+    return {"samples": audio, "audio": str(mid.audio), "seconds": len(audio) / 16000}
 
 
 def worker(args) -> int:
@@ -273,9 +294,11 @@ def main(argv=None) -> int:
         p.error("--data is needed (the output of `adaptwin data build`)")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     folders = prepare(args)
-    latency, steps = encoder_latency(folders, args)
+    clip = median_clip(args)
+    latency, steps = encoder_latency(folders, args, clip["samples"])
     for k, v in latency.items():
-        print(f"encoder {k}: {v * 1000:.0f} ms; step {1000 * steps.get(k, float('nan')):.2f} ms", flush=True)
+        step, at_clip = (1000 * steps[w].get(k, float("nan")) for w in ("window", "clip"))
+        print(f"encoder {k}: {v * 1000:.0f} ms; step {step:.2f} ms, on the median clip {at_clip:.2f} ms", flush=True)
     e2e = end_to_end(folders, args)
     sizes = {label: sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) for label, folder in folders.items()}
     info = machine_info()
@@ -285,7 +308,9 @@ def main(argv=None) -> int:
         "machine": info,
         "args": vars(args),
         "encoder_seconds": latency,
-        "step_seconds": steps,
+        "step_seconds": steps["window"],
+        "step_seconds_clip": steps["clip"],
+        "clip": {k: v for k, v in clip.items() if k != "samples"},
         "parameters": args.params,
         "end_to_end": e2e,
         "export_bytes": sizes,
@@ -309,6 +334,8 @@ def render(stored: dict) -> str:
     args = stored["args"]
     dense = latency.get("ort dense-fp32")
     steps, params = stored.get("step_seconds", {}), stored.get("parameters", {})
+    # runs since the twenty-fourth session also time the step on the median test clip
+    clip_steps, clip = stored.get("step_seconds_clip", {}), stored.get("clip")
     lines = [
         f"Machine: {machine_line(stored['machine'])}; {args['threads']} threads per engine",
         *([f"Command: `{stored['machine']['command']}`"] if stored["machine"].get("command") else []),
@@ -317,19 +344,32 @@ def render(stored: dict) -> str:
         "Encoder, one 30 s window (median of %d):" % args["repeats"],
         "",
         "| engine | parameters (M) | encoder ms | vs ORT dense fp32 | vs same-precision ORT dense "
-        "| decoder step ms | step vs same-precision ORT dense |",
-        "|---|---|---|---|---|---|---|",
+        "| decoder step ms | step vs same-precision ORT dense |"
+        + (f" step ms, median test clip ({clip['seconds']:.1f} s) | vs same-precision ORT dense |" if clip else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if clip else ""),
     ]
+
+    def step_cells(table: dict, k: str, precision: str) -> str:
+        step, same_step = table.get(k), table.get(f"ort dense-{precision}")
+        return f" {'%.2f' % (1000 * step) if step else ''} | {'%.2fx' % (same_step / step) if step and same_step else ''} |"
+
     for k, v in latency.items():
         label, _, precision = k.removeprefix("ort ").rpartition("-")
         same = latency.get(f"ort dense-{precision}") if k.startswith("ort ") else None
-        step, same_step = steps.get(k), steps.get(f"ort dense-{precision}")
         n = params.get(label) if k.startswith("ort ") else None
         lines.append(
             f"| {k} | {'%.1f' % (n / 1e6) if n else ''} | {v * 1000:.0f} | {dense / v:.2f}x | "
-            f"{'%.2fx' % (same / v) if same else ''} | {'%.2f' % (1000 * step) if step else ''} | "
-            f"{'%.2fx' % (same_step / step) if step and same_step else ''} |"
+            f"{'%.2fx' % (same / v) if same else ''} |"
+            + step_cells(steps, k, precision)
+            + (step_cells(clip_steps, k, precision) if clip else "")
         )
+    if clip:
+        lines += [
+            "",
+            f"The median test clip is `{Path(clip['audio']).name}` ({clip['seconds']:.2f} s): a dense model's "
+            "decoder reads the 30 s window's keys and values there too, a dynamic-context model's only its "
+            "bucketed length.",
+        ]
     fw, int8 = e2e.get("faster-whisper int8"), e2e.get("ort dense-int8")
     n = next(iter(e2e.values()))["n_utterances"] if e2e else 0
     lines += [
@@ -374,7 +414,7 @@ def targets(stored: dict) -> list[str]:
     """Each compressed model's int8 export against TARGETS (lines of a table; none without
     the dense rows)."""
     e2e, sizes, params = stored["end_to_end"], stored["export_bytes"], stored.get("parameters", {})
-    steps = stored.get("step_seconds", {})
+    steps, clip_steps, clip = stored.get("step_seconds", {}), stored.get("step_seconds_clip", {}), stored.get("clip")
     dense, fp32 = e2e.get("ort dense-int8"), e2e.get("pytorch dense fp32")
     labels = [k for k in params if k != "dense" and f"ort {k}-int8" in e2e]
     if not (dense and fp32 and labels and params.get("dense") and sizes.get("dense-fp32")):
@@ -393,11 +433,21 @@ def targets(stored: dict) -> list[str]:
         share, folder = params[label] / params["dense"], sizes[f"{label}-int8"] / sizes["dense-fp32"]
         speed = dense["rtf"] / row["rtf"]
         step_x = steps["ort dense-int8"] / step if step and steps.get("ort dense-int8") else None
+        step_cell = (
+            f"{step_x:.2f}×: {verdict(step_x, TARGETS['step'], lower_is_better=False, unit='×')}" if step_x else ""
+        )
+        at_clip = clip_steps.get(f"ort {label}-int8")
+        if clip and step_x and at_clip and clip_steps.get("ort dense-int8"):
+            clip_x = clip_steps["ort dense-int8"] / at_clip
+            step_cell = (
+                f"30 s window {step_cell}; median test clip ({clip['seconds']:.1f} s) "
+                f"{clip_x:.2f}×: {verdict(clip_x, TARGETS['step'], lower_is_better=False, unit='×')}"
+            )
         cells = [
             f"{share:.1%}: {verdict(100 * share, 100 * TARGETS['parameters'], unit=' points')}",
             f"{folder:.1%}: {verdict(100 * folder, 100 * TARGETS['folder'], unit=' points')}",
             f"{speed:.2f}×: {verdict(speed, TARGETS['end_to_end'], lower_is_better=False, unit='×')}",
-            f"{step_x:.2f}×: {verdict(step_x, TARGETS['step'], lower_is_better=False, unit='×')}" if step_x else "",
+            step_cell,
             f"{row['wer']:.2f} vs {fp32['wer']:.2f}: {verdict(row['wer'], fp32['wer'] + TARGETS['wer_gap'])}",
         ]
         lines.append(f"| {label} | {' | '.join(cells)} |")
