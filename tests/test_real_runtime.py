@@ -122,3 +122,44 @@ def test_no_speech_gate_keeps_clipped_and_quiet_speech(tiny_en):
     quiet = audio * 10 ** (-30 / 20)
     for text in backend.transcribe_batch([audio, loud, quiet]):
         assert wer_counts(clip.text, text).errors / max(1, len(clip.text.split())) < 0.5, text
+
+
+@pytest.fixture(scope="module")
+def base():
+    try:
+        return adaptwin.load_whisper("base")
+    except FileNotFoundError as exc:
+        pytest.skip(f"weights not installed: {exc}")
+
+
+def test_base_detects_english_and_an_english_only_model_says_english(base, tiny_en):
+    from adaptwin.runtime import Whisper
+
+    clip = load_audio(bundled_clips()[0].audio)
+    segments, info = Whisper(base, language=None).transcribe(clip)
+    assert info.language == "en" and info.language_probability > 0.9
+    a = wer_counts(bundled_clips()[0].text, " ".join(s.text for s in segments))
+    assert a.errors / a.ref_words < 0.2
+    _, info = Whisper(tiny_en, language=None).transcribe(clip)
+    assert (info.language, info.language_probability) == ("en", 1.0)
+
+
+def test_base_detects_german_speech(base, tmp_path):
+    """espeak-ng's German voice (Debian's espeak-ng, as `adaptwin data build` uses): detected,
+    then decoded in German."""
+    import shutil
+    import subprocess
+
+    from adaptwin.runtime import get_backend
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    text = "Guten Morgen. Heute ist das Wetter schön, und wir gehen in den Park spazieren."
+    subprocess.run(["espeak-ng", "-v", "de", "-w", str(tmp_path / "de.wav"), text], check=True)
+    backend = get_backend("torch", base)
+    clip = load_audio(tmp_path / "de.wav")
+    [(detected, probability)] = backend.detect_language([clip])
+    assert detected == "de" and probability > 0.5
+    [hyp] = backend.generate([clip], language=None)
+    text = backend.engine.processor.tokenizer.decode(hyp.tokens, skip_special_tokens=True)
+    assert hyp.language == "de" and "Guten Morgen" in text

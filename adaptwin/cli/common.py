@@ -21,10 +21,20 @@ def add_model_args(p: argparse.ArgumentParser, margin: bool = True) -> None:
         "--model", default="base", help="torch: anything load_whisper accepts; ort/trt: an adaptwin-export folder"
     )
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
-    p.add_argument("--language", default="en", help="language of multilingual models")
+    add_language_arg(p)
     p.add_argument("--threads", type=int, help="CPU threads for the engine")
     add_context_arg(p, margin)
     add_gate_args(p)
+
+
+def add_language_arg(p: argparse.ArgumentParser) -> None:
+    """--language: a code such as en or de; auto (None) lets a multilingual model detect it."""
+    p.add_argument(
+        "--language",
+        default="en",
+        type=lambda v: None if v == "auto" else v,
+        help="language of multilingual models, e.g. en, de; auto: detected (English-only models ignore it)",
+    )
 
 
 def add_context_arg(p: argparse.ArgumentParser, margin: bool = True) -> None:

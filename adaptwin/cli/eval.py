@@ -9,7 +9,7 @@ from ..data import read_utterances
 from ..evaluate import evaluate
 from ..runtime import get_backend
 from ..runtime.decoding import DecodingOptions
-from .common import add_context_arg, add_gate_args, gate_from, write_json
+from .common import add_context_arg, add_gate_args, add_language_arg, gate_from, write_json
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "ort", "trt"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--beams", type=int, default=1, help="beam size (1: greedy)")
-    p.add_argument("--language", default="en", help="language for multilingual models")
+    add_language_arg(p)
     p.add_argument("--json", help="write the report (wer in percent, per speaker, rtf, ...) here")
     p.add_argument("--per-utterance", help="write one JSON line per utterance here")
     add_context_arg(p)

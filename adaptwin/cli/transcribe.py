@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 
-        segments, _ = model.transcribe(audio, beams=args.beams, progress=progress)
+        segments, info = model.transcribe(audio, beams=args.beams, progress=progress)
+        if info.language_probability is not None:
+            logger.info("%s: detected language %s (probability %.2f)", path, info.language, info.language_probability)
         chunks = format_segments(segments, args.output, str(path))
         if target is None:
             for chunk in chunks:

@@ -10,7 +10,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..errors import InvalidInput
 from ..models.context import CONTEXTS, RUN_MARGIN, encoder_frames
-from .decoding import DecodingOptions, Vocab, decode
+from .decoding import DecodingOptions, Vocab, decode, language_probs, language_tokens
 from .gate import NoSpeechGate, has_words, load_gate_vad, speech_mask
 from .ort import OrtWhisper
 from .segments import cut_loop, ends_repeated
@@ -31,6 +31,10 @@ class Backend(Protocol):
         gate: NoSpeechGate | None = NoSpeechGate(),
     ) -> list[str]:
         """Text of each (<= 30 s, 16 kHz mono) clip; "" for a clip without speech."""
+        ...
+
+    def detect_language(self, audios: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(language code, probability) of each clip."""
         ...
 
 
@@ -80,9 +84,47 @@ class StepperBackend:
         full_context: bool = False,
         margin: float | None = None,
     ):
-        """Best hypothesis per clip. ``full_context``: the 30 s window even for a model that
+        """Best hypothesis per clip. ``language`` None: a multilingual model detects each clip's
+        (``Hypothesis.language``). ``full_context``: the 30 s window even for a model that
         learnt a dynamic context; ``margin``: as for ``frames``."""
+        Vocab.from_generation_config(self.engine.generation_config, language)  # an unknown language fails here
+        frames = None if full_context else self.frames(audios, margin)
+        state = self.engine.encode(self.engine.features(audios, frames))
+        known = self._languages(language, state, len(audios))
+        hyps = [None] * len(audios)
+        # clips of one language decode together; those of another from their rows of the state
+        for code in dict.fromkeys(c for c, _ in known):
+            rows = [i for i, (c, _) in enumerate(known) if c == code]
+            part = state if len(rows) == len(audios) else self.engine.reorder(state, np.asarray(rows))
+            clips = [audios[i] for i in rows]
+            decoded = self._decode(part, clips, code, timestamps, previous, max_new_tokens, prefix, num_beams)
+            for i, hyp in zip(rows, decoded):
+                hyp.language, hyp.language_prob = code, known[i][1]
+                hyps[i] = hyp
+        return hyps
+
+    def detect_language(self, audios: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(language code, probability) per clip (<= 30 s) as a multilingual model hears it;
+        ("en", 1.0) from an English-only model."""
+        state = self.engine.encode(self.engine.features(audios, self.frames(audios)))
+        return self._languages(None, state, len(audios))
+
+    def _languages(self, language: str | None, state, batch: int) -> list[tuple[str, float | None]]:
+        """(code, detection probability or None when given) per clip of ``state``."""
         gen = self.engine.generation_config
+        codes = language_tokens(gen)
+        if language is not None:  # "de" or "<|de|>"; an English-only model hears English
+            return [(language.removeprefix("<|").removesuffix("|>") if codes else "en", None)] * batch
+        if not codes:
+            return [("en", 1.0)] * batch
+        probs = language_probs(self.engine, state, batch, gen.decoder_start_token_id, list(codes.values()))
+        names = list(codes)
+        return [(names[int(row.argmax())], float(row.max())) for row in probs]
+
+    def _decode(self, state, audios, language, timestamps, previous, max_new_tokens, prefix, num_beams):
+        """Best hypothesis per clip of ``audios``, whose encoder output is ``state``."""
+        gen = self.engine.generation_config
+        batch = len(audios)
         vocab = Vocab.from_generation_config(gen, language)
         prefix = list(prefix or [])
         positions = self.engine.config.max_target_positions
@@ -104,9 +146,7 @@ class StepperBackend:
             )
         limit = min(wanted, room)
         options = DecodingOptions(beam_size=num_beams, max_new_tokens=limit, timestamps=timestamps)
-        frames = None if full_context else self.frames(audios, margin)
-        state = self.engine.encode(self.engine.features(audios, frames))
-        return decode(self.engine, state, len(audios), prompt, vocab, options, prefix)
+        return decode(self.engine, state, batch, prompt, vocab, options, prefix)
 
     def transcribe_batch(
         self,

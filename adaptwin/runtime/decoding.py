@@ -80,6 +80,21 @@ class Vocab:
         )
 
 
+def language_tokens(gen: Any) -> dict[str, int]:
+    """{"en": id of <|en|>, ...}: a multilingual model's language tokens (none for an English-only one)."""
+    if not getattr(gen, "is_multilingual", False):
+        return {}
+    return {code.removeprefix("<|").removesuffix("|>"): i for code, i in (getattr(gen, "lang_to_id", {}) or {}).items()}
+
+
+def language_probs(stepper: Stepper, state: Any, batch: int, sot: int, ids: list[int]) -> np.ndarray:
+    """openai/whisper's language detection: the decoder's distribution right after
+    <|startoftranscript|>, over the language tokens ``ids`` alone. -> [B, len(ids)]; ``state``
+    is left as it was (a stepper returns a new state)."""
+    logits, _ = prefill(stepper, state, np.full((batch, 1), sot, dtype=np.int64))  # [B, V]
+    return np.exp(_log_softmax(logits[:, ids]))
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
     beam_size: int = 1
@@ -103,6 +118,8 @@ class Hypothesis:
     no_speech_prob: float = 0.0  # P(<|nospeech|>) right after <|startoftranscript|>, as openai/whisper
     # log-probability of each generated token after the forced prefix (greedy decoding; empty for beams)
     token_logprobs: list[float] = field(default_factory=list)
+    language: str | None = None  # the language decoded in (detected when none was given); None: unknown
+    language_prob: float | None = None  # the detection's probability of it (None: given, not detected)
 
     @property
     def avg_logprob(self) -> float:

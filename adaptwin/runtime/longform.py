@@ -37,7 +37,8 @@ def transcribe(
     edge is decoded again in the next window, so no word is doubled or dropped at seams.
     The previous text is the prompt of the next window (``condition_on_previous_text``).
     With a ``gate``, stretches without speech are skipped before decoding and windows the
-    model calls silent yield nothing.
+    model calls silent yield nothing. ``language`` None: a multilingual model detects it on
+    the first window it decodes and keeps it.
     """
     engine = backend.engine
     vocab = Vocab.from_generation_config(engine.generation_config, language)
@@ -48,15 +49,14 @@ def transcribe(
     speech = _speech_frames(backend, audio, gate)
     previous: list[int] = []
     while total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE:
-        if speech is not None:  # jump over silence to just before the next speech frame
-            ahead = np.flatnonzero(speech[seek // VAD_FRAME :])
-            if not len(ahead):
-                break
-            seek = max(seek, (seek // VAD_FRAME + int(ahead[0])) * VAD_FRAME - int(SPEECH_PAD * SAMPLE_RATE))
-            if total - seek <= MIN_WINDOW_SECONDS * SAMPLE_RATE:
-                break
+        seek = _next_speech(speech, seek, total)
+        if seek is None:
+            break
         window = audio[seek : seek + int(WINDOW_SECONDS * SAMPLE_RATE)]
         seconds = len(window) / SAMPLE_RATE
+        if language is None:
+            language = backend.detect_language([window])[0][0]
+            logger.info("detected language %r", language)
         hyp, text, failed = _decode_window(
             backend, window, language, num_beams, previous if condition_on_previous_text else None, tokenizer, gate
         )
@@ -91,6 +91,26 @@ def transcribe(
                 previous = (previous + text_tokens)[-223:]
         seek += max(int(consumed * SAMPLE_RATE), 1)
         _report(progress, seek, total)
+
+
+def detect_language(backend, audio: np.ndarray, gate: NoSpeechGate | None = NoSpeechGate()) -> tuple[str, float] | None:
+    """(code, probability) of the language of ``audio``'s first 30 s of speech, as
+    ``transcribe`` would detect it; None when the ``gate`` finds no speech."""
+    seek = _next_speech(_speech_frames(backend, audio, gate), 0, len(audio))
+    if seek is None:
+        return None
+    return backend.detect_language([audio[seek : seek + int(WINDOW_SECONDS * SAMPLE_RATE)]])[0]
+
+
+def _next_speech(speech: np.ndarray | None, seek: int, total: int) -> int | None:
+    """Where the next window starts: just before the next speech frame at or after ``seek``
+    (``seek`` itself without VAD flags); None when no speech (or no audio) is left."""
+    if speech is not None:
+        ahead = np.flatnonzero(speech[seek // VAD_FRAME :])
+        if not len(ahead):
+            return None
+        seek = max(seek, (seek // VAD_FRAME + int(ahead[0])) * VAD_FRAME - int(SPEECH_PAD * SAMPLE_RATE))
+    return seek if total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE else None
 
 
 def _report(progress, seek: int, total: int) -> None:

@@ -230,7 +230,7 @@ def _reached(seconds: float, target: float) -> bool:
 @dataclass
 class OnlineProcessor:
     backend: Any  # StepperBackend
-    language: str | None = "en"
+    language: str | None = "en"  # None: a multilingual model's detected one, fixed by the first committed words
     agreement: int = 2
     min_chunk: float = 0.5  # seconds of new audio before decoding again
     trim_after: float = 10.0  # cut the buffer at a committed segment end once it is longer than this
@@ -308,6 +308,7 @@ class OnlineProcessor:
         self.last_word_end = 0.0  # stream time where the last committed word ends
         self.flushed = False  # a pause committed every pending word and no speech came since
         self.heard_end = False  # the newest hypothesis heard silence after the speech, and none came since
+        self.heard_language: str | None = None  # the newest hypothesis' language (detected when not given)
         self.decodes = 0
         self.loops = 0  # hypotheses that looped (and were decoded again, then cut)
         self.sure: list[float] = []  # per word of the newest hypothesis: its least likely token's probability
@@ -481,6 +482,7 @@ class OnlineProcessor:
         if silent:
             units = []  # the model hears no speech: nothing to agree on (and no fallback decode)
         self.sure = _word_probabilities(hyp, len(self.prefix), units, self.vocab.timestamp_begin)
+        self.heard_language = getattr(hyp, "language", None)
         self.unprocessed = 0.0
         self.heard_end = self.silence > 0
         if self.trim_heap:
@@ -492,6 +494,8 @@ class OnlineProcessor:
 
     def _commit(self, units: list[Unit]) -> list[Emitted]:
         now = time.perf_counter()
+        if units and self.language is None:  # detected: the first committed words fix it for the stream
+            self.language = self.heard_language
         for u in units:
             self.prefix += list(u.tokens)
             self.last_word_end = u.word.end

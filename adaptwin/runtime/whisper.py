@@ -21,7 +21,7 @@ from ..audio import SAMPLE_RATE, load_audio
 from ..models.context import RUN_MARGIN
 from . import longform
 from .backends import get_backend
-from .decoding import DecodingOptions
+from .decoding import DecodingOptions, Vocab
 from .gate import NoSpeechGate
 from .segments import Segment
 from .streaming import OnlineProcessor
@@ -31,9 +31,10 @@ from .vad import load_vad
 @dataclass(frozen=True)
 class TranscriptionInfo:
     duration: float  # seconds of audio
-    language: str | None
+    language: str | None  # given, or detected on the first 30 s of speech (None: no speech to detect it on)
     backend: str
     no_speech_gate: bool
+    language_probability: float | None = None  # the detection's (None: the language was given)
 
 
 class Whisper:
@@ -42,7 +43,8 @@ class Whisper:
     an engine-backed ``StepperBackend`` already made. ``gate``: the no-speech gate (None: off).
     ``context``: "auto" runs the encoder on the audio's length when the model was adapted for
     a dynamic audio context (``adaptwin adapt --dynamic-context``), "full" always on 30 s;
-    ``run_margin``: seconds such a model hears after the audio, at least."""
+    ``run_margin``: seconds such a model hears after the audio, at least. ``language`` None: a
+    multilingual model detects it (``transcribe``: on the first 30 s of speech, before decoding)."""
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class Whisper:
         else:
             kwargs = {"threads": threads} if threads and backend in ("torch", "ort") else {}
             self.backend = get_backend(backend, model, context, run_margin, **kwargs)
+        Vocab.from_generation_config(self.backend.engine.generation_config, language)  # an unknown one fails here
         self.language, self.gate = language, gate
 
     def transcribe(
@@ -76,17 +79,20 @@ class Whisper:
         if not isinstance(audio, np.ndarray):
             audio = load_audio(audio)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        language, probability = self.language, None
+        if language is None:  # detected once, as faster-whisper, so that info can say it before decoding
+            language, probability = longform.detect_language(self.backend, audio, self.gate) or (None, None)
         segments = longform.transcribe(
             self.backend,
             audio,
-            language=self.language,
+            language=language,
             num_beams=beams,
             condition_on_previous_text=condition_on_previous_text,
             progress=progress,
             gate=self.gate,
         )
         info = TranscriptionInfo(
-            round(len(audio) / SAMPLE_RATE, 3), self.language, self.backend.name, self.gate is not None
+            round(len(audio) / SAMPLE_RATE, 3), language, self.backend.name, self.gate is not None, probability
         )
         return segments, info
 

@@ -130,6 +130,10 @@ class FakeBackend:
     def frames(self, audios, margin=None):
         return None  # the full window: no dynamic context
 
+    def detect_language(self, audios):
+        self.detected = getattr(self, "detected", 0) + len(audios)
+        return [("en", 1.0)] * len(audios)  # an English-only model
+
     def vad_for(self, gate):
         return None if gate.vad == "none" else NonzeroVAD()
 

@@ -40,6 +40,17 @@ def test_transcribe_long_file_to_srt_and_json(tmp_path, fake_backend, capsys):
     assert len(data["segments"]) >= 40 and not list((tmp_path / "out").glob(".*part"))
 
 
+def test_transcribe_language_auto_detects_it(tmp_path, monkeypatch, capsys):
+    import adaptwin.cli.common as common
+
+    backend = FakeBackend()
+    monkeypatch.setattr(common, "backend", lambda args: backend)
+    write_wav(tmp_path / "a.wav", script_audio(6))
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--language", "auto"]) == 0
+    assert capsys.readouterr().out.split() == [f"w{k}" for k in range(6)] and backend.detected == 1
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--language", "en"]) == 0 and backend.detected == 1
+
+
 def test_transcribe_checks_every_file_first(tmp_path, fake_backend, capsys):
     write_wav(tmp_path / "ok.wav", script_audio(3))
     (tmp_path / "bad.wav").write_bytes(b"not audio at all")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from adaptwin.errors import InvalidInput
 from adaptwin.models.checkpoint import LoadedWhisper
 from adaptwin.runtime.backends import StepperBackend
 from adaptwin.runtime.streaming import OnlineProcessor
@@ -271,3 +272,108 @@ def test_ort_sessions_do_not_spin(tiny_ts, tmp_path):
     engine = OrtWhisper(export(tiny_ts, tmp_path / "onnx", ExportOptions(validate=False)).out, threads=2)
     for session in (engine.encoder, engine.decoder, engine.session("decoder_model.onnx")):
         assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+LANGUAGES = {"<|en|>": 50, "<|de|>": 51, "<|fr|>": 52}
+
+
+@pytest.fixture(scope="module")
+def tiny_multi(tiny_ts):
+    """``tiny_ts`` with a multilingual vocabulary: three language tokens and the task tokens."""
+    model = copy.deepcopy(tiny_ts.model)
+    gen = model.generation_config
+    gen.is_multilingual, gen.lang_to_id, gen.task_to_id = True, dict(LANGUAGES), {"transcribe": 53, "translate": 54}
+    return LoadedWhisper(model, tiny_ts.processor, tiny_ts.path)
+
+
+def noise_clips(n: int, seed: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(12000)).astype(np.float32) for _ in range(n)]
+
+
+def test_language_detection_reads_the_language_tokens_after_the_start_token(tiny_multi, tiny_ts):
+    """openai/whisper's detection: softmax over the language tokens alone of the decoder's
+    logits after <|startoftranscript|>; an English-only model says English."""
+    from adaptwin.runtime import decoding, get_backend
+
+    backend = get_backend("torch", tiny_multi)
+    clips = noise_clips(2)
+    state = backend.engine.encode(backend.engine.features(clips))
+    logits, _ = backend.engine.step(np.asarray([[1], [1]]), state)
+    probs = np.exp(decoding._log_softmax(logits[:, -1, list(LANGUAGES.values())]))
+    names = [c[2:-2] for c in LANGUAGES]
+    expect = [(names[int(p.argmax())], float(p.max())) for p in probs]
+    got = backend.detect_language(clips)
+    assert [c for c, _ in got] == [c for c, _ in expect]
+    np.testing.assert_allclose([p for _, p in got], [p for _, p in expect], rtol=1e-5)
+    assert get_backend("torch", tiny_ts).detect_language(clips) == [("en", 1.0)] * 2
+
+
+@pytest.mark.parametrize("engine", ["torch", "ort"])
+def test_clips_without_a_language_decode_as_with_their_detected_one(tiny_multi, monkeypatch, tmp_path, engine):
+    """generate(language=None) detects each clip's language, decodes clips of one language
+    together and the others from their rows of the encoder output: every hypothesis equals the
+    decode of its clip alone with that language given."""
+    from adaptwin.runtime import backends, get_backend
+
+    if engine == "ort":
+        pytest.importorskip("onnxruntime")
+        from adaptwin.export import ExportOptions, export
+        from adaptwin.runtime.ort import OrtWhisper
+
+        folder = export(tiny_multi, tmp_path / "onnx", ExportOptions(validate=False)).out
+        backend = StepperBackend(OrtWhisper(folder, processor=tiny_multi.processor), "ort")
+    else:
+        backend = get_backend("torch", tiny_multi)
+    clips = noise_clips(3)
+    # the random model hears one language in all noise: make it hear de, fr, de (in the
+    # engine's order of the language tokens: a saved generation config sorts them)
+    order = list(backends.language_tokens(backend.engine.generation_config))
+    wanted = [{"de": 0.7, "fr": 0.2}, {"fr": 0.7, "de": 0.2}, {"de": 0.6, "fr": 0.2}]
+    fixed = np.asarray([[w.get(code, 0.1) for code in order] for w in wanted])
+    monkeypatch.setattr(backends, "language_probs", lambda *a, **k: fixed)
+    hyps = backend.generate(clips, language=None, max_new_tokens=4)
+    assert [(h.language, h.language_prob) for h in hyps] == [("de", 0.7), ("fr", 0.7), ("de", 0.6)]
+    for clip, hyp in zip(clips, hyps):
+        alone = backend.generate([clip], language=hyp.language, max_new_tokens=4)[0]
+        assert alone.tokens == hyp.tokens and alone.language == hyp.language and alone.language_prob is None
+    with pytest.raises(InvalidInput, match="not one of this model's languages"):
+        backend.generate(clips, language="xx")
+
+
+def test_the_facade_detects_once_before_decoding_and_says_so(tiny_multi):
+    from adaptwin.runtime.whisper import Whisper
+
+    clip = noise_clips(1)[0]
+    model = Whisper(tiny_multi, language=None, gate=None)
+    segments, info = model.transcribe(clip)
+    expect = model.backend.detect_language([clip])[0]
+    assert (info.language, info.language_probability) == (expect[0], pytest.approx(expect[1]))
+    list(segments)
+    _, given = Whisper(tiny_multi, language="fr", gate=None).transcribe(clip)
+    assert (given.language, given.language_probability) == ("fr", None)
+    with pytest.raises(InvalidInput, match="not one of this model's languages"):
+        Whisper(tiny_multi, language="xx")
+
+
+def test_a_stream_without_a_language_keeps_the_one_its_first_words_were_heard_in(tiny_multi):
+    from adaptwin.runtime import get_backend
+
+    rng = np.random.default_rng(0)
+    t = np.arange(6 * 16000) / 16000
+    audio = (
+        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
+    ).astype(np.float32)
+    backend = get_backend("torch", tiny_multi)
+    languages = []
+    generate = backend.generate
+    backend.generate = lambda audios, **kw: (languages.append(kw["language"]), generate(audios, **kw))[1]
+    online = OnlineProcessor(backend, language=None, min_chunk=0.2, trim_after=0.5, max_buffer=0.9, pad=0.0)
+    emitted = []
+    for i in range(0, len(audio), 3200):
+        online.insert_audio(audio[i : i + 3200])
+        emitted += online.process()
+    emitted += online.finish()
+    assert emitted and online.language in {c[2:-2] for c in LANGUAGES}
+    first = languages.index(online.language)  # given from the decode after the first commit on
+    assert None in languages[:first] and set(languages[first:]) == {online.language}
