@@ -25,6 +25,13 @@ def register(sub) -> None:
     p.add_argument("--output", default="txt", choices=["txt", "srt", "vtt", "json"])
     p.add_argument("--out", help="write here (a folder when several files are given) instead of stdout")
     p.add_argument("--beams", type=int, default=1)
+    p.add_argument(
+        "--task",
+        default="transcribe",
+        choices=["transcribe", "translate"],
+        help="translate: into English (multilingual models)",
+    )
+    p.add_argument("--initial-prompt", help="text the first window is decoded after: names, spellings, a style")
     p.set_defaults(func=run)
 
 
@@ -58,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(round(seconds - last[0], 1))
             last[0] = seconds
 
-        segments, info = model.transcribe(audio, beams=args.beams, progress=progress)
+        segments, info = model.transcribe(
+            audio, beams=args.beams, progress=progress, task=args.task, initial_prompt=args.initial_prompt
+        )
         if info.language_probability is not None:
             logger.info("%s: detected language %s (probability %.2f)", path, info.language, info.language_probability)
         chunks = format_segments(segments, args.output, str(path))

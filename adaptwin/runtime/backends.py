@@ -83,11 +83,13 @@ class StepperBackend:
         prefix: list[int] | None = None,
         full_context: bool = False,
         margin: float | None = None,
+        task: str = "transcribe",
     ):
         """Best hypothesis per clip. ``language`` None: a multilingual model detects each clip's
         (``Hypothesis.language``). ``full_context``: the 30 s window even for a model that
-        learnt a dynamic context; ``margin``: as for ``frames``."""
-        Vocab.from_generation_config(self.engine.generation_config, language)  # an unknown language fails here
+        learnt a dynamic context; ``margin``: as for ``frames``. ``task``: "transcribe" or
+        "translate" (into English)."""
+        Vocab.from_generation_config(self.engine.generation_config, language, task)  # bad options fail here
         frames = None if full_context else self.frames(audios, margin)
         state = self.engine.encode(self.engine.features(audios, frames))
         known = self._languages(language, state, len(audios))
@@ -97,7 +99,7 @@ class StepperBackend:
             rows = [i for i, (c, _) in enumerate(known) if c == code]
             part = state if len(rows) == len(audios) else self.engine.reorder(state, np.asarray(rows))
             clips = [audios[i] for i in rows]
-            decoded = self._decode(part, clips, code, timestamps, previous, max_new_tokens, prefix, num_beams)
+            decoded = self._decode(part, clips, code, task, timestamps, previous, max_new_tokens, prefix, num_beams)
             for i, hyp in zip(rows, decoded):
                 hyp.language, hyp.language_prob = code, known[i][1]
                 hyps[i] = hyp
@@ -121,11 +123,11 @@ class StepperBackend:
         names = list(codes)
         return [(names[int(row.argmax())], float(row.max())) for row in probs]
 
-    def _decode(self, state, audios, language, timestamps, previous, max_new_tokens, prefix, num_beams):
+    def _decode(self, state, audios, language, task, timestamps, previous, max_new_tokens, prefix, num_beams):
         """Best hypothesis per clip of ``audios``, whose encoder output is ``state``."""
         gen = self.engine.generation_config
         batch = len(audios)
-        vocab = Vocab.from_generation_config(gen, language)
+        vocab = Vocab.from_generation_config(gen, language, task)
         prefix = list(prefix or [])
         positions = self.engine.config.max_target_positions
         wanted = max_new_tokens or token_budget(audios)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InvalidInput
 
 NEG = -np.inf
+TASKS = ("transcribe", "translate")  # translate: into English
 PREFILL_CHUNK = 32  # prompt tokens per decoder call: only the last position's logits are used, and a
 # whole long prompt (previous text + forced prefix, up to ~300 tokens) at once would materialise
 # logits [N, T, 51865] (~60 MB for T=300, several times that inside an int8 graph)
@@ -54,6 +55,10 @@ class Vocab:
 
     @classmethod
     def from_generation_config(cls, gen: Any, language: str | None = "en", task: str = "transcribe") -> Vocab:
+        if task not in TASKS:
+            raise InvalidInput(f"task={task!r}: choose one of {', '.join(TASKS)}")
+        if task == "translate" and task not in (getattr(gen, "task_to_id", None) or {}):
+            raise InvalidInput("an English-only model cannot translate: use a multilingual one such as base")
         start = [gen.decoder_start_token_id]
         if getattr(gen, "is_multilingual", False):
             lang_ids = getattr(gen, "lang_to_id", {}) or {}

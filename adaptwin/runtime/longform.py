@@ -30,6 +30,8 @@ def transcribe(
     condition_on_previous_text: bool = True,
     progress: Callable[[float], None] | None = None,
     gate: NoSpeechGate | None = NoSpeechGate(),
+    task: str = "transcribe",
+    initial_prompt: str | None = None,
 ) -> Iterator[Segment]:
     """Segments of ``audio`` (16 kHz mono) as they are decoded. ``backend``: a ``StepperBackend``.
 
@@ -38,16 +40,21 @@ def transcribe(
     The previous text is the prompt of the next window (``condition_on_previous_text``).
     With a ``gate``, stretches without speech are skipped before decoding and windows the
     model calls silent yield nothing. ``language`` None: a multilingual model detects it on
-    the first window it decodes and keeps it.
+    the first window it decodes and keeps it. ``task`` "translate": into English (multilingual
+    models). ``initial_prompt``: text (names, spellings, a style) given as the previous text of
+    the first window, as in openai/whisper.
     """
     engine = backend.engine
-    vocab = Vocab.from_generation_config(engine.generation_config, language)
+    vocab = Vocab.from_generation_config(engine.generation_config, language, task)
     if vocab.timestamp_begin is None:
         raise InvalidInput("this model has no timestamp tokens: long-form transcription needs them")
     tokenizer = engine.processor.tokenizer
     seek, total = 0, len(audio)
     speech = _speech_frames(backend, audio, gate)
     previous: list[int] = []
+    if initial_prompt and initial_prompt.strip():
+        previous = tokenizer.encode(" " + initial_prompt.strip(), add_special_tokens=False)
+    first = True  # the initial prompt reaches the first window even without condition_on_previous_text
     while total - seek > MIN_WINDOW_SECONDS * SAMPLE_RATE:
         seek = _next_speech(speech, seek, total)
         if seek is None:
@@ -57,9 +64,11 @@ def transcribe(
         if language is None:
             language = backend.detect_language([window])[0][0]
             logger.info("detected language %r", language)
-        hyp, text, failed = _decode_window(
-            backend, window, language, num_beams, previous if condition_on_previous_text else None, tokenizer, gate
-        )
+        prompt = previous if condition_on_previous_text or first else None
+        hyp, text, failed = _decode_window(backend, window, language, task, num_beams, prompt, tokenizer, gate)
+        if first and not condition_on_previous_text:
+            previous = []
+        first = False
         if failed:  # drop the prompt that may feed a hallucination
             previous = []
         if gate is not None and gate.no_speech(hyp, text, failed):
@@ -130,7 +139,7 @@ def _speech_frames(backend, audio: np.ndarray, gate: NoSpeechGate | None) -> np.
     return speech_mask(vad, audio, VAD_FRAME)
 
 
-def _decode_window(backend, window, language, num_beams, previous, tokenizer, gate=None):
+def _decode_window(backend, window, language, task, num_beams, previous, tokenizer, gate=None):
     """Greedy with the previous text as prompt; if the result loops or is unlikely, again
     without the prompt, then with beam search (deterministic stand-ins for openai/whisper's
     temperature fallback). Returns (hypothesis, its text, failed): when every attempt failed,
@@ -143,7 +152,13 @@ def _decode_window(backend, window, language, num_beams, previous, tokenizer, ga
     tried = []
     for beams, prompt in attempts:
         hyp = backend.generate(
-            [window], language=language, num_beams=beams, timestamps=True, previous=prompt or None, max_new_tokens=220
+            [window],
+            language=language,
+            num_beams=beams,
+            timestamps=True,
+            previous=prompt or None,
+            max_new_tokens=220,
+            task=task,
         )[0]
         text = tokenizer.decode(hyp.tokens, skip_special_tokens=True)
         failed = hyp.failed(text)

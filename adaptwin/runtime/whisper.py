@@ -72,10 +72,15 @@ class Whisper:
         beams: int = 1,
         condition_on_previous_text: bool = True,
         progress: Callable[[float], None] | None = None,
+        task: str = "transcribe",
+        initial_prompt: str | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments of ``audio`` (a file of any format and length, or 16 kHz mono samples) as a
-        generator, and what is known before decoding. Silence gives no segment."""
+        generator, and what is known before decoding. Silence gives no segment. ``task``
+        "translate": into English (multilingual models); ``initial_prompt``: text the first
+        window is decoded after (names, spellings, a style), as in openai/whisper."""
         DecodingOptions(beam_size=beams)  # impossible options fail here, not at the first iteration
+        Vocab.from_generation_config(self.backend.engine.generation_config, self.language, task)
         if not isinstance(audio, np.ndarray):
             audio = load_audio(audio)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -90,6 +95,8 @@ class Whisper:
             condition_on_previous_text=condition_on_previous_text,
             progress=progress,
             gate=self.gate,
+            task=task,
+            initial_prompt=initial_prompt,
         )
         info = TranscriptionInfo(
             round(len(audio) / SAMPLE_RATE, 3), language, self.backend.name, self.gate is not None, probability

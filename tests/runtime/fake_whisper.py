@@ -104,7 +104,9 @@ class FakeBackend:
         prefix=None,
         full_context=False,
         margin=None,
+        task="transcribe",
     ):
+        self.previous = getattr(self, "previous", []) + [previous]  # the prompt of every decode
         out = []
         for audio in audios:
             self.calls.append(len(audio) / SAMPLE_RATE)

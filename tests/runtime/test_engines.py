@@ -377,3 +377,20 @@ def test_a_stream_without_a_language_keeps_the_one_its_first_words_were_heard_in
     assert emitted and online.language in {c[2:-2] for c in LANGUAGES}
     first = languages.index(online.language)  # given from the decode after the first commit on
     assert None in languages[:first] and set(languages[first:]) == {online.language}
+
+
+def test_translation_puts_its_task_token_in_the_prompt(tiny_multi, monkeypatch):
+    from adaptwin.runtime import backends, get_backend
+
+    prompts = []
+    decode = backends.decode
+
+    def recording(engine, state, batch, prompt, *rest):
+        prompts.append(prompt)
+        return decode(engine, state, batch, prompt, *rest)
+
+    monkeypatch.setattr(backends, "decode", recording)
+    backend = get_backend("torch", tiny_multi)
+    backend.generate(noise_clips(1), language="de", task="translate", max_new_tokens=2)
+    backend.generate(noise_clips(1), language="de", max_new_tokens=2)
+    assert prompts == [[1, LANGUAGES["<|de|>"], 54, NO_TS], [1, LANGUAGES["<|de|>"], 53, NO_TS]]
