@@ -10,7 +10,9 @@ models or settings; the test sets (`runtime_speed.py`, `adaptation.py`) then run
 
 The ± figures are standard errors from resampling the utterances (errors cluster within an
 utterance, so resampling words would understate them): of each WER, and of each model's
-difference from the first one (or `--versus NAME`) on the same utterances (paired).
+difference from the first one (or `--versus NAME`) on the same utterances (paired). A second
+table gives the same for the synthetic voices (`adaptwin data build`'s TTS engines) and the
+real ones apart: the test sets hold both kinds.
 
 Writes benchmarks/results/validation_wer.{json,md} (or --out) and docs/results/validation_wer.md;
 ``--render`` redraws them from the JSON.
@@ -34,13 +36,16 @@ ABOUT = __doc__.split("\n\n", 2)[2].rsplit("\n\nWrites", 1)[0]
 
 def measure(model: str, data: Path, limit: int | None) -> dict:
     from adaptwin.data import read_utterances
+    from adaptwin.data.tts import VOICES
     from adaptwin.evaluate import evaluate
     from adaptwin.runtime import get_backend
 
     utts = [u for u in read_utterances(data / "canary.jsonl") if u.split == "validation"][:limit]
     per_utterance = []
     report = evaluate(get_backend("torch", model), utts, results=per_utterance)
+    synthetic = {v.name for v in VOICES}
     return {
+        "kinds": {r.audio: "synthetic" if r.speaker in synthetic else "real" for r in per_utterance},
         "model": model,
         "wer": round(report.wer, 2),
         "n_words": report.n_words,
@@ -68,6 +73,24 @@ def render(result: dict) -> str:
         vs = "" if diff is None else f"{r['wer'] - first_row['wer']:+.2f} ± {diff:.2f}"
         row = f"| {name} | {r['wer']:.2f} ± {se:.2f} | {r['errors']} / {r['n_words']} | {vs} | "
         lines.append(row + " | ".join(cells) + " |")
+    if all("kinds" in r for _, r in models):  # runs since the twenty-fourth session
+        lines += [
+            "",
+            f"By kind of voice (WER %, and the paired difference from {first} in points):",
+            "",
+            "| model | real voices | vs " + first + " | synthetic voices | vs " + first + " |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in models:
+            cells = []
+            for kind in ("real", "synthetic"):
+                mine = {a: v for a, v in r["utterances"].items() if r["kinds"].get(a) == kind}
+                theirs = {a: v for a, v in first_row["utterances"].items() if a in mine}
+                wer = 100 * sum(v[0] for v in mine.values()) / max(1, sum(v[1] for v in mine.values()))
+                base = 100 * sum(v[0] for v in theirs.values()) / max(1, sum(v[1] for v in theirs.values()))
+                se, diff = paired(mine, None if name == first else theirs)
+                cells += [f"{wer:.2f} ± {se:.2f}", "" if diff is None else f"{wer - base:+.2f} ± {diff:.2f}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"

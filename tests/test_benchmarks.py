@@ -1,6 +1,6 @@
 """The helpers the benchmark scripts share (benchmarks/pages.py, scoring.py, and streaming.py's
 --means): where results are written, which utterances a limit takes, the error bars every table
-prints, and the means over repeated streaming runs."""
+prints, the means over repeated streaming runs, and validation_wer's split by kind of voice."""
 
 import json
 import sys
@@ -16,6 +16,7 @@ try:
     from pages import result_file, store_and_publish
     from scoring import paired, resampled_se, spread
     from streaming import means
+    from validation_wer import render as render_validation
 finally:  # the scripts put their folder on the path too
     sys.path[:] = [entry for entry in sys.path if not entry or Path(entry).resolve() != Path(BENCHMARKS)]
 
@@ -119,3 +120,17 @@ def test_streaming_means_sum_words_over_recordings_and_runs(tmp_path):
     # (mean of 84 and 70 errors = 77, plus 24) over 1000 words; offline 10 %
     assert "| 2 / 1 | 10.00 | 10.10 (+0.10 over offline) |" in both
     assert "| 0.5 | 0.8 |" in table[5] and "9.00" in table[5]
+
+
+def test_validation_wer_splits_real_and_synthetic_voices():
+    kinds = {"r1": "real", "r2": "real", "s1": "synthetic", "s2": "synthetic"}
+    first = {"r1": [1, 10], "r2": [1, 10], "s1": [4, 10], "s2": [4, 10]}
+    second = {"r1": [3, 10], "r2": [3, 10], "s1": [1, 10], "s2": [1, 10]}
+    row = lambda u: {"wer": 25.0, "errors": 10, "n_words": 40, "per_speaker": {}, "utterances": u, "kinds": kinds}  # noqa: E731
+    machine = dict.fromkeys(("cpu", "cores", "torch_threads", "torch", "transformers", "commit", "date"), "x")
+    text = render_validation(
+        {"machine": machine, "command": "x", "models": {"a": row(first), "b": row(second)}, "versus": None}
+    )
+    table = text.split("By kind of voice")[1]
+    assert "| a | 10.00 ± 0.00 |  | 40.00 ± 0.00 |  |" in table
+    assert "| b | 30.00 ± 0.00 | +20.00 ± 0.00 | 10.00 ± 0.00 | -30.00 ± 0.00 |" in table
