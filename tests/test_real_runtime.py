@@ -12,12 +12,16 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(scope="module")
-def tiny_en():
+def weights(name: str):
     try:
-        return adaptwin.load_whisper("tiny.en")
+        return adaptwin.load_whisper(name)
     except FileNotFoundError as exc:
         pytest.skip(f"weights not installed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def tiny_en():
+    return weights("tiny.en")
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +130,7 @@ def test_no_speech_gate_keeps_clipped_and_quiet_speech(tiny_en):
 
 @pytest.fixture(scope="module")
 def base():
-    try:
-        return adaptwin.load_whisper("base")
-    except FileNotFoundError as exc:
-        pytest.skip(f"weights not installed: {exc}")
+    return weights("base")
 
 
 def test_base_detects_english_and_an_english_only_model_says_english(base, tiny_en):

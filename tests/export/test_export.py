@@ -434,3 +434,14 @@ def test_a_split_head_int8_lookup_matches_its_float_lookup(split_exports):
     assert torch.allclose(ref, split_exports[0].model.decoder.embed_tokens(ids), atol=1e-6)
     _int8_embedding(graph, blockwise=True)
     assert (graph.embed(ids) - ref).norm() / ref.norm() < 0.02
+
+
+def test_an_int8_top1_share_binds_only_over_enough_positions():
+    """One near-tie flipped among the two positions of the logits_at check reads as 50 %: a top-1
+    share over fewer than MIN_TOP1_POSITIONS is printed, and rms still bounds those logits."""
+    from adaptwin.export.validate import MIN_TOP1_POSITIONS, Check
+
+    few = Check("real: decoder, logits at two positions", "int8", 0.03, 0.03, 0.5, positions=2)
+    many = Check("real: decoder, all tokens at once", "int8", 0.03, 0.03, 0.5, positions=MIN_TOP1_POSITIONS)
+    far = Check("real: decoder, logits at two positions", "int8", 0.9, 0.9, 1.0, positions=2)
+    assert few.ok and not many.ok and not far.ok

@@ -43,6 +43,14 @@ def tiny_ts(tiny_dense):
     return LoadedWhisper(model, processor, Path("tiny"))
 
 
+def tone_bursts() -> np.ndarray:
+    """A generated 6 s "file": a 220 Hz tone switched on and off, under noise."""
+    rng = np.random.default_rng(0)
+    t = np.arange(6 * 16000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0)
+    return (tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 def stream(backend, audio):
     windows = []
     generate = backend.generate
@@ -67,11 +75,7 @@ def test_online_processor_on_a_tiny_model_torch_and_ort_agree(tiny_ts, tmp_path)
     from adaptwin.runtime import get_backend
     from adaptwin.runtime.ort import OrtWhisper
 
-    rng = np.random.default_rng(0)
-    t = np.arange(6 * 16000) / 16000
-    audio = (
-        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
-    ).astype(np.float32)  # a generated "file"
+    audio = tone_bursts()
     torch.manual_seed(0)
     emitted_torch, windows = stream(get_backend("torch", tiny_ts), audio)
     assert windows and max(windows) <= 0.9 + 1e-6  # the decoded window stays bounded
@@ -218,11 +222,7 @@ def test_streaming_with_a_dynamic_context_commits_every_word_once(tiny_ts, tmp_p
     from adaptwin.runtime.ort import OrtWhisper
 
     loaded = dynamic(tiny_ts)
-    rng = np.random.default_rng(0)
-    t = np.arange(6 * 16000) / 16000
-    audio = (
-        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
-    ).astype(np.float32)
+    audio = tone_bursts()
     backend = get_backend("torch", loaded)
     frames = recording_encoder(backend)
     emitted, windows = stream(backend, audio)
@@ -359,11 +359,7 @@ def test_the_facade_detects_once_before_decoding_and_says_so(tiny_multi):
 def test_a_stream_without_a_language_keeps_the_one_its_first_words_were_heard_in(tiny_multi):
     from adaptwin.runtime import get_backend
 
-    rng = np.random.default_rng(0)
-    t = np.arange(6 * 16000) / 16000
-    audio = (
-        0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.7 * t) > 0) + 0.05 * rng.standard_normal(len(t))
-    ).astype(np.float32)
+    audio = tone_bursts()
     backend = get_backend("torch", tiny_multi)
     languages = []
     generate = backend.generate
